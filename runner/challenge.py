@@ -1,0 +1,144 @@
+"""The challenge contract (LeetGPU-compatible) and finding challenges by number, slug or path."""
+
+from __future__ import annotations
+
+import ctypes
+import difflib
+import importlib.util
+import re
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHALLENGES_DIR = REPO_ROOT / "challenges"
+STARTERS_DIR = REPO_ROOT / "starter_code"
+REFERENCE_DIR = REPO_ROOT / "reference"
+
+Signature = Dict[str, Tuple[Any, str]]
+TestCase = Dict[str, Any]
+
+
+class ChallengeBase(ABC):
+    """Base class of every challenge.
+
+    A challenge allocates its test tensors on ``self.device`` (set by the runner before any
+    generator is called; ``"cuda"`` by default, as LeetGPU's harness assumes).
+    Random data is drawn on the CPU from ``self.generator(seed)`` and then moved, so a case
+    reproduces bit for bit on any device.
+    """
+
+    def __init__(self, name: str, atol: float, rtol: float, num_gpus: int = 1,
+                 access_tier: str = "free"):
+        self.name = name
+        self.atol = atol
+        self.rtol = rtol
+        self.num_gpus = num_gpus
+        self.access_tier = access_tier
+        self.device = torch.device("cuda")
+        self.seed = 0  # the grading seed, mixed into every generator; the runner sets it
+
+    # -- helpers for generators -------------------------------------------------------------
+    def generator(self, seed: int) -> torch.Generator:
+        """A CPU generator for the case numbered ``seed`` under the current grading seed."""
+        return torch.Generator(device="cpu").manual_seed(seed + 1_000_003 * self.seed)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(self.device).contiguous()
+
+    # -- the contract -------------------------------------------------------------------------
+    @abstractmethod
+    def reference_impl(self, **kwargs) -> None: ...
+
+    @abstractmethod
+    def get_solve_signature(self) -> Signature: ...
+
+    @abstractmethod
+    def generate_example_test(self) -> TestCase: ...
+
+    @abstractmethod
+    def generate_functional_test(self) -> List[TestCase]: ...
+
+    @abstractmethod
+    def generate_performance_test(self) -> TestCase: ...
+
+    # -- optional: a cost model for reporting achieved bandwidth / throughput -----------------
+    def bytes_moved(self, test: TestCase) -> Optional[int]:
+        """The fewest bytes a solution must move through device memory for ``test``."""
+        return None
+
+    def flops(self, test: TestCase) -> Optional[int]:
+        """The floating-point operations a solution must do for ``test``."""
+        return None
+
+
+def is_pointer(ctype: Any) -> bool:
+    return isinstance(ctype, type) and issubclass(ctype, ctypes._Pointer)
+
+
+@dataclass
+class ChallengeInfo:
+    """A challenge folder found on disk."""
+
+    path: Path
+    number: Optional[int]
+    slug: str
+    difficulty: str
+
+    @property
+    def display(self) -> str:
+        return f"{self.number}_{self.slug}" if self.number is not None else self.slug
+
+
+_FOLDER_RE = re.compile(r"^(\d+)_(.+)$")
+
+
+def _info_for(path: Path) -> ChallengeInfo:
+    match = _FOLDER_RE.match(path.name)
+    number, slug = (int(match.group(1)), match.group(2)) if match else (None, path.name)
+    return ChallengeInfo(path=path, number=number, slug=slug, difficulty=path.parent.name)
+
+
+def discover(root: Path = CHALLENGES_DIR) -> List[ChallengeInfo]:
+    """Every ``<difficulty>/<number>_<slug>/challenge.py`` under ``root``, sorted by number."""
+    found = [_info_for(p.parent) for p in root.glob("*/*/challenge.py")]
+    return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
+
+
+class UnknownChallenge(LookupError):
+    def __init__(self, query: str, suggestions: List[str]):
+        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        super().__init__(f"no challenge matches {query!r}.{hint} "
+                         f"(`python run_challenge.py --action list` shows them all)")
+
+
+def find_challenge(query: str, root: Path = CHALLENGES_DIR) -> ChallengeInfo:
+    """Resolve a folder path, a number (``96``) or a slug (``int8_kv_cache_attention``)."""
+    as_path = Path(query)
+    if (as_path / "challenge.py").is_file():
+        return _info_for(as_path.resolve())
+    known = discover(root)
+    for info in known:
+        if query in (str(info.number), info.slug, info.path.name):
+            return info
+    by_name = {c.path.name: c for c in known} | {c.slug: c for c in known}
+    close = [by_name[n].path.name for n in difflib.get_close_matches(query, by_name, n=6, cutoff=0.5)]
+    close += [c.path.name for c in known if query and query in c.path.name]
+    close = list(dict.fromkeys(close))
+    raise UnknownChallenge(query, close[:3])
+
+
+def load_challenge(info: ChallengeInfo, device: torch.device) -> ChallengeBase:
+    """Import ``challenge.py`` from the folder and return its ``Challenge`` instance."""
+    module_name = f"_challenge_{info.path.name}"
+    spec = importlib.util.spec_from_file_location(module_name, info.path / "challenge.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    challenge = module.Challenge()
+    challenge.device = torch.device(device)
+    return challenge

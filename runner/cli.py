@@ -1,0 +1,123 @@
+"""``run_challenge.py``: grade a solution locally (run, submit), or set one up (init).
+
+Exit codes: 0 accepted (or, for CUDA without a GPU, compiled), 1 any other verdict,
+2 a usage error. With ``--json`` stdout carries exactly one JSON object; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from runner import languages
+from runner.challenge import STARTERS_DIR, ChallengeInfo, UnknownChallenge, find_challenge
+from runner.errors import UsageError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+ACTIONS = ("run", "submit", "init")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_challenge.py",
+        description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.")
+    parser.add_argument("challenge", help="challenge folder, number (96) or slug")
+    parser.add_argument("--action", choices=ACTIONS, default="run",
+                        help="run: the example test; submit: every test, then timing; "
+                             "init: copy the starter for --language to the solution path")
+    parser.add_argument("--solution", type=Path,
+                        help="solution file (default: <challenge>/solution/solution.<ext>)")
+    parser.add_argument("--language", help="cuda, triton, cupy or pytorch (default: from the "
+                                           "file name)")
+    parser.add_argument("--device", default="auto", help="auto (default), cuda or cpu")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="grading seed for the generated tests (default 0)")
+    parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    return parser
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def default_solution_dir(info: ChallengeInfo) -> Path:
+    return info.path / "solution"
+
+
+def resolve_solution(info: ChallengeInfo, solution: Optional[Path],
+                     language: Optional[str]) -> tuple[Path, str]:
+    if solution is None:
+        folder = default_solution_dir(info)
+        if language:
+            solution = folder / f"solution{languages.suffix(language)}"
+        else:
+            found = sorted(p for p in folder.glob("solution.*") if p.is_file()) if folder.is_dir() else []
+            if len(found) != 1:
+                raise UsageError(
+                    f"no solution given: pass --solution FILE or --language L "
+                    f"(`--action init --language L` creates {folder}/solution.<ext> from the starter)"
+                    if not found else
+                    f"several solutions in {folder}: pass --solution or --language")
+            solution = found[0]
+    lang = languages.normalize(language) if language else languages.detect(solution)
+    if not solution.is_file():
+        raise UsageError(f"solution file {solution} does not exist; create it with "
+                         f"`python run_challenge.py {info.display} --action init --language {lang}`")
+    return solution, lang
+
+
+def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optional[str]) -> int:
+    if not language:
+        raise UsageError("--action init needs --language (cuda, triton, cupy or pytorch)")
+    lang = languages.normalize(language)
+    starter = STARTERS_DIR / info.slug / f"starter{languages.suffix(lang)}"
+    if not starter.is_file():
+        raise UsageError(f"challenge {info.display} has no {lang} starter ({starter} is missing)")
+    target = solution or default_solution_dir(info) / f"solution{languages.suffix(lang)}"
+    if target.exists():
+        log(f"{target} already exists; leaving it unchanged")
+        return EXIT_OK
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(starter, target)
+    log(f"created {target} from the {lang} starter; edit it, then run:\n"
+        f"  python run_challenge.py {info.display} --solution {target} --action run")
+    return EXIT_OK
+
+
+def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
+    from runner import devices
+    from runner.grade import GradeOptions, grade
+    from runner.report import render_text
+
+    solution, language = resolve_solution(info, args.solution, args.language)
+    device = devices.resolve_device(args.device)
+    if args.device == "auto" and device.type == "cpu":
+        log("no CUDA GPU found: grading on the CPU (timing is skipped)")
+    options = GradeOptions(action=args.action, device=device, seed=args.seed,
+                           progress=lambda msg: log(f"... {msg}"))
+    result = grade(info, solution, language, options)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(render_text(result))
+    return EXIT_OK if result.verdict in ("accepted", "compiled") else EXIT_REJECTED
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        info = find_challenge(args.challenge)
+        if args.action == "init":
+            return init_solution(info, args.solution, args.language)
+        return grade_command(args, info)
+    except (UsageError, UnknownChallenge) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Choosing the grading device, and the peak rates of known GPUs for "% of peak" figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from runner.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Peak:
+    name: str
+    dram_gbps: float      # memory bandwidth, GB/s (datasheet)
+    fp32_tflops: float    # non-tensor FP32, TFLOP/s (datasheet)
+
+
+# Matched by substring of torch.cuda.get_device_name(), most specific first.
+KNOWN_PEAKS = [
+    (("H200",), Peak("H200", 4800, 67)),
+    (("H100", "PCIe"), Peak("H100 PCIe", 2000, 51)),
+    (("H100", "NVL"), Peak("H100 NVL", 3900, 60)),
+    (("H100",), Peak("H100 SXM", 3350, 67)),
+    (("GH200",), Peak("GH200", 4000, 67)),
+    (("B200",), Peak("B200", 8000, 80)),
+    (("A100", "80GB"), Peak("A100 80GB", 2039, 19.5)),
+    (("A100",), Peak("A100 40GB", 1555, 19.5)),
+    (("A10G",), Peak("A10G", 600, 31.2)),
+    (("L40S",), Peak("L40S", 864, 91.6)),
+    (("L4",), Peak("L4", 300, 30.3)),
+    (("T4",), Peak("T4", 320, 8.1)),
+    (("V100",), Peak("V100", 900, 15.7)),
+    (("RTX 4090",), Peak("RTX 4090", 1008, 82.6)),
+    (("RTX 3090",), Peak("RTX 3090", 936, 35.6)),
+]
+
+
+def peak_for(device_name: str) -> Optional[Peak]:
+    for needles, peak in KNOWN_PEAKS:
+        if all(n in device_name for n in needles):
+            return peak
+    return None
+
+
+def measured_copy_gbps(device: torch.device, nbytes: int = 512 * 2**20) -> float:
+    """Device-to-device copy bandwidth (bytes read + written), for GPUs not in the table."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        dst.copy_(src)
+    end.record()
+    end.synchronize()
+    return 2 * nbytes * 10 / (start.elapsed_time(end) / 1e3) / 1e9
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when a GPU is present, else the CPU."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but no CUDA GPU is visible here "
+                         "(use --device auto or cpu)")
+    if requested not in ("cuda", "cpu"):
+        raise UsageError(f"unknown device {requested!r}; choose auto, cuda or cpu")
+    return torch.device(requested)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"

@@ -1,0 +1,120 @@
+"""One Result type for every grading, rendered for people or as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+# verdict -> the LeetGPU-compatible status of the terminal message
+STATUS_OF_VERDICT = {
+    "accepted": "success",
+    "wrong_answer": "error",
+    "compile_error": "error",
+    "runtime_error": "error",
+    "compiled": "success",
+    "time_limit_exceeded": "timeout",
+    "memory_limit_exceeded": "oom",
+    "internal_error": "error",
+    "interrupted": "interrupted",
+}
+
+
+@dataclass
+class TestReport:
+    name: str
+    passed: bool
+    params: Dict[str, Any] = field(default_factory=dict)
+    max_abs_error: Optional[float] = None
+    max_rel_error: Optional[float] = None
+    mismatches: int = 0
+    total: int = 0
+    worst: Optional[Dict[str, Any]] = None
+    examples: List[Dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class Result:
+    verdict: str
+    message: str = ""
+    challenge: str = ""
+    language: str = ""
+    action: str = ""
+    device: str = ""
+    tests: List[TestReport] = field(default_factory=list)
+    performance: Optional[Dict[str, Any]] = None
+    details: str = ""            # compiler output or the user's traceback
+    notes: List[str] = field(default_factory=list)
+    seed: Optional[int] = None   # the grading seed, for reproduction
+    logs: str = ""               # the submission's captured stdout/stderr, bounded
+
+    @property
+    def status(self) -> str:
+        return STATUS_OF_VERDICT.get(self.verdict, "error")
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == "accepted"
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data = {"status": self.status, **data}
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Result":
+        data = {k: v for k, v in data.items() if k != "status"}
+        data["tests"] = [TestReport(**t) for t in data.get("tests", [])]
+        return cls(**data)
+
+
+def _fmt_params(params: Dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def render_text(result: Result) -> str:
+    """The human-readable report."""
+    lines = [f"Challenge: {result.challenge}   language: {result.language}   "
+             f"device: {result.device}   action: {result.action}"]
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    for test in result.tests:
+        mark = "PASS" if test.passed else "FAIL"
+        err = (f"  max abs err {test.max_abs_error:.3g}" if test.max_abs_error is not None else "")
+        lines.append(f"  [{mark}] {test.name} ({_fmt_params(test.params)}){err}")
+        if not test.passed and test.message:
+            for msg_line in test.message.splitlines():
+                lines.append(f"         {msg_line}")
+    if result.performance:
+        lines.append(render_performance(result.performance))
+    verdict = result.verdict.upper().replace("_", " ")
+    lines.append(f"Verdict: {verdict}" + (f": {result.message}" if result.message else ""))
+    if result.details:
+        lines.append(result.details)
+    if result.logs:
+        lines.append("Output of your solution:\n" + result.logs)
+    return "\n".join(lines)
+
+
+def render_performance(perf: Dict[str, Any]) -> str:
+    if not perf.get("timed"):
+        return f"  Performance: not timed ({perf.get('reason', 'no GPU')})"
+    sol = perf["solution"]
+    out = [f"  Performance ({_fmt_params(perf.get('params', {}))}):",
+           f"    your solve: median {sol['median_ms'] * 1e3:.1f} us  (mean {sol['mean_ms'] * 1e3:.1f}, "
+           f"min {sol['min_ms'] * 1e3:.1f}, std {sol['std_ms'] * 1e3:.1f} us, {sol['runs']} runs, "
+           f"timing: {sol['mode']})"]
+    ref = perf.get("reference")
+    if ref:
+        out.append(f"    reference:  median {ref['median_ms'] * 1e3:.1f} us  "
+                   f"-> speedup {perf['speedup']:.2f}x")
+    if perf.get("gbps") is not None:
+        frac = perf.get("bandwidth_fraction")
+        tail = f" ({100 * frac:.0f}% of {perf['peak_source']})" if frac else ""
+        out.append(f"    achieved: {perf['gbps']:.0f} GB/s{tail}"
+                   + (f", {perf['tflops']:.3f} TFLOP/s" if perf.get("tflops") else ""))
+    return "\n".join(out)

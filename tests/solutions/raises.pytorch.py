@@ -1,0 +1,6 @@
+def helper(x):
+    return x["missing"]
+
+
+def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
+    helper({})

@@ -1,0 +1,159 @@
+"""The CLI end to end on the CPU path: accepted solutions, wrong ones, and bad input."""
+
+import json
+
+import pytest
+
+from helpers import REFERENCE_96, SOLUTIONS, STARTERS_96, grade_json, run_cli
+
+
+def test_pytorch_reference_solution_is_accepted_on_submit(capsys):
+    code, result, err = grade_json(capsys, "96", "--solution",
+                                   REFERENCE_96 / "solution.pytorch.py", "--action", "submit")
+    assert code == 0, result
+    assert result["status"] == "success" and result["verdict"] == "accepted"
+    assert len(result["tests"]) == 13 and all(t["passed"] for t in result["tests"])
+    for test in result["tests"]:
+        assert test["max_abs_error"] < 1e-3 and test["mismatches"] == 0
+    assert result["performance"]["timed"] is False or result["device"] != "cpu"
+
+
+def test_triton_reference_solution_is_accepted_on_run(capsys):
+    code, result, _ = grade_json(capsys, "96", "--solution", REFERENCE_96 / "solution.triton.py")
+    assert code == 0 and result["verdict"] == "accepted"
+    assert result["language"] == "triton" and result["tests"][0]["name"] == "example"
+
+
+@pytest.mark.slow
+def test_triton_reference_solution_is_accepted_on_submit(capsys):
+    code, result, _ = grade_json(capsys, "96", "--solution", REFERENCE_96 / "solution.triton.py",
+                                 "--action", "submit")
+    assert code == 0, result["message"]
+    assert len(result["tests"]) == 13
+
+
+@pytest.mark.parametrize("solution, expected_in_message", [
+    ("wrong_no_max.pytorch.py", "test 10"),
+    ("wrong_swapped_scales.pytorch.py", "differ by more than"),
+    ("wrong_first_head_only.pytorch.py", "got nan"),
+    ("wrong_writes_input.pytorch.py", "modified the input `k_scale`"),
+    ("wrong_out_of_bounds.pytorch.py", "256 bytes past the end of `output`"),
+    ("wrong.triton.py", "differ by more than"),
+])
+def test_wrong_solutions_are_rejected_with_a_useful_message(capsys, solution, expected_in_message):
+    code, result, _ = grade_json(capsys, "96", "--solution", SOLUTIONS / solution,
+                                 "--action", "submit")
+    assert code == 1
+    assert result["status"] == "error" and result["verdict"] == "wrong_answer"
+    assert expected_in_message in result["message"]
+    failed = [t for t in result["tests"] if not t["passed"]]
+    assert failed and failed[0]["message"]
+
+
+def test_wrong_answer_reports_worst_element_and_tolerance(capsys):
+    code, result, _ = grade_json(capsys, "96", "--solution",
+                                 SOLUTIONS / "wrong_swapped_scales.pytorch.py", "--action", "run")
+    test = result["tests"][0]
+    assert not test["passed"] and test["mismatches"] > 0 and test["total"] == 16
+    worst = test["worst"]
+    assert set(worst) >= {"index", "got", "expected", "abs_error", "rel_error"}
+    assert abs(worst["got"] - worst["expected"]) == pytest.approx(worst["abs_error"], rel=1e-6)
+    assert "atol=0.001" in result["message"] and "rtol=0.001" in result["message"]
+    assert test["params"] == {"num_heads": 2, "seq_len": 3, "head_dim": 8}
+
+
+def test_answer_cached_by_shape_fails_on_fresh_inputs(capsys):
+    code, result, _ = grade_json(capsys, "96", "--solution",
+                                 SOLUTIONS / "wrong_cached_by_shape.pytorch.py", "--action", "submit")
+    assert code == 1 and result["verdict"] == "wrong_answer"
+    assert "did not follow new inputs" in result["message"]
+
+
+@pytest.mark.parametrize("solution, verdict, expected_in_message", [
+    ("syntax_error.pytorch.py", "compile_error", "syntax error in syntax_error.pytorch.py line 1"),
+    ("import_error.pytorch.py", "compile_error", "flash_attn_not_installed_anywhere"),
+    ("no_solve.pytorch.py", "compile_error", "defines no function `solve`"),
+    ("wrong_signature.pytorch.py", "compile_error", "use exactly these parameter names"),
+    ("raises.pytorch.py", "runtime_error", "`solve` raised KeyError"),
+])
+def test_broken_submissions_get_a_verdict_not_a_traceback(capsys, solution, verdict,
+                                                           expected_in_message):
+    code, result, err = grade_json(capsys, "96", "--solution", SOLUTIONS / solution)
+    assert code == 1
+    assert result["verdict"] == verdict and result["status"] == "error"
+    assert expected_in_message in result["message"]
+    assert "runner/" not in result["details"]  # only the user's frames
+
+
+def test_runtime_error_shows_the_users_frames(capsys):
+    _, result, _ = grade_json(capsys, "96", "--solution", SOLUTIONS / "raises.pytorch.py")
+    assert "raises.pytorch.py" in result["details"] and "helper" in result["details"]
+    assert "line 2" in result["details"]
+
+
+def test_starters_are_rejected_as_wrong_answer(capsys):
+    for starter in ("starter.pytorch.py", "starter.triton.py"):
+        code, result, _ = grade_json(capsys, "96", "--solution", STARTERS_96 / starter)
+        assert code == 1 and result["verdict"] == "wrong_answer", starter
+
+
+def test_json_output_is_exactly_one_object_on_stdout():
+    proc = run_cli("96", "--solution", REFERENCE_96 / "solution.pytorch.py", "--json")
+    assert proc.returncode == 0
+    result = json.loads(proc.stdout)
+    assert {"status", "verdict", "tests", "message", "challenge", "language"} <= set(result)
+    assert "no CUDA GPU found" in proc.stderr or result["device"] != "cpu"
+
+
+def test_human_report(capsys):
+    from runner.cli import main
+    code = main(["96", "--solution", str(REFERENCE_96 / "solution.pytorch.py")])
+    out = capsys.readouterr().out
+    assert code == 0 and "Verdict: ACCEPTED" in out and "[PASS] example" in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["97_int8_kv_cache_atention"], "no challenge matches"),
+    (["int8_kv_cache_atention"], "Did you mean: 96_int8_kv_cache_attention"),
+    (["96", "--solution", "nowhere/solution.triton.py"], "--action init --language triton"),
+    (["96", "--solution", "x.py"], "cannot tell the language"),
+    (["96", "--language", "fortran", "--solution", "x.cu"], "unknown language 'fortran'"),
+    (["96", "--action", "init"], "needs --language"),
+])
+def test_usage_errors_exit_2_with_one_line(argv, expected):
+    proc = run_cli(*argv)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_challenge_by_number_slug_and_path(capsys, repo):
+    folder = repo / "challenges/medium/96_int8_kv_cache_attention"
+    for name in ("96", "int8_kv_cache_attention", str(folder)):
+        code, result, _ = grade_json(capsys, name, "--solution", REFERENCE_96 / "solution.pytorch.py")
+        assert code == 0 and result["challenge"] == "96_int8_kv_cache_attention"
+
+
+def test_init_copies_the_starter_and_never_overwrites(tmp_path, capsys):
+    from runner.cli import main
+    target = tmp_path / "mine.triton.py"
+    assert main(["96", "--action", "init", "--language", "triton", "--solution", str(target)]) == 0
+    assert target.read_text() == (STARTERS_96 / "starter.triton.py").read_text()
+    target.write_text("# my work\n")
+    assert main(["96", "--action", "init", "--language", "triton", "--solution", str(target)]) == 0
+    assert target.read_text() == "# my work\n"
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_default_solution_path_is_the_challenge_solution_folder(tmp_path, capsys):
+    import shutil
+    from runner.cli import main
+    challenge_dir = tmp_path / "medium" / "96_int8_kv_cache_attention"
+    shutil.copytree(REFERENCE_96.parent.parent / "challenges/medium/96_int8_kv_cache_attention",
+                    challenge_dir)
+    assert main([str(challenge_dir), "--action", "init", "--language", "pytorch"]) == 0
+    assert (challenge_dir / "solution" / "solution.pytorch.py").is_file()
+    code = main([str(challenge_dir), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1 and result["verdict"] == "wrong_answer"  # the starter does nothing
