@@ -17,14 +17,15 @@ from runner.challenge import STARTERS_DIR, ChallengeInfo, UnknownChallenge, find
 from runner.errors import UsageError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-ACTIONS = ("run", "submit", "init")
+ACTIONS = ("run", "submit", "init", "validate", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_challenge.py",
         description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.")
-    parser.add_argument("challenge", help="challenge folder, number (96) or slug")
+    parser.add_argument("challenge", nargs="?",
+                        help="challenge folder, number (96) or slug (not needed for --action list)")
     parser.add_argument("--action", choices=ACTIONS, default="run",
                         help="run: the example test; submit: every test, then timing; "
                              "init: copy the starter for --language to the solution path")
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="grading seed for the generated tests (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON result on stdout")
+    parser.add_argument("--nvcc-flag", dest="nvcc_flags", action="append", default=[],
+                        metavar="FLAG", help="an extra nvcc flag for CUDA solutions (repeatable)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="wall-clock limit for the whole grading")
+    parser.add_argument("--remote", metavar="URL", default=None,
+                        help="send the submission to a judge service instead of grading here "
+                             "(or set SERVICE_URL)")
     return parser
 
 
@@ -89,7 +97,7 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
 
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     from runner import devices
-    from runner.grade import GradeOptions, grade
+    from runner.grade import GradeOptions, grade_safely
     from runner.report import render_text
 
     solution, language = resolve_solution(info, args.solution, args.language)
@@ -97,8 +105,9 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     if args.device == "auto" and device.type == "cpu":
         log("no CUDA GPU found: grading on the CPU (timing is skipped)")
     options = GradeOptions(action=args.action, device=device, seed=args.seed,
+                           nvcc_flags=list(args.nvcc_flags),
                            progress=lambda msg: log(f"... {msg}"))
-    result = grade(info, solution, language, options)
+    result = grade_safely(info, solution, language, options)
     if args.json:
         print(result.to_json())
     else:
@@ -107,12 +116,27 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from runner.judge.cli import serve_main
+        return serve_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.action == "list":
+            from runner.authoring.listing import list_command
+            return list_command(args)
+        if not args.challenge:
+            raise UsageError("name a challenge: a folder, a number (96) or a slug")
+        if args.remote:
+            from runner.judge.client import remote_command
+            return remote_command(args)
         info = find_challenge(args.challenge)
         if args.action == "init":
             return init_solution(info, args.solution, args.language)
+        if args.action == "validate":
+            from runner.authoring.validate import validate_command
+            return validate_command(args, info)
         return grade_command(args, info)
     except (UsageError, UnknownChallenge) as exc:
         print(f"error: {exc}", file=sys.stderr)

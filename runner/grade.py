@@ -4,6 +4,7 @@ performance test (submit), each compared with the challenge's reference."""
 from __future__ import annotations
 
 import math
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -29,6 +30,7 @@ class GradeOptions:
     seed: int = 0                         # grading seed; the example test ignores it
     time_budget_s: float = 3.0            # per timed implementation
     time_reference: bool = True
+    nvcc_flags: List[str] = field(default_factory=list)   # extra flags for CUDA solutions
     progress: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -108,6 +110,19 @@ def _fail(result: Result, verdict: str, message: str, details: str = "") -> Resu
     return result
 
 
+def grade_safely(info: ChallengeInfo, solution: Path, language: str,
+                 options: GradeOptions) -> Result:
+    """:func:`grade`, with a bug of ours reported as ``internal_error`` and its full traceback."""
+    try:
+        return grade(info, solution, language, options)
+    except Exception:  # noqa: BLE001 - anything not classified above is our bug
+        return Result(verdict="internal_error", challenge=info.display, language=language,
+                      action=options.action, device=devices.describe(options.device),
+                      message="the grader failed (a bug in the harness, not in your solution); "
+                              "please report it with the details below",
+                      details=traceback.format_exc(), seed=options.seed)
+
+
 def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOptions) -> Result:
     device = options.device
     challenge = load_challenge(info, device)
@@ -119,7 +134,8 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
     options.progress("compiling" if language == "cuda" else "loading")
     try:
-        solve_call = languages.backend(language).load(solution, challenge, device)
+        solve_call = languages.backend(language).load(solution, challenge, device,
+                                                      extra_flags=options.nvcc_flags)
     except SubmissionError as exc:
         return _fail(result, exc.verdict, exc.message, exc.details)
 
@@ -215,7 +231,8 @@ def run_performance(challenge: ChallengeBase, solve_call,
         check = check_call(challenge, "performance", copy_case, prepared, copy_expected)
         if not check.passed:
             check.message = (f"after timing, the output of the last timed call on input copy {k} "
-                             f"was wrong: {check.message}")
+                             f"was wrong (does the result depend on an earlier call, or is it "
+                             f"cached by shape or pointer?): {check.message}")
             return check, perf
     fresh_check = check_fresh_inputs(challenge, solve_call, first, options)
     if fresh_check is not None:

@@ -66,7 +66,9 @@ def test_answer_cached_by_shape_fails_on_fresh_inputs(capsys):
     code, result, _ = grade_json(capsys, "96", "--solution",
                                  SOLUTIONS / "wrong_cached_by_shape.pytorch.py", "--action", "submit")
     assert code == 1 and result["verdict"] == "wrong_answer"
-    assert "did not follow new inputs" in result["message"]
+    # on the CPU the fresh-inputs check catches it; on a GPU the rotated timing copies do first
+    assert ("did not follow new inputs" in result["message"]
+            or "cached by shape or pointer" in result["message"])
 
 
 @pytest.mark.parametrize("solution, verdict, expected_in_message", [

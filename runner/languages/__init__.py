@@ -1,4 +1,5 @@
-"""One module per language. Each exposes ``load(path, challenge, device) -> solve_call``.
+"""One module per language. Each exposes ``load(path, challenge, device, **settings) -> solve_call``
+(settings: ``extra_flags``, extra compiler flags, used by CUDA).
 
 ``solve_call(args)`` takes the test case dict (tensors on the grading device and ints) and
 runs the user's ``solve`` on it, writing outputs in place.

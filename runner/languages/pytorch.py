@@ -7,5 +7,5 @@ from pathlib import Path
 from runner.languages.python_module import load_python_solution
 
 
-def load(path: Path, challenge, device):
+def load(path: Path, challenge, device, **settings):
     return load_python_solution(path, challenge)

@@ -18,7 +18,7 @@ def prepare(device) -> None:
         os.environ["TRITON_INTERPRET"] = "1"
 
 
-def load(path: Path, challenge, device):
+def load(path: Path, challenge, device, **settings):
     prepare(device)
     try:
         import triton  # noqa: F401
