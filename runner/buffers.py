@@ -33,6 +33,7 @@ class GuardedOutput:
     storage: torch.Tensor  # uint8, [GUARD_BYTES + nbytes + GUARD_BYTES]
     view: torch.Tensor
     nbytes: int
+    shape: Tuple[int, ...] = ()
 
     @classmethod
     def like(cls, name: str, template: torch.Tensor) -> "GuardedOutput":
@@ -41,7 +42,13 @@ class GuardedOutput:
                              device=template.device)
         view = storage[GUARD_BYTES:GUARD_BYTES + nbytes].view(template.dtype).view(template.shape)
         view.copy_(template)
-        return cls(name, storage, view, nbytes)
+        return cls(name, storage, view, nbytes, tuple(template.shape))
+
+    def written(self) -> torch.Tensor:
+        """The output as stored in *our* allocation: a fresh view, so a solution that swaps
+        the storage of the tensor it was given (``output.set_(...)``) is not believed."""
+        return self.storage[GUARD_BYTES:GUARD_BYTES + self.nbytes].view(self.view.dtype).view(
+            self.shape)
 
     def damage(self) -> Optional[str]:
         """A message naming the out-of-bounds write, or None when both margins are intact."""
@@ -69,7 +76,7 @@ class PreparedCall:
     def poison(self, directions: Dict[str, str]) -> None:
         for name, out in self.outputs.items():
             if directions[name] == "out":
-                poison_(out.view)
+                poison_(out.written())
 
     def modified_inputs(self) -> List[str]:
         return [name for name, snap in self.input_snapshots.items()

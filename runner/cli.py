@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="FLAG", help="an extra nvcc flag for CUDA solutions (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock limit for the whole grading")
+    parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                        help="run the solution in this process (faster start, easier debugging; "
+                             "no isolation or limits)")
     parser.add_argument("--remote", metavar="URL", default=None,
                         help="send the submission to a judge service instead of grading here "
                              "(or set SERVICE_URL)")
@@ -98,14 +101,16 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     from runner import devices
     from runner.grade import GradeOptions, grade_safely
+    from runner.isolation import Limits
     from runner.report import render_text
 
     solution, language = resolve_solution(info, args.solution, args.language)
     device = devices.resolve_device(args.device)
     if args.device == "auto" and device.type == "cpu":
         log("no CUDA GPU found: grading on the CPU (timing is skipped)")
+    limits = Limits(timeout_s=args.timeout) if args.timeout else Limits()
     options = GradeOptions(action=args.action, device=device, seed=args.seed,
-                           nvcc_flags=list(args.nvcc_flags),
+                           nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox, limits=limits,
                            progress=lambda msg: log(f"... {msg}"))
     result = grade_safely(info, solution, language, options)
     if args.json:

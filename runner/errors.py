@@ -34,3 +34,19 @@ class EnvironmentNotSupported(SubmissionError):
     """The submission's language cannot run on this machine (e.g. CuPy without a GPU)."""
 
     verdict = "runtime_error"
+
+
+class MemoryLimitExceeded(SubmissionError):
+    """Host or GPU memory ran out (or the submission passed its memory limit)."""
+
+    verdict = "memory_limit_exceeded"
+
+
+class TimeLimitExceeded(SubmissionError):
+    verdict = "time_limit_exceeded"
+
+
+class TamperingDetected(SubmissionError):
+    """The submission changed the harness (its timer, its report channel...)."""
+
+    verdict = "wrong_answer"

@@ -20,6 +20,31 @@ import torch
 
 LINGER_MIN_S = 100e-6
 
+# Captured when the harness is imported, before any submission code runs: a solution that
+# replaces torch.cuda.Event.elapsed_time or time.perf_counter does not change our clock, and
+# :func:`timing_tampering` notices the attempt.
+_Event = torch.cuda.Event
+_ELAPSED = torch.cuda.Event.elapsed_time
+_RECORD = torch.cuda.Event.record
+_EVENT_SYNC = torch.cuda.Event.synchronize
+_SYNC = torch.cuda.synchronize
+_PERF_COUNTER = time.perf_counter
+_ORIGINALS = {
+    "torch.cuda.Event": (lambda: torch.cuda.Event, _Event),
+    "torch.cuda.Event.elapsed_time": (lambda: torch.cuda.Event.elapsed_time, _ELAPSED),
+    "torch.cuda.Event.record": (lambda: torch.cuda.Event.record, _RECORD),
+    "torch.cuda.Event.synchronize": (lambda: torch.cuda.Event.synchronize, _EVENT_SYNC),
+    "torch.cuda.synchronize": (lambda: torch.cuda.synchronize, _SYNC),
+    "time.perf_counter": (lambda: time.perf_counter, _PERF_COUNTER),
+}
+
+
+def timing_tampering() -> str:
+    """Names of timing functions that are no longer the originals ('' when none)."""
+    changed = [name for name, (current, original) in _ORIGINALS.items() if current() is not original]
+    code_changed = [f.__name__ for f, code in _CODE.items() if f.__code__ is not code]
+    return ", ".join(changed + code_changed)
+
 
 @dataclass
 class Timing:
@@ -79,28 +104,28 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         call(i)
         if after:
             after(i)
-    torch.cuda.synchronize()
+    _SYNC()
 
     samples: List[float] = []
     lingering_runs: List[bool] = []
     mode = "events"
-    deadline = time.perf_counter() + budget_s
+    deadline = _PERF_COUNTER() + budget_s
     i = 0
     while True:
         if before:
             before(i)
         flusher()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        start, end = _Event(enable_timing=True), _Event(enable_timing=True)
+        _RECORD(start)
         call(i)
         if mode == "device-sync":
-            torch.cuda.synchronize()
-        end.record()
-        end.synchronize()
-        t0 = time.perf_counter()
-        torch.cuda.synchronize()
-        lingering_s = time.perf_counter() - t0
-        elapsed = start.elapsed_time(end)
+            _SYNC()
+        _RECORD(end)
+        _EVENT_SYNC(end)
+        t0 = _PERF_COUNTER()
+        _SYNC()
+        lingering_s = _PERF_COUNTER() - t0
+        elapsed = _ELAPSED(start, end)
         if mode == "events":
             # work still running after the end event: the solution launched on another stream
             # and returned without joining it. One slow synchronize can be host jitter, so
@@ -116,6 +141,9 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         if len(samples) >= max_runs:
             break
         if len(samples) >= min_runs:
-            if stats(samples).rel_sem < target_rel_sem or time.perf_counter() > deadline:
+            if stats(samples).rel_sem < target_rel_sem or _PERF_COUNTER() > deadline:
                 break
     return stats(samples, mode)
+
+
+_CODE = {f: f.__code__ for f in (time_cuda, stats)}

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, List
 
-from runner.errors import CompileError, UserRuntimeError
+from runner.errors import CompileError, MemoryLimitExceeded, UserRuntimeError
 
 
 def user_traceback(exc: BaseException, user_file: Path) -> str:
@@ -35,6 +35,9 @@ def import_user_module(path: Path, module_name: str = "user_solution") -> Module
     sys.modules[module_name] = module
     try:
         exec(code, module.__dict__)
+    except SystemExit as exc:
+        raise CompileError(f"{path.name} called sys.exit({exc.code!r}) while loading",
+                           user_traceback(exc, path))
     except ImportError as exc:
         raise CompileError(f"{path.name} failed to import: {exc}. Only the standard library, "
                            f"torch, triton, numpy and cupy are available.",
@@ -66,7 +69,13 @@ def find_solve(module: ModuleType, path: Path, expected: List[str]) -> Callable:
 def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> None:
     try:
         solve(*[args[name] for name in names])
+    except SystemExit as exc:
+        raise UserRuntimeError(f"`solve` called sys.exit({exc.code!r}); return from solve instead",
+                               user_traceback(exc, path))
     except Exception as exc:  # noqa: BLE001 - the user's exception becomes a verdict
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc):
+            raise MemoryLimitExceeded(f"`solve` ran out of memory: {exc}".strip(),
+                                      user_traceback(exc, path))
         raise UserRuntimeError(f"`solve` raised {type(exc).__name__}: {exc}",
                                user_traceback(exc, path))
 
