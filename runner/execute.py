@@ -169,6 +169,7 @@ def execute(job: Job, channel: Channel) -> None:
     submission is sent as an ``error`` message (our own bugs propagate)."""
     device = torch.device(job.device)
     if device.type == "cuda":
+        device = torch.device("cuda", device.index or 0)
         torch.cuda.set_device(device)
         if job.gpu_memory_fraction:
             torch.cuda.set_per_process_memory_fraction(job.gpu_memory_fraction, device)
