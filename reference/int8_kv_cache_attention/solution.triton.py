@@ -1,9 +1,17 @@
-"""Split-K (flash-decoding) INT8 KV-cache attention in Triton.
+"""Split-K (flash-decoding) INT8 KV-cache attention in Triton, near the memory-bandwidth floor.
 
-Pass 1: program (head, split) streams its chunk of the sequence in BLOCK_N-token tiles, keeps a
-running max, sum and v_scale-weighted accumulator in float32, and writes them to a workspace.
-Pass 2: one program per head merges the splits by log-sum-exp. The scales are factored out of
-the dot products: score = k_scale * (q . k_int8) / sqrt(d), and v_scale folds into the weight.
+Pass 1: program (split, head) streams one contiguous chunk of one head's sequence in tiles of
+BLOCK_N tokens. K and V are read as int32 words (four int8 values each, 16 bytes per thread).
+Each byte becomes a float with one AND-XOR and one subtraction instead of a conversion
+instruction (Hopper converts int8 at 1/8 of its FMA rate): bytes 0 and 1 of a word are masked
+in place under a float exponent (2^23 + u, resp. 2^15 + u, where u = value + 128), bytes 2 and
+3 the same after one shift of the word. So the tile splits into four interleaved slices of the
+head dimension (dims 4w, 4w+1, 4w+2, 4w+3), each with its own slice of q and accumulator.
+Scales are factored out: score = k_scale * (q . k_int8) * log2(e) / sqrt(d), and v_scale folds
+into the softmax weight. The accumulator stays two-dimensional (one partial per token row of
+the tile) so no cross-thread reduction happens per tile, and it is rescaled only when the
+running maximum grows. Pass 2: one program per head merges the splits by log-sum-exp (skipped
+when a head has a single split). Pure Triton, so it also runs under the CPU interpreter.
 """
 
 import math
@@ -14,86 +22,193 @@ import triton.language as tl
 
 LOG2E = 1.4426950408889634
 
+# launch configuration (a tuning script may assign to this dict to compare variants)
+CONFIG = {
+    "programs_per_sm": 4,     # (split, head) programs that should fit on one SM at once
+    "num_warps": 4,
+    "num_stages": 2,
+    "tile_words": 2048,       # BLOCK_N * BLOCK_W: int32 words of K per tile
+    "min_split_bytes": 16384, # K+V bytes a split should stream at least
+}
+
 
 @triton.jit
-def _partial_kernel(Q, K, V, KS, VS, M_ws, L_ws, ACC_ws, seq_len, head_dim, chunk, qk_scale,
-                    num_splits, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    head = tl.program_id(0)
-    split = tl.program_id(1)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_mask = offs_d < head_dim
-    q = tl.load(Q + head * head_dim + offs_d, mask=d_mask, other=0.0) * qk_scale  # log2 domain
+def _lo_byte(x):
+    # byte 0 of each int32 word, as float: 2^23 + (b ^ 0x80) - (2^23 + 128) == signed b
+    return ((x & 0xFF) ^ 0x4B000080).to(tl.float32, bitcast=True) - 8388736.0
+
+
+@triton.jit
+def _hi_byte(x):
+    # byte 1 of each word, masked in place under 2^15: 2^15 + (b ^ 0x80) - (2^15 + 128)
+    return ((x & 0xFF00) ^ 0x47008000).to(tl.float32, bitcast=True) - 32896.0
+
+
+@triton.jit
+def _partial_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, seq_len, W, chunk, qk_scale,
+                    num_splits, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+                    DIRECT: tl.constexpr):
+    split = tl.program_id(0)
+    head = tl.program_id(1)
+    D = 4 * W
+    offs_w = tl.arange(0, BLOCK_W)
+    w_mask = offs_w < W
+    q_ptr = Q + head * D + 4 * offs_w
+    q0 = tl.load(q_ptr + 0, mask=w_mask, other=0.0) * qk_scale   # log2 domain
+    q1 = tl.load(q_ptr + 1, mask=w_mask, other=0.0) * qk_scale
+    q2 = tl.load(q_ptr + 2, mask=w_mask, other=0.0) * qk_scale
+    q3 = tl.load(q_ptr + 3, mask=w_mask, other=0.0) * qk_scale
 
     start = split * chunk
     end = tl.minimum(start + chunk, seq_len)
-    zero = tl.sum(tl.zeros([1], dtype=tl.float32), axis=0)  # a float32 scalar
-    m_i = zero - float("inf")
-    l_i = zero
-    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    m_i = tl.max(tl.full([BLOCK_N], -1.0e30, tl.float32), axis=0)   # a float32 scalar
+    l_i = tl.sum(tl.zeros([BLOCK_N], dtype=tl.float32), axis=0)
+    a0 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
+    a1 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
+    a2 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
+    a3 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
     row_base = head.to(tl.int64) * seq_len
     for n0 in range(start, end, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
-        ptrs = (row_base + offs_n)[:, None] * head_dim + offs_d[None, :]
-        mask2 = n_mask[:, None] & d_mask[None, :]
-        k = tl.load(K + ptrs, mask=mask2, other=0).to(tl.float32)
+        ptrs = (row_base + offs_n)[:, None] * W + offs_w[None, :]
+        mask2 = n_mask[:, None] & w_mask[None, :]
+        k = tl.load(K32 + ptrs, mask=mask2, other=0)
+        v = tl.load(V32 + ptrs, mask=mask2, other=0)
         ks = tl.load(KS + row_base + offs_n, mask=n_mask, other=0.0)
-        s = tl.sum(k * q[None, :], axis=1) * ks
-        s = tl.where(n_mask, s, -float("inf"))
-        m_new = tl.maximum(m_i, tl.max(s, axis=0))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new)
-        l_i = l_i * alpha + tl.sum(p, axis=0)
         vs = tl.load(VS + row_base + offs_n, mask=n_mask, other=0.0)
-        v = tl.load(V + ptrs, mask=mask2, other=0).to(tl.float32)
-        acc = acc * alpha + tl.sum((p * vs)[:, None] * v, axis=0)
-        m_i = m_new
-    slot = head * num_splits + split
-    tl.store(M_ws + slot, m_i)
-    tl.store(L_ws + slot, l_i)
-    tl.store(ACC_ws + slot * BLOCK_D + offs_d, acc)
+
+        kh = k >> 16
+        dot = (_lo_byte(k) * q0[None, :] + _hi_byte(k) * q1[None, :]
+               + _lo_byte(kh) * q2[None, :] + _hi_byte(kh) * q3[None, :])
+        s = tl.where(n_mask, tl.sum(dot, axis=1) * ks, -float("inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=0))
+        if m_new > m_i:   # rescale only when the running maximum grows
+            alpha = tl.exp2(m_i - m_new)
+            l_i = l_i * alpha
+            a0 = a0 * alpha
+            a1 = a1 * alpha
+            a2 = a2 * alpha
+            a3 = a3 * alpha
+            m_i = m_new
+        p = tl.exp2(s - m_i)
+        l_i += tl.sum(p, axis=0)
+        wgt = (p * vs)[:, None]
+        vh = v >> 16
+        a0 += wgt * _lo_byte(v)
+        a1 += wgt * _hi_byte(v)
+        a2 += wgt * _lo_byte(vh)
+        a3 += wgt * _hi_byte(vh)
+
+    o0 = tl.sum(a0, axis=0)
+    o1 = tl.sum(a1, axis=0)
+    o2 = tl.sum(a2, axis=0)
+    o3 = tl.sum(a3, axis=0)
+    if DIRECT:   # a single split: this program has the whole row
+        inv = 1.0 / l_i
+        o_ptr = OUT + head * D + 4 * offs_w
+        tl.store(o_ptr + 0, o0 * inv, mask=w_mask)
+        tl.store(o_ptr + 1, o1 * inv, mask=w_mask)
+        tl.store(o_ptr + 2, o2 * inv, mask=w_mask)
+        tl.store(o_ptr + 3, o3 * inv, mask=w_mask)
+    else:
+        slot = head * num_splits + split
+        o_ptr = WS_ACC + slot.to(tl.int64) * D + 4 * offs_w
+        tl.store(o_ptr + 0, o0, mask=w_mask)
+        tl.store(o_ptr + 1, o1, mask=w_mask)
+        tl.store(o_ptr + 2, o2, mask=w_mask)
+        tl.store(o_ptr + 3, o3, mask=w_mask)
+        tl.store(WS_ML + 2 * slot, m_i)
+        tl.store(WS_ML + 2 * slot + 1, l_i)
 
 
 @triton.jit
-def _combine_kernel(M_ws, L_ws, ACC_ws, OUT, head_dim, num_splits,
+def _combine_kernel(WS_ACC, WS_ML, OUT, head_dim, num_splits,
                     BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     head = tl.program_id(0)
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
-    s_mask = offs_s < num_splits
-    m = tl.load(M_ws + head * num_splits + offs_s, mask=s_mask, other=-float("inf"))
-    l = tl.load(L_ws + head * num_splits + offs_s, mask=s_mask, other=0.0)
-    m_max = tl.max(m, axis=0)
-    w = tl.where(s_mask & (m > -float("inf")), tl.exp2(m - m_max), 0.0)
-    acc = tl.load(ACC_ws + (head * num_splits + offs_s)[:, None] * BLOCK_D + offs_d[None, :],
-                  mask=s_mask[:, None], other=0.0)
-    out = tl.sum(acc * w[:, None], axis=0) / tl.sum(l * w, axis=0)
-    tl.store(OUT + head * head_dim + offs_d, out, mask=offs_d < head_dim)
+    d_mask = offs_d < head_dim
+    first = head * num_splits
+    m_max = tl.max(tl.full([BLOCK_S], -1.0e30, tl.float32), axis=0)
+    for s0 in range(0, num_splits, BLOCK_S):
+        s_mask = s0 + offs_s < num_splits
+        m = tl.load(WS_ML + 2 * (first + s0 + offs_s), mask=s_mask, other=-1.0e30)
+        m_max = tl.maximum(m_max, tl.max(m, axis=0))
+    total = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), axis=0)
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for s0 in range(0, num_splits, BLOCK_S):
+        idx = s0 + offs_s
+        s_mask = idx < num_splits
+        m = tl.load(WS_ML + 2 * (first + idx), mask=s_mask, other=-1.0e30)
+        l = tl.load(WS_ML + 2 * (first + idx) + 1, mask=s_mask, other=0.0)
+        w = tl.where(s_mask, tl.exp2(m - m_max), 0.0)
+        total += tl.sum(l * w, axis=0)
+        part = tl.load(WS_ACC + (first + idx).to(tl.int64)[:, None] * head_dim + offs_d[None, :],
+                       mask=s_mask[:, None] & d_mask[None, :], other=0.0)
+        acc += tl.sum(part * w[:, None], axis=0)
+    tl.store(OUT + head * head_dim + offs_d, acc / total, mask=d_mask)
 
 
-def _num_splits(num_heads: int, seq_len: int, block_n: int, device: torch.device) -> int:
-    tiles = triton.cdiv(seq_len, block_n)
+_SM_COUNT = {}
+_WORKSPACE = {}
+
+
+def _sm_count(device: torch.device) -> int:
     if device.type != "cuda":
-        return min(tiles, 2)  # the CPU interpreter runs programs one by one: keep them few
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    # enough programs for several waves, but each split should stream at least a few tiles
-    wanted = triton.cdiv(4 * sms, num_heads)
-    return max(1, min(wanted, triton.cdiv(tiles, 4), 128))
+        return 0
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if index not in _SM_COUNT:
+        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+    return _SM_COUNT[index]
+
+
+def _workspace(device: torch.device, n_acc: int, n_ml: int):
+    """A cached workspace, grown on demand (never shrunk)."""
+    acc, ml = _WORKSPACE.get(device, (None, None))
+    if acc is None or acc.numel() < n_acc or ml.numel() < n_ml:
+        acc = torch.empty(max(n_acc, 1 << 16), device=device, dtype=torch.float32)
+        ml = torch.empty(max(n_ml, 1 << 12), device=device, dtype=torch.float32)
+        _WORKSPACE[device] = (acc, ml)
+    return acc, ml
+
+
+def plan(num_heads: int, seq_len: int, head_dim: int, device: torch.device, config=None):
+    """(BLOCK_N, BLOCK_W, chunk, splits) for a shape: one wave of programs, each split long
+    enough to be worth a program."""
+    cfg = dict(CONFIG, **(config or {}))
+    words = head_dim // 4
+    block_w = triton.next_power_of_2(words)
+    block_n = max(16, min(256, cfg["tile_words"] // block_w))
+    block_n = min(block_n, max(16, triton.next_power_of_2(seq_len)))
+    sms = _sm_count(device)
+    if sms == 0:   # the CPU interpreter runs programs one by one: keep them few
+        splits = min(2, triton.cdiv(seq_len, block_n))
+    else:
+        capacity = sms * cfg["programs_per_sm"]
+        min_tokens = max(block_n, triton.cdiv(cfg["min_split_bytes"], 2 * head_dim))
+        splits = max(1, min(capacity // num_heads, triton.cdiv(seq_len, min_tokens), 1024))
+    chunk = triton.cdiv(triton.cdiv(seq_len, splits), block_n) * block_n
+    splits = triton.cdiv(seq_len, chunk)
+    return block_n, block_w, chunk, splits
 
 
 def solve(Q: torch.Tensor, K_int8: torch.Tensor, V_int8: torch.Tensor, k_scale: torch.Tensor,
           v_scale: torch.Tensor, output: torch.Tensor, num_heads: int, seq_len: int, head_dim: int):
-    block_d = triton.next_power_of_2(head_dim)
-    block_n = max(16, min(64, 8192 // block_d))
-    splits = _num_splits(num_heads, seq_len, block_n, Q.device)
-    chunk = triton.cdiv(triton.cdiv(seq_len, splits), block_n) * block_n
-    splits = triton.cdiv(seq_len, chunk)
-    m_ws = torch.empty(num_heads * splits, device=Q.device, dtype=torch.float32)
-    l_ws = torch.empty_like(m_ws)
-    acc_ws = torch.empty(num_heads * splits * block_d, device=Q.device, dtype=torch.float32)
+    cfg = CONFIG
+    block_n, block_w, chunk, splits = plan(num_heads, seq_len, head_dim, Q.device, cfg)
+    words = head_dim // 4
+    K32 = K_int8.view(torch.int32)   # [H, S, D/4]: four int8 values per word
+    V32 = V_int8.view(torch.int32)
+    direct = splits == 1
+    ws_acc, ws_ml = _workspace(Q.device, num_heads * splits * head_dim, 2 * num_heads * splits)
     qk_scale = LOG2E / math.sqrt(head_dim)
-    _partial_kernel[(num_heads, splits)](Q, K_int8, V_int8, k_scale, v_scale, m_ws, l_ws, acc_ws,
-                                         seq_len, head_dim, chunk, qk_scale, splits,
-                                         BLOCK_N=block_n, BLOCK_D=block_d, num_warps=4)
-    _combine_kernel[(num_heads,)](m_ws, l_ws, acc_ws, output, head_dim, splits,
-                                  BLOCK_S=max(2, triton.next_power_of_2(splits)), BLOCK_D=block_d)
+    _partial_kernel[(splits, num_heads)](
+        Q, K32, V32, k_scale, v_scale, output, ws_acc, ws_ml, seq_len, words, chunk, qk_scale,
+        splits, BLOCK_N=block_n, BLOCK_W=block_w, DIRECT=direct,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+    if not direct:
+        block_d = triton.next_power_of_2(head_dim)
+        block_s = max(2, min(triton.next_power_of_2(splits), max(2, 4096 // block_d)))
+        _combine_kernel[(num_heads,)](ws_acc, ws_ml, output, head_dim, splits,
+                                      BLOCK_S=block_s, BLOCK_D=block_d, num_warps=4)
