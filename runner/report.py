@@ -107,7 +107,10 @@ def render_performance(perf: Dict[str, Any]) -> str:
     out = [f"  Performance ({_fmt_params(perf.get('params', {}))}):",
            f"    your solve: median {sol['median_ms'] * 1e3:.1f} us  (mean {sol['mean_ms'] * 1e3:.1f}, "
            f"min {sol['min_ms'] * 1e3:.1f}, std {sol['std_ms'] * 1e3:.1f} us, {sol['runs']} runs, "
-           f"timing: {sol['mode']})"]
+           f"timing: {sol['mode']})",
+           f"    host time per call: {sol.get('host_us', 0):.1f} us "
+           + ("(hidden: launches queue behind a spin, as under CUDA graphs)"
+              if sol.get("launch_cover", True) else "(billed: your solve waits for the GPU)")]
     ref = perf.get("reference")
     if ref:
         out.append(f"    reference:  median {ref['median_ms'] * 1e3:.1f} us  "

@@ -3,8 +3,16 @@
 Why a *read* flush: flushing L2 by writing a big buffer (what ``triton.testing.do_bench`` does
 with ``zero_()``) leaves tens of MB of dirty lines, whose write-back is then billed to the timed
 kernel (about 8 us on a 26 us kernel on the H100). Reading leaves clean lines, so the timed
-call pays only for its own traffic. The flush also keeps the GPU busy while the host enqueues
-the start event and the solution's launches, so launch latency is not billed either.
+call pays only for its own traffic.
+
+Why a launch cover: what is timed is the GPU's work, as it runs in a serving loop under CUDA
+graphs, not the Python and driver time it takes to enqueue it. A Python ``solve`` (Triton, CuPy,
+PyTorch) can spend 20-150 us on the host before its first kernel starts; if the GPU has drained
+by then, that idle time lands between the events. So before the start event the stream gets a
+spin kernel (``torch.cuda._sleep``) sized to twice the call's measured host time, and the
+launches queue up behind it. A ``solve`` that waits for the GPU itself (a synchronize, a copy
+to the host) would wait for the spin too; that is detected (its host time reaches the spin's)
+and such a solution is timed without the cover, so host work it waits on is billed.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ _ELAPSED = torch.cuda.Event.elapsed_time
 _RECORD = torch.cuda.Event.record
 _EVENT_SYNC = torch.cuda.Event.synchronize
 _SYNC = torch.cuda.synchronize
+_SLEEP = torch.cuda._sleep
 _PERF_COUNTER = time.perf_counter
 _ORIGINALS = {
     "torch.cuda.Event": (lambda: torch.cuda.Event, _Event),
@@ -35,6 +44,7 @@ _ORIGINALS = {
     "torch.cuda.Event.record": (lambda: torch.cuda.Event.record, _RECORD),
     "torch.cuda.Event.synchronize": (lambda: torch.cuda.Event.synchronize, _EVENT_SYNC),
     "torch.cuda.synchronize": (lambda: torch.cuda.synchronize, _SYNC),
+    "torch.cuda._sleep": (lambda: torch.cuda._sleep, _SLEEP),
     "time.perf_counter": (lambda: time.perf_counter, _PERF_COUNTER),
 }
 
@@ -56,6 +66,8 @@ class Timing:
     rel_sem: float           # standard error of the mean / mean
     mode: str = "events"     # "events", or "device-sync" when work outlived the current stream
     flush: str = "read"
+    host_us: float = 0.0     # median host time of one call (enqueueing its work)
+    launch_cover: bool = True   # False when the call waits for the GPU itself
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,38 +87,88 @@ class L2Flusher:
         torch.sum(self._buffer, dim=0, out=self._sink)
 
 
-def stats(samples_ms: List[float], mode: str = "events") -> Timing:
+class LaunchCover:
+    """A spin kernel ahead of the start event, long enough to cover the host time of a call."""
+
+    MAX_US = 20_000.0
+
+    def __init__(self):
+        start, end = _Event(enable_timing=True), _Event(enable_timing=True)
+        cycles = 2_000_000
+        _SLEEP(cycles // 10)   # warm-up
+        _RECORD(start)
+        _SLEEP(cycles)
+        _RECORD(end)
+        _EVENT_SYNC(end)
+        self.cycles_per_us = cycles / max(_ELAPSED(start, end) * 1e3, 1.0)
+        self.enabled = True
+        self.recent_host_us: List[float] = []
+        self.waited: List[bool] = []
+
+    def spin_us(self) -> float:
+        if not self.enabled or not self.recent_host_us:
+            return 0.0
+        return min(2.0 * max(self.recent_host_us[-8:]) + 20.0, self.MAX_US)
+
+    def __call__(self) -> float:
+        """Enqueue the spin; returns its length in us."""
+        spin = self.spin_us()
+        if spin > 0:
+            _SLEEP(int(spin * self.cycles_per_us))
+        return spin
+
+    def observe(self, host_us: float, spin_us: float) -> bool:
+        """Record a call's host time; False when the call has now waited for the spin (so it
+        synchronizes with the GPU) in 3 of the last 5 runs, which turns the cover off. One
+        slow call can be host jitter; a synchronizing call waits every time."""
+        self.recent_host_us.append(host_us)
+        self.waited.append(spin_us > 0 and host_us >= 0.8 * spin_us)
+        if sum(self.waited[-5:]) >= 3:
+            self.enabled = False
+            return False
+        return True
+
+
+def stats(samples_ms: List[float], mode: str = "events", host_us: Optional[List[float]] = None,
+          launch_cover: bool = True) -> Timing:
     n = len(samples_ms)
     mean = statistics.fmean(samples_ms)
     std = statistics.stdev(samples_ms) if n > 1 else 0.0
     return Timing(median_ms=statistics.median(samples_ms), mean_ms=mean, min_ms=min(samples_ms),
                   std_ms=std, runs=n, rel_sem=(std / math.sqrt(n) / mean) if mean > 0 else 0.0,
-                  mode=mode)
+                  mode=mode, host_us=statistics.median(host_us) if host_us else 0.0,
+                  launch_cover=launch_cover)
 
 
 def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], None]] = None,
               after: Optional[Callable[[int], None]] = None, warmup_runs: int = 3,
               min_runs: int = 10, max_runs: int = 1000, budget_s: float = 3.0,
-              target_rel_sem: float = 0.01, flusher: Optional[L2Flusher] = None) -> Timing:
+              target_rel_sem: float = 0.01, flusher: Optional[L2Flusher] = None,
+              cover_launches: bool = True) -> Timing:
     """Time ``call(i)`` (run ``i``) with CUDA events until the estimate is stable.
 
     ``before(i)`` and ``after(i)`` run outside the timed region (poisoning outputs, checking
-    them). Each run: before, flush L2, start event, call, end event, then a device-wide
-    synchronize. If the device still had work when the end event completed (the solution
-    launched on another stream and did not join it), the run is re-timed with the end event
-    recorded after a device-wide synchronize, so that work is billed.
+    them). Each run: before, flush L2, launch cover, start event, call, end event, then a
+    device-wide synchronize. If the device still had work when the end event completed (the
+    solution launched on another stream and did not join it), the run is re-timed with the end
+    event recorded after a device-wide synchronize, so that work is billed.
     """
     device = torch.cuda.current_device()
     flusher = flusher or L2Flusher(torch.device("cuda", device))
+    cover = LaunchCover() if cover_launches else None
     for i in range(warmup_runs):
         if before:
             before(i)
+        t0 = _PERF_COUNTER()
         call(i)
+        if cover:
+            cover.observe((_PERF_COUNTER() - t0) * 1e6, 0.0)
         if after:
             after(i)
     _SYNC()
 
     samples: List[float] = []
+    host_us: List[float] = []
     lingering_runs: List[bool] = []
     mode = "events"
     deadline = _PERF_COUNTER() + budget_s
@@ -116,8 +178,11 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
             before(i)
         flusher()
         start, end = _Event(enable_timing=True), _Event(enable_timing=True)
+        spin_us = cover() if cover else 0.0
         _RECORD(start)
+        t0 = _PERF_COUNTER()
         call(i)
+        call_us = (_PERF_COUNTER() - t0) * 1e6
         if mode == "device-sync":
             _SYNC()
         _RECORD(end)
@@ -126,15 +191,19 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         _SYNC()
         lingering_s = _PERF_COUNTER() - t0
         elapsed = _ELAPSED(start, end)
+        if cover and cover.enabled and not cover.observe(call_us, spin_us):
+            samples, host_us = [], []   # restart without the cover: the call waits for the GPU
+            continue
         if mode == "events":
             # work still running after the end event: the solution launched on another stream
             # and returned without joining it. One slow synchronize can be host jitter, so
             # only a pattern (3 of the last 5 runs) switches to device-synchronized timing.
             lingering_runs.append(lingering_s > max(LINGER_MIN_S, 0.5 * elapsed / 1e3))
             if sum(lingering_runs[-5:]) >= 3:
-                mode, samples = "device-sync", []  # restart: the earlier samples missed work
+                mode, samples, host_us = "device-sync", [], []  # restart: samples missed work
                 continue
         samples.append(elapsed)
+        host_us.append(call_us)
         if after:
             after(i)
         i += 1
@@ -143,7 +212,7 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         if len(samples) >= min_runs:
             if stats(samples).rel_sem < target_rel_sem or _PERF_COUNTER() > deadline:
                 break
-    return stats(samples, mode)
+    return stats(samples, mode, host_us, launch_cover=bool(cover and cover.enabled))
 
 
-_CODE = {f: f.__code__ for f in (time_cuda, stats)}
+_CODE = {f: f.__code__ for f in (time_cuda, stats, LaunchCover.__call__, LaunchCover.observe)}

@@ -292,12 +292,19 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
     const float* ws = kv_ws_acc + (long long)first * D;
     if (D <= NT) {
         const int nsub = NT / D, sub = tid / D, d = tid % D;
-        float a = 0.0f;
+        // eight independent partial sums keep eight loads in flight: with one head and
+        // hundreds of splits a single dependent chain is latency-bound (~100 us)
+        float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
         if (sub < nsub) {
-#pragma unroll 4
-            for (int i = sub; i < splits; i += nsub) a += sm_w[i] * __ldcg(ws + (long long)i * D + d);
+            int i = sub;
+            for (; i + 7 * nsub < splits; i += 8 * nsub) {
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                    a[u] += sm_w[i + u * nsub] * __ldcg(ws + (long long)(i + u * nsub) * D + d);
+            }
+            for (; i < splits; i += nsub) a[0] += sm_w[i] * __ldcg(ws + (long long)i * D + d);
         }
-        sm_red[tid] = a;
+        sm_red[tid] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
         __syncthreads();
         if (tid < D) {
             float sum = 0.0f;
@@ -306,10 +313,14 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
         }
     } else {
         for (int d = tid; d < D; d += NT) {
-            float a = 0.0f;
-#pragma unroll 4
-            for (int i = 0; i < splits; ++i) a += sm_w[i] * __ldcg(ws + (long long)i * D + d);
-            out[(long long)h * D + d] = a * inv;
+            float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            int i = 0;
+            for (; i + 3 < splits; i += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) a[u] += sm_w[i + u] * __ldcg(ws + (long long)(i + u) * D + d);
+            }
+            for (; i < splits; ++i) a[0] += sm_w[i] * __ldcg(ws + (long long)i * D + d);
+            out[(long long)h * D + d] = ((a[0] + a[1]) + (a[2] + a[3])) * inv;
         }
     }
     if (tid == 0) kv_ws_count[h] = 0;   // ready for the next launch (stream order)

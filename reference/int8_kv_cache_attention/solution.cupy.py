@@ -284,12 +284,19 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
     const float* ws = kv_ws_acc + (long long)first * D;
     if (D <= NT) {
         const int nsub = NT / D, sub = tid / D, d = tid % D;
-        float a = 0.0f;
+        // eight independent partial sums keep eight loads in flight: with one head and
+        // hundreds of splits a single dependent chain is latency-bound (~100 us)
+        float a[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
         if (sub < nsub) {
-#pragma unroll 4
-            for (int i = sub; i < splits; i += nsub) a += sm_w[i] * __ldcg(ws + (long long)i * D + d);
+            int i = sub;
+            for (; i + 7 * nsub < splits; i += 8 * nsub) {
+#pragma unroll
+                for (int u = 0; u < 8; ++u)
+                    a[u] += sm_w[i + u * nsub] * __ldcg(ws + (long long)(i + u * nsub) * D + d);
+            }
+            for (; i < splits; i += nsub) a[0] += sm_w[i] * __ldcg(ws + (long long)i * D + d);
         }
-        sm_red[tid] = a;
+        sm_red[tid] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
         __syncthreads();
         if (tid < D) {
             float sum = 0.0f;
@@ -298,10 +305,14 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
         }
     } else {
         for (int d = tid; d < D; d += NT) {
-            float a = 0.0f;
-#pragma unroll 4
-            for (int i = 0; i < splits; ++i) a += sm_w[i] * __ldcg(ws + (long long)i * D + d);
-            out[(long long)h * D + d] = a * inv;
+            float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            int i = 0;
+            for (; i + 3 < splits; i += 4) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) a[u] += sm_w[i + u] * __ldcg(ws + (long long)(i + u) * D + d);
+            }
+            for (; i < splits; ++i) a[0] += sm_w[i] * __ldcg(ws + (long long)i * D + d);
+            out[(long long)h * D + d] = ((a[0] + a[1]) + (a[2] + a[3])) * inv;
         }
     }
     if (tid == 0) kv_ws_count[h] = 0;   // ready for the next launch (stream order)
@@ -316,6 +327,7 @@ _INSTANCES = [(16, 1), (16, 2), (16, 4), (16, 8), (16, 16),
               (8, 1), (8, 4), (8, 8), (8, 16), (8, 32)]
 
 _modules = {}
+_functions = {}
 _sm_counts = {}
 
 
@@ -324,13 +336,16 @@ def _name(vec: int, group: int) -> str:
 
 
 def _kernel(vec: int, group: int):
-    device = cupy.cuda.Device().id
-    module = _modules.get(device)
-    if module is None:
-        module = cupy.RawModule(code=_KERNELS, options=("-std=c++17",),
-                                name_expressions=[_name(v, g) for v, g in _INSTANCES])
-        _modules[device] = module
-    return module.get_function(_name(vec, group))
+    key = (cupy.cuda.Device().id, vec, group)
+    function = _functions.get(key)
+    if function is None:
+        module = _modules.get(key[0])
+        if module is None:
+            module = cupy.RawModule(code=_KERNELS, options=("-std=c++17",),
+                                    name_expressions=[_name(v, g) for v, g in _INSTANCES])
+            _modules[key[0]] = module
+        function = _functions[key] = module.get_function(_name(vec, group))
+    return function
 
 
 def _sm_count() -> int:

@@ -1,0 +1,47 @@
+"""The timer on a GPU: host launch time is hidden behind the launch cover, but host work a call
+waits for (a synchronize) is billed; work left on another stream is billed too."""
+
+import time
+
+import pytest
+import torch
+
+from runner.timing import time_cuda
+
+pytestmark = pytest.mark.gpu
+
+
+def spin_cycles(us: float) -> int:
+    return int(us * 1.98e3)   # about 2 cycles per ns on current datacenter GPUs; only a scale
+
+
+def test_slow_host_launch_is_not_billed():
+    def call(i):
+        time.sleep(300e-6)                  # 300 us of host work before the launch
+        torch.cuda._sleep(spin_cycles(10))  # ~10 us of GPU work
+    timing = time_cuda(call, budget_s=0.5)
+    assert timing.launch_cover and timing.host_us >= 250
+    assert timing.median_ms * 1e3 < 150, timing
+
+
+def test_host_work_after_a_synchronize_is_billed():
+    def call(i):
+        torch.cuda._sleep(spin_cycles(10))
+        torch.cuda.synchronize()            # waits for the GPU: the cover must turn off
+        time.sleep(300e-6)
+        torch.cuda._sleep(spin_cycles(10))
+    timing = time_cuda(call, budget_s=0.5)
+    assert not timing.launch_cover
+    assert timing.median_ms * 1e3 >= 280, timing
+
+
+def test_work_on_another_stream_is_billed():
+    side = torch.cuda.Stream()
+
+    def call(i):
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(spin_cycles(2000))   # ~2 ms, never joined
+    timing = time_cuda(call, budget_s=0.5)
+    assert timing.mode == "device-sync"
+    assert timing.median_ms * 1e3 >= 1000, timing
