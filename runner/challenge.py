@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import difflib
+import hashlib
 import importlib.util
+import os
 import re
 import sys
 from abc import ABC, abstractmethod
@@ -103,9 +105,37 @@ def _info_for(path: Path) -> ChallengeInfo:
     return ChallengeInfo(path=path, number=number, slug=slug, difficulty=path.parent.name)
 
 
-def discover(root: Path = CHALLENGES_DIR) -> List[ChallengeInfo]:
-    """Every ``<difficulty>/<number>_<slug>/challenge.py`` under ``root``, sorted by number."""
-    found = [_info_for(p.parent) for p in root.glob("*/*/challenge.py")]
+CHALLENGES_PATH_ENV = "CHALLENGES_PATH"
+
+
+def as_challenges_folder(path: Path) -> Path:
+    """A checkout of a challenge repository (LeetGPU's keeps its set in ``challenges/``) or the
+    challenges folder itself."""
+    inner = path / "challenges"
+    return inner if inner.is_dir() and not list(path.glob("*/*/challenge.py")) else path
+
+
+def challenge_roots() -> List[Path]:
+    """Where challenges are looked for: each folder in ``$CHALLENGES_PATH`` (separated by
+    ``os.pathsep``; a checkout of LeetGPU's challenge repository or its ``challenges/`` folder),
+    in order, then this repository's ``challenges/``. The first root holding a match wins."""
+    roots: List[Path] = []
+    for entry in os.environ.get(CHALLENGES_PATH_ENV, "").split(os.pathsep):
+        if entry.strip():
+            roots.append(as_challenges_folder(Path(entry.strip()).expanduser().resolve()))
+    roots.append(CHALLENGES_DIR)
+    return list(dict.fromkeys(roots))
+
+
+def discover(root: Optional[Path] = None) -> List[ChallengeInfo]:
+    """Every ``<difficulty>/<number>_<slug>/challenge.py`` under ``root`` (default: every folder
+    of :func:`challenge_roots`, in that order), each root's sorted by number."""
+    if root is None:
+        found: List[ChallengeInfo] = []
+        for each in challenge_roots():
+            found += discover(each)
+        return found
+    found = [_info_for(p.parent) for p in Path(root).glob("*/*/challenge.py")]
     return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
 
 
@@ -116,8 +146,9 @@ class UnknownChallenge(LookupError):
                          f"(`python run_challenge.py --action list` shows them all)")
 
 
-def find_challenge(query: str, root: Path = CHALLENGES_DIR) -> ChallengeInfo:
-    """Resolve a folder path, a number (``96``) or a slug (``int8_kv_cache_attention``)."""
+def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
+    """Resolve a folder path, a number (``96``) or a slug (``int8_kv_cache_attention``), looked
+    up in ``root`` (default: every folder of :func:`challenge_roots`)."""
     as_path = Path(query)
     if (as_path / "challenge.py").is_file():
         return _info_for(as_path.resolve())
@@ -132,13 +163,70 @@ def find_challenge(query: str, root: Path = CHALLENGES_DIR) -> ChallengeInfo:
     raise UnknownChallenge(query, close[:3])
 
 
+def _module_name(path: Path) -> str:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"_challenge_{path.name}_{digest}"
+
+
 def load_challenge(info: ChallengeInfo, device: torch.device) -> ChallengeBase:
-    """Import ``challenge.py`` from the folder and return its ``Challenge`` instance."""
-    module_name = f"_challenge_{info.path.name}"
+    """Import ``challenge.py`` from the folder and return its ``Challenge`` instance.
+
+    A LeetGPU-format folder (``from core.challenge_base import ChallengeBase``) gets this
+    runner's compatible ``core`` package (:mod:`runner.compat`) while it is imported.
+    """
+    from runner.compat import leetgpu_imports
+
+    module_name = _module_name(info.path)
     spec = importlib.util.spec_from_file_location(module_name, info.path / "challenge.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    challenge = module.Challenge()
+    with leetgpu_imports():
+        spec.loader.exec_module(module)
+        challenge = module.Challenge()
     challenge.device = torch.device(device)
     return challenge
+
+
+def is_leetgpu_format(challenge: ChallengeBase) -> bool:
+    """True for a challenge written against LeetGPU's ``core.challenge_base``."""
+    from runner.compat.core.challenge_base import ChallengeBase as LeetGPUBase
+
+    return isinstance(challenge, LeetGPUBase)
+
+
+# -- starters and reference solutions ----------------------------------------------------------
+
+def _language_files(folders: List[Path], stem: str) -> Dict[str, Path]:
+    from runner import languages
+
+    found: Dict[str, Path] = {}
+    for language in languages.LANGUAGES:
+        for folder in folders:
+            candidate = folder / f"{stem}{languages.suffix(language)}"
+            if candidate.is_file():
+                found[language] = candidate
+                break
+    return found
+
+
+def starter_folders(info: ChallengeInfo) -> List[Path]:
+    """The folder's own ``starter/`` (LeetGPU's layout; it wins, so a LeetGPU checkout's
+    challenge keeps its own starters even where its slug is also one of ours), then
+    ``starter_code/<slug>/`` (this repository's layout)."""
+    return [info.path / "starter", STARTERS_DIR / info.slug]
+
+
+def starter_files(info: ChallengeInfo) -> Dict[str, Path]:
+    """language -> starter file, for each language that has one."""
+    return _language_files(starter_folders(info), "starter")
+
+
+def reference_folders(info: ChallengeInfo) -> List[Path]:
+    """The folder's own ``reference/`` (for a folder kept outside this repository), then
+    ``reference/<slug>/``."""
+    return [info.path / "reference", REFERENCE_DIR / info.slug]
+
+
+def reference_files(info: ChallengeInfo) -> Dict[str, Path]:
+    """language -> our reference solution, for each language that has one."""
+    return _language_files(reference_folders(info), "solution")

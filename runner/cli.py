@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from runner import languages
-from runner.challenge import STARTERS_DIR, ChallengeInfo, UnknownChallenge, find_challenge
+from runner.challenge import (ChallengeInfo, UnknownChallenge, find_challenge, starter_files,
+                              starter_folders)
 from runner.errors import UsageError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -84,9 +85,10 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     if not language:
         raise UsageError("--action init needs --language (cuda, triton, cupy or pytorch)")
     lang = languages.normalize(language)
-    starter = STARTERS_DIR / info.slug / f"starter{languages.suffix(lang)}"
-    if not starter.is_file():
-        raise UsageError(f"challenge {info.display} has no {lang} starter ({starter} is missing)")
+    starter = starter_files(info).get(lang)
+    if starter is None:
+        places = " or ".join(str(f / f"starter{languages.suffix(lang)}") for f in starter_folders(info))
+        raise UsageError(f"challenge {info.display} has no {lang} starter ({places} is missing)")
     target = solution or default_solution_dir(info) / f"solution{languages.suffix(lang)}"
     if target.exists():
         log(f"{target} already exists; leaving it unchanged")

@@ -28,8 +28,9 @@ HINTS = {
         "a kernel launch asked for an impossible configuration: at most 1024 threads per block, "
         "grid.y and grid.z at most 65535, no zero-sized grid or block, and no more dynamic "
         "shared memory than allowed (over 48 KB needs cudaFuncSetAttribute)",
-    "cudaErrorInvalidValue": "a CUDA call got an invalid argument (a launch with a zero-sized "
-                             "grid, a bad size or pointer?)",
+    "cudaErrorInvalidValue": "a CUDA call got an invalid argument: for a kernel launch, at most "
+                             "1024 threads per block and no zero-sized grid or block (recent "
+                             "drivers report those this way); else a bad size or pointer",
     "cudaErrorLaunchOutOfResources": "a kernel needs more registers or shared memory per block "
                                      "than the GPU has: use fewer threads per block or "
                                      "__launch_bounds__",

@@ -1,5 +1,6 @@
-// Launches with 2048 threads per block (the limit is 1024): the launch fails with
-// cudaErrorInvalidConfiguration and the kernel never runs (tests expect runtime_error).
+// Launches with 2048 threads per block (the limit is 1024): the launch fails (CUDA 12 drivers
+// say cudaErrorInvalidConfiguration, CUDA 13 cudaErrorInvalidValue) and the kernel never runs
+// (tests expect runtime_error).
 #include <cstdint>
 
 __global__ void fill(float* out, int n) {

@@ -1,0 +1,176 @@
+"""Checks of the numbers: the reference against itself in float64 (is the tolerance
+achievable? any NaN or Inf?), and the performance case's memory budget and cost model."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from runner.authoring.context import (MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, ReferenceRun,
+                                      case_bytes, fmt_bytes, tensors_of)
+from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
+from runner.authoring.results import CheckResult, failed, passed
+from runner.buffers import poison_
+from runner.challenge import ChallengeBase
+from runner.grade import compare_output
+
+
+def _float64_outputs(ctx: Context, case: Dict[str, Any],
+                     promote: bool) -> Tuple[Optional[Dict[str, torch.Tensor]], str]:
+    directions = ctx.directions
+    args = {}
+    for name, value in case.items():
+        if isinstance(value, torch.Tensor):
+            value = value.clone()
+            if promote and value.dtype in LOW_PRECISION:
+                value = value.to(torch.float64)
+            if directions.get(name) == "out":
+                poison_(value)
+        args[name] = value
+    with ComputeInFloat64():
+        _, error = ctx.call("reference_impl", ctx.challenge.reference_impl, **args)
+    if error:
+        return None, error
+    return {n: args[n] for n, d in directions.items() if d != "in"}, ""
+
+
+def has_own_comparison(challenge: ChallengeBase) -> bool:
+    """True when the challenge overrides ``compare_output`` with a rule of its own."""
+    own = getattr(type(challenge), "compare_output", None)
+    return own is not None and own is not getattr(ChallengeBase, "compare_output", None)
+
+
+def _against_exact(ctx: Context, name: str, low: torch.Tensor, high: torch.Tensor,
+                   case: Dict[str, Any], label: str) -> Tuple[float, str]:
+    """How far the reference's ``low`` output is from its float64 value ``high``: the worst
+    element's error as a fraction of the allowed error, and a problem ("" when within)."""
+    challenge = ctx.challenge
+    if has_own_comparison(challenge):
+        # the challenge's own rule, exactly as the grader applies it to a submission
+        cmp = compare_output(challenge, name, low.detach().cpu(), high.detach().to("cpu", low.dtype),
+                             case)
+        if cmp.passed:
+            return 0.0, ""
+        return float("inf"), (f"on the {label}, the reference's `{name}` fails the challenge's "
+                              f"own compare_output against its float64 value: "
+                              f"{cmp.describe(challenge.atol, challenge.rtol)}")
+    if not low.is_floating_point():
+        return 0.0, ""
+    atol, rtol = float(challenge.atol), float(challenge.rtol)
+    exact = high.detach().to("cpu", torch.float64)
+    got = low.detach().to("cpu", torch.float64)
+    if not torch.isfinite(exact).all():
+        return 0.0, f"`{name}` computed in float64 has NaN or Inf on the {label}"
+    allowed = atol + rtol * exact.abs()
+    ratio_of = (got - exact).abs() / allowed.clamp_min(1e-300)
+    ratio_of = torch.where(torch.isnan(ratio_of), torch.full_like(ratio_of, float("inf")),
+                           ratio_of)
+    ratio = float(ratio_of.max()) if ratio_of.numel() else 0.0
+    if ratio <= 1.0:
+        return ratio, ""
+    flat = int(torch.argmax(ratio_of))
+    return ratio, (f"on the {label}, `{name}` differs from its float64 value by "
+                   f"{float((got - exact).abs().reshape(-1)[flat]):.3g} at flat index {flat} "
+                   f"(expected {float(exact.reshape(-1)[flat]):.7g}), {ratio:.1f}x the allowed "
+                   f"atol={atol:g} + rtol={rtol:g}*|x|")
+
+
+def check_float64(ctx: Context) -> CheckResult:
+    challenge = ctx.challenge
+    runs = ctx.reference_runs
+    if any(r.error for r in runs):
+        return failed("float64", "the reference does not run on every case (see directions)",
+                      "fix reference_impl first")
+    functional = ctx.cases.labelled(performance=False)
+    problems: List[str] = []
+    worst = (0.0, "")
+    promote: Optional[bool] = None
+    first_error = ""
+    for (label, case), run in zip(functional, runs):
+        for name, tensor in run.outputs.items():
+            if ctx.directions.get(name) != "in" and tensor.is_floating_point() and \
+                    not torch.isfinite(tensor).all():
+                problems.append(f"the reference's `{name}` has NaN or Inf on the {label}")
+        if label == "example":
+            continue
+        outputs, error = None, ""
+        for attempt in ([promote] if promote is not None else [True, False]):
+            outputs, error = _float64_outputs(ctx, case, attempt)
+            if outputs is not None:
+                promote = attempt
+                break
+            first_error = first_error or error
+        if outputs is None:
+            return failed("float64", f"could not run the reference in float64 on the {label}: "
+                                     f"{first_error}",
+                          "let reference_impl accept float64 tensors (assert the dtype only "
+                          "when it is not float64), or keep its intermediate results' dtypes "
+                          "unasserted (docs/authoring.md, 'float64')")
+        for name, high in outputs.items():
+            ratio, problem = _against_exact(ctx, name, run.outputs[name], high, case, label)
+            if ratio > worst[0]:
+                worst = (ratio, f"`{name}` on the {label}")
+            if problem:
+                problems.append(problem)
+    if problems:
+        return failed("float64", "; ".join(problems[:3]),
+                      "the reference itself must be within tolerance of the exact answer: "
+                      "compute in higher precision, reorder the computation (e.g. subtract a "
+                      "maximum), or loosen atol/rtol")
+    how = "float64 inputs" if promote else "inputs in their own dtypes, float64 arithmetic"
+    count = len(functional) - 1
+    if has_own_comparison(challenge):
+        return passed("float64", f"passes the challenge's compare_output against its float64 "
+                                 f"value on all {count} functional cases ({how}); no NaN or Inf")
+    return passed("float64", f"within tolerance of float64 on all {count} functional cases "
+                             f"({how}); worst {100 * worst[0]:.1f}% of the allowed error "
+                             f"({worst[1] or 'n/a'}); no NaN or Inf")
+
+
+def _overridden(challenge: ChallengeBase, method: str) -> bool:
+    return getattr(type(challenge), method, None) is not getattr(ChallengeBase, method, None)
+
+
+def check_performance(ctx: Context) -> CheckResult:
+    case = ctx.cases.performance if ctx.cases.performance is not None else (
+        ctx.meta.performance if ctx.meta_works else None)
+    if case is None:
+        return failed("performance", "no performance case was generated",
+                      "generate_performance_test() must return a case (see generators)")
+    size = ctx.performance_bytes if ctx.performance_bytes is not None else case_bytes(case)
+    problems: List[str] = []
+    notes = ""
+    if MEMORY_FACTOR * size > MEMORY_BUDGET_BYTES:
+        problems.append(f"the performance case holds {fmt_bytes(size)}; {MEMORY_FACTOR} copies "
+                        f"({fmt_bytes(MEMORY_FACTOR * size)}) do not fit in "
+                        f"{fmt_bytes(MEMORY_BUDGET_BYTES)}")
+    challenge = ctx.challenge
+    has_model = _overridden(challenge, "bytes_moved") and _overridden(challenge, "flops")
+    if has_model:
+        nbytes, error = ctx.call("bytes_moved(performance case)", challenge.bytes_moved, case)
+        nflops, error2 = ctx.call("flops(performance case)", challenge.flops, case)
+        if error or error2:
+            problems.append(error or error2)
+        else:
+            if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes <= 0:
+                problems.append(f"bytes_moved() returned {nbytes!r}; it must be a positive int")
+            elif nbytes > size:
+                problems.append(f"bytes_moved() = {nbytes:,} exceeds the case's own "
+                                f"{size:,} bytes; it should be the fewest bytes a solution "
+                                f"must read and write")
+            if isinstance(nflops, bool) or not isinstance(nflops, int) or nflops < 0:
+                problems.append(f"flops() returned {nflops!r}; it must be an int >= 0")
+    elif ctx.format == "leetgpu":
+        notes = "; no bytes_moved/flops (LeetGPU's format has none): bandwidth is not reported"
+    else:
+        missing = [m for m in ("bytes_moved", "flops") if not _overridden(challenge, m)]
+        problems.append(f"the cost model is missing: define {' and '.join(missing)}")
+    if problems:
+        return failed("performance", "; ".join(problems),
+                      f"keep {MEMORY_FACTOR}x the performance case within "
+                      f"{fmt_bytes(MEMORY_BUDGET_BYTES)}, and define bytes_moved(test) and "
+                      f"flops(test) returning ints for a case")
+    model = (f"; bytes_moved = {nbytes:,}, flops = {nflops:,}" if has_model else notes)
+    return passed("performance", f"{fmt_bytes(size)} per case, {MEMORY_FACTOR}x fits in "
+                                 f"{fmt_bytes(MEMORY_BUDGET_BYTES)}{model}")

@@ -1,0 +1,1 @@
+"""Stands in for LeetGPU's ``challenges/core`` package (see :mod:`runner.compat`)."""

@@ -1,0 +1,107 @@
+"""``core.challenge_base`` for challenge folders written for LeetGPU's public challenge set.
+
+Both of LeetGPU's styles load unmodified::
+
+    class Challenge(ChallengeBase):                 # older: values passed to __init__
+        def __init__(self):
+            super().__init__(name="Vector Addition", atol=1e-05, rtol=1e-05, num_gpus=1,
+                             access_tier="free")
+
+    class Challenge(ChallengeBase):                 # newer: class attributes, and
+        name = "1D Convolution"                     # generators may return input specs
+        atol = rtol = 1e-04                         # (RandTensor, OutTensor, ...)
+        num_gpus, access_tier = 1, "free"
+
+The class is a :class:`runner.challenge.ChallengeBase`, so the grader treats it like any other
+challenge. What it adds, applied to each subclass's own methods when the class is created:
+
+* generators run with the global random state seeded from the grading seed and the
+  generator's name (and restored afterwards), so unseeded ``torch.rand`` calls give the same
+  case on every call, while a different grading seed gives different data;
+* input specs in a generated case become tensors on ``self.device`` (:mod:`runner.compat.specs`);
+* when ``self.device`` is not a GPU, ``device="cuda"`` allocations inside the generators and
+  the reference go to ``self.device`` instead (:mod:`runner.compat.device_map`).
+
+``reference_impl_jax`` and other extra methods are left alone (this runner does not grade JAX).
+"""
+
+from __future__ import annotations
+
+import functools
+import zlib
+from typing import Any, Callable
+
+import torch
+
+from runner.challenge import ChallengeBase as _RunnerChallengeBase
+from runner.compat.device_map import on_device
+from runner.compat.specs import (FullTensor, OutTensor, RandIntTensor, RandnTensor, RandTensor,
+                                 TensorSpec, materialize)
+
+__all__ = ["ChallengeBase", "RandTensor", "RandnTensor", "RandIntTensor", "FullTensor",
+           "OutTensor", "TensorSpec"]
+
+GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
+_OLD_STYLE_FIELDS = ("name", "atol", "rtol", "num_gpus", "access_tier")
+
+
+class ChallengeBase(_RunnerChallengeBase):
+    """LeetGPU's challenge base class, as this runner implements it."""
+
+    def __init__(self, *args: Any, device: Any = "cuda", **fields: Any):
+        # older style: ChallengeBase.__init__(name, atol, rtol, num_gpus, access_tier);
+        # newer style: ChallengeBase.__init__(device="cuda") with the fields as class attributes
+        if len(args) == 1 and not fields:
+            device = args[0]
+        else:
+            fields.update(zip(_OLD_STYLE_FIELDS, args))
+        unknown = set(fields) - set(_OLD_STYLE_FIELDS)
+        if unknown:
+            raise TypeError(f"ChallengeBase.__init__() got unexpected arguments: {sorted(unknown)}")
+        for key, value in fields.items():
+            setattr(self, key, value)
+        if "num_gpus" not in fields and not hasattr(type(self), "num_gpus"):
+            self.num_gpus = 1
+        if "access_tier" not in fields and not hasattr(type(self), "access_tier"):
+            self.access_tier = "free"
+        self.device = device
+        self.seed = 0
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        for method_name in GENERATORS:
+            method = cls.__dict__.get(method_name)
+            if callable(method) and not getattr(method, "_compat_wrapped", False):
+                setattr(cls, method_name, _generator(method_name, method))
+        reference = cls.__dict__.get("reference_impl")
+        if callable(reference) and not getattr(reference, "_compat_wrapped", False):
+            setattr(cls, "reference_impl", _on_grading_device(reference))
+
+
+def _case_seed(challenge: ChallengeBase, method_name: str) -> int:
+    return (zlib.crc32(method_name.encode()) + 1_000_003 * int(getattr(challenge, "seed", 0))) % 2**62
+
+
+def _generator(method_name: str, method: Callable) -> Callable:
+    @functools.wraps(method)
+    def generate(self, *args, **kwargs):
+        device = torch.device(self.device)
+        seed = _case_seed(self, method_name)
+        fork_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=fork_devices), on_device(device):
+            torch.manual_seed(seed)
+            case = method(self, *args, **kwargs)
+        return materialize(case, device, seed, method_name)
+
+    generate._compat_wrapped = True
+    return generate
+
+
+def _on_grading_device(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with on_device(self.device):
+            return method(self, *args, **kwargs)
+
+    run._compat_wrapped = True
+    return run
