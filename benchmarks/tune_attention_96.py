@@ -26,28 +26,24 @@ from runner.timing import L2Flusher  # noqa: E402
 SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (8, 4097, 64)]
 CUDA_VARIANTS = {
     "base": [],
-    "T8": ["-DKV_T=8"],
-    "T2": ["-DKV_T=2"],
+    "T3": ["-DKV_T=3"],
     "MINB2": ["-DKV_MINB=2"],
-    "MINB8": ["-DKV_MINB=8"],
-    "MINB8_T2": ["-DKV_MINB=8", "-DKV_T=2"],
+    "MINB3": ["-DKV_MINB=3"],
+    "split32k": ["-DKV_MIN_SPLIT_BYTES=32768"],
+    "split64k": ["-DKV_MIN_SPLIT_BYTES=65536"],
+    "MINB2_split64k": ["-DKV_MINB=2", "-DKV_MIN_SPLIT_BYTES=65536"],
     "NT256_MINB2": ["-DKV_NT=256", "-DKV_MINB=2"],
-    "NT256_MINB4_T2": ["-DKV_NT=256", "-DKV_MINB=4", "-DKV_T=2"],
-    "LOAD1": ["-DKV_LOAD=1"],
-    "LOAD2": ["-DKV_LOAD=2"],
-    "NOPREFETCH_T8": ["-DKV_PREFETCH=0", "-DKV_T=8"],
+    "NT64_MINB8_T2": ["-DKV_NT=64", "-DKV_MINB=8", "-DKV_T=2"],
 }
 TRITON_VARIANTS = {
     "base": {},
-    "pps2": {"programs_per_sm": 2},
-    "pps8": {"programs_per_sm": 8},
-    "warps8": {"num_warps": 8},
-    "stages3": {"num_stages": 3},
-    "stages1": {"num_stages": 1},
     "tile1024": {"tile_words": 1024},
-    "tile4096_w8": {"tile_words": 4096, "num_warps": 8},
-    "pps8_tile1024": {"programs_per_sm": 8, "tile_words": 1024},
-    "split64k": {"min_split_bytes": 65536},
+    "tile512": {"tile_words": 512},
+    "tile1024_stages1": {"tile_words": 1024, "num_stages": 1},
+    "tile1024_stages3": {"tile_words": 1024, "num_stages": 3},
+    "tile1024_warps2": {"tile_words": 1024, "num_warps": 2},
+    "tile512_warps2_pps8": {"tile_words": 512, "num_warps": 2, "programs_per_sm": 8},
+    "tile1024_pps8": {"tile_words": 1024, "programs_per_sm": 8},
 }
 
 

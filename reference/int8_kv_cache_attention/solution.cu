@@ -329,7 +329,10 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
 
 namespace {
 
-constexpr int kMinSplitBytes = 16384;   // K+V bytes a split should stream at least
+#ifndef KV_MIN_SPLIT_BYTES
+#define KV_MIN_SPLIT_BYTES 16384
+#endif
+constexpr int kMinSplitBytes = KV_MIN_SPLIT_BYTES;   // K+V bytes a split should stream at least
 
 int next_pow2(int x) {
     int p = 1;
