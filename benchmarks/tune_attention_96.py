@@ -26,24 +26,19 @@ from runner.timing import L2Flusher  # noqa: E402
 SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (8, 4097, 64)]
 CUDA_VARIANTS = {
     "base": [],
-    "T3": ["-DKV_T=3"],
-    "MINB2": ["-DKV_MINB=2"],
-    "MINB3": ["-DKV_MINB=3"],
-    "split32k": ["-DKV_MIN_SPLIT_BYTES=32768"],
-    "split64k": ["-DKV_MIN_SPLIT_BYTES=65536"],
-    "MINB2_split64k": ["-DKV_MINB=2", "-DKV_MIN_SPLIT_BYTES=65536"],
-    "NT256_MINB2": ["-DKV_NT=256", "-DKV_MINB=2"],
-    "NT64_MINB8_T2": ["-DKV_NT=64", "-DKV_MINB=8", "-DKV_T=2"],
+    "waves2": ["-DKV_WAVES=2"],
+    "waves3": ["-DKV_WAVES=3"],
+    "waves4": ["-DKV_WAVES=4"],
+    "waves8": ["-DKV_WAVES=8"],
+    "waves2_split32k": ["-DKV_WAVES=2", "-DKV_MIN_SPLIT_BYTES=32768"],
+    "waves4_MINB2": ["-DKV_WAVES=4", "-DKV_MINB=2"],
+    "waves4_NT256_MINB2": ["-DKV_WAVES=4", "-DKV_NT=256", "-DKV_MINB=2"],
 }
 TRITON_VARIANTS = {
     "base": {},
-    "tile1024": {"tile_words": 1024},
-    "tile512": {"tile_words": 512},
-    "tile1024_stages1": {"tile_words": 1024, "num_stages": 1},
-    "tile1024_stages3": {"tile_words": 1024, "num_stages": 3},
-    "tile1024_warps2": {"tile_words": 1024, "num_warps": 2},
-    "tile512_warps2_pps8": {"tile_words": 512, "num_warps": 2, "programs_per_sm": 8},
-    "tile1024_pps8": {"tile_words": 1024, "programs_per_sm": 8},
+    "pps12": {"programs_per_sm": 12},
+    "pps16_split8k": {"programs_per_sm": 16, "min_split_bytes": 8192},
+    "stages2": {"num_stages": 2},
 }
 
 

@@ -329,6 +329,9 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
 
 namespace {
 
+#ifndef KV_WAVES
+#define KV_WAVES 1       // blocks per resident slot: more, shorter splits balance the SMs' finish
+#endif
 #ifndef KV_MIN_SPLIT_BYTES
 #define KV_MIN_SPLIT_BYTES 16384
 #endif
@@ -357,7 +360,7 @@ void launch(const float* Q, const int8_t* K, const int8_t* V, const float* KS, c
             float* out, int H, int S, int D) {
     // one wave: as many (head, split) blocks as fit on the GPU at once, but each split long
     // enough to be worth a block, and within the workspace
-    const long long capacity = (long long)sm_count() * KV_MINB;
+    const long long capacity = (long long)sm_count() * KV_MINB * KV_WAVES;
     long long splits = capacity / H;
     const long long min_tokens = (kMinSplitBytes + 2LL * D - 1) / (2LL * D);
     splits = std::min<long long>(splits, (S + min_tokens - 1) / min_tokens);

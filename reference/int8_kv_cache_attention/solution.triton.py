@@ -26,8 +26,8 @@ LOG2E = 1.4426950408889634
 CONFIG = {
     "programs_per_sm": 4,     # (split, head) programs that should fit on one SM at once
     "num_warps": 4,
-    "num_stages": 2,
-    "tile_words": 2048,       # BLOCK_N * BLOCK_W: int32 words of K per tile
+    "num_stages": 1,
+    "tile_words": 1024,       # BLOCK_N * BLOCK_W: int32 words of K per tile
     "min_split_bytes": 16384, # K+V bytes a split should stream at least
 }
 

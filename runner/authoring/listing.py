@@ -38,8 +38,8 @@ class Listed:
 def describe(info: ChallengeInfo) -> Listed:
     """One challenge's entry; loading it on "meta" reads its name without allocating."""
     entry = Listed(number=info.number, slug=info.slug, name="", difficulty=info.difficulty,
-                   format="repo", starters=sorted(starter_files(info)),
-                   references=sorted(reference_files(info)), path=shown(info.path))
+                   format="repo", starters=list(starter_files(info)),
+                   references=list(reference_files(info)), path=shown(info.path))
     try:
         challenge = load_challenge(info, torch.device("meta"))
     except Exception as exc:  # noqa: BLE001 - a broken challenge.py is listed, not fatal
