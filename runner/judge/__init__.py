@@ -1,0 +1,21 @@
+"""The online judge: a service that takes untrusted submissions over LeetGPU's WebSocket
+protocol (or HTTP), stores them, queues them per accelerator and has workers grade them with
+:func:`runner.sandbox.grade_isolated`, one job per GPU, without losing or double-counting one.
+
+Modules, one job each:
+
+- :mod:`.config`     the YAML configuration (tokens, limits, store, queue, workers)
+- :mod:`.auth`       bearer tokens with roles, compared in constant time
+- :mod:`.protocol`   parsing and validating submissions (clear errors for malformed input)
+- :mod:`.catalogue`  the server's challenges and accelerators
+- :mod:`.store`      the source of truth (SQLite in WAL mode, or PostgreSQL): submissions,
+                     numbered events, leases, quotas
+- :mod:`.queues`     delivery to workers: the store itself (embedded) or Dramatiq on Redis
+- :mod:`.service`    admission, leases, the reaper; :mod:`.app` its HTTP/WebSocket routes
+- :mod:`.metrics`    Prometheus metrics
+- :mod:`.worker`     a worker process bound to one GPU; :mod:`.supervisor` starts them
+- :mod:`.client`     the LeetGPU-style client behind ``run_challenge.py --remote``
+- :mod:`.cli`        ``run_challenge.py serve``
+
+The judge's dependencies are in the ``judge`` extra (``pip install -e ".[judge]"``).
+"""

@@ -1,0 +1,172 @@
+"""``run_challenge.py serve``: the judge on one machine (API + a worker per local GPU), the API
+alone (a fleet's API hosts), or a GPU host's workers alone (``--workers-only``)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from runner.judge.config import ConfigError, JudgeConfig, load_config
+
+log = logging.getLogger("runner.judge")
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_challenge.py serve",
+        description="Run the judge service. With no --config it binds to loopback only, with "
+                    "authentication off; any other address needs a config with tokens.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--config", type=Path, default=os.environ.get("JUDGE_CONFIG"),
+                   help="the judge's YAML config (see deploy/judge.example.yaml; or $JUDGE_CONFIG)")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("JUDGE_DATA_DIR",
+                                                                         "judge-data")),
+                   help="where the embedded SQLite store lives (default ./judge-data)")
+    p.add_argument("--workers", default=None,
+                   help="override the config's `workers`: auto | none | cpu:N | gpus:0,1")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--api-only", action="store_true", help="start no workers here")
+    mode.add_argument("--workers-only", action="store_true",
+                      help="a GPU host: start only this host's workers, for the judge at --url "
+                           "(token in $JUDGE_WORKER_TOKEN)")
+    p.add_argument("--url", help="with --workers-only: the judge's API URL")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _accelerator_for_gpu(accelerators):
+    def pick(index: int) -> str:
+        import torch
+
+        name = torch.cuda.get_device_name(index) if torch.cuda.is_available() else f"gpu{index}"
+        try:
+            return accelerators.resolve(name)
+        except Exception:  # noqa: BLE001 - not an alias: one configured accelerator is unambiguous
+            if len(accelerators.names) == 1:
+                return accelerators.names[0]
+            raise ConfigError(f"GPU {index} ({name}) matches none of the configured accelerators "
+                              f"({', '.join(accelerators.names)}): add its name as an alias")
+    return pick
+
+
+def worker_args(config: JudgeConfig) -> List[str]:
+    args: List[str] = []
+    for folder in config.challenge_dirs:
+        args += ["--challenges", str(folder)]
+    if config.queue.backend == "dramatiq":
+        q = config.queue
+        args += ["--redis-url", q.redis_url, "--namespace", q.namespace,
+                 "--heartbeat-timeout-ms", str(q.heartbeat_timeout_ms),
+                 "--maintenance-chance", str(q.maintenance_chance)]
+    args += ["--watchdog-margin", str(config.leases.watchdog_margin_s)]
+    return args
+
+
+def workers_only(args, config: JudgeConfig) -> int:
+    import time
+
+    from runner.judge.catalogue import Accelerators, CPU
+    from runner.judge.supervisor import Supervisor, plan_workers
+    from runner.judge.worker import TOKEN_ENV
+
+    if not args.url:
+        print("error: --workers-only needs --url (the judge's API)", file=sys.stderr)
+        return EXIT_USAGE
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"error: set ${TOKEN_ENV} to a token with the worker role", file=sys.stderr)
+        return EXIT_USAGE
+    accelerators = Accelerators(config.accelerators) if config.accelerators else Accelerators.local()
+    cpu_name = CPU if CPU in accelerators.names else accelerators.names[0]
+    specs = plan_workers(args.workers or config.workers, _accelerator_for_gpu(accelerators),
+                         cpu_name)
+    for spec in specs:
+        spec.extra_args = worker_args(config)
+    supervisor = Supervisor(specs, args.url, token)
+    supervisor.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
+    return 0
+
+
+def serve(args, config: JudgeConfig) -> int:
+    import uvicorn
+
+    from runner.judge.app import create_app
+    from runner.judge.catalogue import CPU
+    from runner.judge.service import JudgeService
+    from runner.judge.supervisor import Supervisor, plan_workers
+
+    if not config.auth_enabled:
+        if not is_loopback(args.host):
+            print(f"error: binding {args.host} needs a config with tokens (authentication is "
+                  f"off without one); use --host 127.0.0.1, or pass --config with `tokens:` "
+                  f"(see deploy/judge.example.yaml)", file=sys.stderr)
+            return EXIT_USAGE
+        log.warning("authentication is OFF (no config with tokens): anyone who can reach "
+                    "%s:%d can submit code; it binds to loopback only", args.host, args.port)
+    service = JudgeService.from_config(config, args.data_dir)
+    supervisor = None
+    if not args.api_only:
+        worker_token = secrets.token_urlsafe(32)      # this process's own, never written down
+        service.tokens.add("local-workers", ["worker"], worker_token)
+        names = service.accelerators
+        cpu_name = CPU if CPU in names.names else names.names[0]
+        specs = plan_workers(args.workers or config.workers, _accelerator_for_gpu(names), cpu_name)
+        for spec in specs:
+            spec.extra_args = worker_args(config)
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{args.port}"
+        supervisor = Supervisor(specs, url, worker_token)
+    app = create_app(service)
+    limits = config.limits
+    log.info("judge: accelerators %s, store %s, queue %s, %d local worker(s)",
+             ", ".join(service.accelerators.names), config.store_url or args.data_dir,
+             config.queue.backend, len(supervisor.specs) if supervisor else 0)
+    uv = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                       log_level=args.log_level,
+                                       ws_max_size=limits.max_message_bytes * 2 + 65536,
+                                       timeout_graceful_shutdown=5))
+    if supervisor is not None:
+        supervisor.start()
+    try:
+        uv.run()
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+    return 0
+
+
+def serve_main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    try:
+        if args.workers_only:
+            return workers_only(args, load_config(args.config, for_workers=True))
+        config = load_config(args.config)
+        return serve(args, config)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,194 @@
+"""``run_challenge.py CHALLENGE --remote URL``: send a submission to a judge instead of grading
+here, written the way LeetGPU's public client is (websocket-client; connect to
+``<URL>/api/v1/ws/submit``; send one JSON message; read ``{status, output}`` messages until a
+terminal status). It prints progress to stderr and then the same report (or ``--json``
+object) as a local run.
+
+Our additions, harmless to a LeetGPU server: the message carries a ``submissionId`` made here,
+so when the connection drops the client reconnects and resumes after the last event it saw
+(``after``) instead of submitting twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+from runner.judge.protocol import TERMINAL_STATUSES, file_list
+
+URL_ENV = "SERVICE_URL"
+TOKEN_ENVS = ("JUDGE_TOKEN", "SERVICE_TOKEN")
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+RECONNECTS = 5
+
+
+class RemoteError(Exception):
+    """The judge refused the submission or could not be reached; the message says why."""
+
+
+def socket_url(base: str) -> str:
+    base = base.strip().rstrip("/")
+    for old, new in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(old):
+            base = new + base[len(old):]
+    if not base.startswith(("ws://", "wss://")):
+        base = "ws://" + base
+    return base + "/api/v1/ws/submit"
+
+
+def build_message(action: str, file_name: str, content: str, language: str,
+                  token: Optional[str], challenge_code: Optional[str] = None,
+                  challenge: Optional[str] = None, accelerator: Optional[str] = None,
+                  submission_id: Optional[str] = None) -> Dict[str, Any]:
+    """LeetGPU's message, with our optional ``challenge`` and ``submissionId``."""
+    submission: Dict[str, Any] = {"files": file_list(file_name, content), "language": language,
+                                  "accelerator": accelerator, "mode": "accelerated",
+                                  "public": False}
+    if challenge_code is not None:
+        submission["challengeCode"] = challenge_code
+    if challenge is not None:
+        submission["challenge"] = challenge
+    message: Dict[str, Any] = {"action": action, "token": token, "submission": submission}
+    if submission_id:
+        message["submissionId"] = submission_id
+    return message
+
+
+def stream(url: str, message: Dict[str, Any], timeout_s: float = 3600.0,
+           reconnects: int = RECONNECTS) -> Iterator[Dict[str, Any]]:
+    """Every ``{status, output}`` message the judge sends for ``message``, up to the terminal
+    one; reconnects (resuming after the last event seen) when the connection drops."""
+    import websocket
+
+    deadline = time.monotonic() + timeout_s
+    last_seq, failures = -1, 0
+    while True:
+        if last_seq >= 0:
+            message = {**message, "after": last_seq}
+        try:
+            ws = websocket.create_connection(socket_url(url), timeout=30)
+        except (OSError, websocket.WebSocketException) as exc:
+            failures += 1
+            if failures > reconnects or "submissionId" not in message:
+                raise RemoteError(f"cannot reach the judge at {url}: {exc}")
+            time.sleep(min(2.0 ** failures, 10.0))
+            continue
+        try:
+            ws.send(json.dumps(message))
+            while True:
+                if time.monotonic() > deadline:
+                    raise RemoteError(f"no result within {timeout_s:g} s; the submission goes "
+                                      f"on: fetch it later with GET /api/v1/submissions/"
+                                      f"{message.get('submissionId', '<id>')}")
+                try:
+                    raw = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue       # queued and quiet: keep waiting
+                if not raw:
+                    raise websocket.WebSocketConnectionClosedException("closed")
+                msg = json.loads(raw)
+                failures = 0
+                if isinstance(msg.get("seq"), int):
+                    last_seq = msg["seq"]
+                yield msg
+                if msg.get("status") in TERMINAL_STATUSES:
+                    return
+        except (OSError, websocket.WebSocketException) as exc:
+            failures += 1
+            if failures > reconnects or "submissionId" not in message:
+                raise RemoteError(f"lost the connection to the judge ({exc}) after event "
+                                  f"{last_seq}")
+            time.sleep(min(2.0 ** failures, 10.0))
+        finally:
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def result_from_output(output: Any):
+    from runner.report import Result, TestReport
+
+    fields = {f.name for f in dataclasses.fields(Result)}
+    data = {k: v for k, v in output.items() if k in fields}
+    test_fields = {f.name for f in dataclasses.fields(TestReport)}
+    data["tests"] = [{k: v for k, v in t.items() if k in test_fields}
+                     for t in data.get("tests") or []]
+    data.setdefault("verdict", "internal_error")
+    return Result.from_dict(data)
+
+
+def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optional[str], Optional[str]]:
+    """(file name, content, language, challengeCode, challenge) for the CLI's arguments."""
+    from runner import languages
+    from runner.challenge import UnknownChallenge, find_challenge
+    from runner.cli import resolve_solution
+    from runner.errors import UsageError
+
+    try:
+        info = find_challenge(args.challenge)
+    except UnknownChallenge:
+        info = None
+    if info is not None:
+        solution, language = resolve_solution(info, args.solution, args.language)
+        code = (info.path / "challenge.py").read_text(encoding="utf-8")
+        challenge = None
+    else:                       # not here: let the judge find it by number or slug
+        if args.solution is None:
+            raise UsageError(f"challenge {args.challenge!r} is not in this checkout: pass "
+                             f"--solution FILE")
+        solution = args.solution
+        language = languages.normalize(args.language) if args.language else languages.detect(solution)
+        code, challenge = None, str(args.challenge)
+    if not solution.is_file():
+        raise UsageError(f"solution file {solution} does not exist")
+    return solution.name, solution.read_text(encoding="utf-8"), language, code, challenge
+
+
+def remote_command(args: argparse.Namespace,
+                   log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+    from runner.errors import UsageError
+    from runner.report import render_text
+
+    url = args.remote or os.environ.get(URL_ENV)
+    if not url:
+        raise UsageError(f"--remote needs a URL (or set ${URL_ENV})")
+    if args.action not in ("run", "submit"):
+        raise UsageError("--remote sends `run` or `submit` actions only")
+    token = next((os.environ[e] for e in TOKEN_ENVS if os.environ.get(e)), None)
+    name, content, language, code, challenge = submission_from_args(args)
+    if getattr(args, "seed", 0):
+        log("note: --seed is ignored by a judge: it grades with a private seed of its own and "
+            "reports it in the result")
+    message = build_message(args.action, name, content, language, token, code, challenge,
+                            getattr(args, "accelerator", None), uuid.uuid4().hex)
+    timeout = float(getattr(args, "timeout", None) or 3600.0)
+    terminal: Optional[Dict[str, Any]] = None
+    try:
+        for msg in stream(url, message, timeout_s=timeout + 600):
+            if msg.get("status") in TERMINAL_STATUSES:
+                terminal = msg
+            else:
+                log(f"... [{msg.get('status')}] {msg.get('output')}")
+    except RemoteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    assert terminal is not None
+    output = terminal.get("output")
+    if not isinstance(output, dict):     # refused before it was stored
+        print(f"error: the judge refused the submission: {output}"
+              + (f" ({terminal['code']})" if terminal.get("code") else ""), file=sys.stderr)
+        return EXIT_USAGE
+    result = result_from_output(output)
+    if args.json:
+        print(json.dumps(output, indent=2, default=str))
+    else:
+        print(render_text(result))
+        log(f"submission {terminal.get('submissionId')} (seed {output.get('seed')})")
+    return EXIT_OK if result.verdict in ("accepted", "compiled") else EXIT_REJECTED

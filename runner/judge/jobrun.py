@@ -1,0 +1,116 @@
+"""One grading, in its own process: ``python -m runner.judge.jobrun`` reads a job (JSON) on
+stdin and writes JSON lines on stdout: ``{"progress": "..."}`` as grading goes, then
+``{"result": {...}}``.
+
+The worker starts it with a scrubbed environment (no worker token, no database or broker
+address), only its GPU visible, in a private working directory, so that neither a crash of
+the grader nor an author's challenge code (which the trusted side imports to compute the
+expected outputs) can reach the worker's credentials. The submission itself runs one level
+further down, in :func:`runner.sandbox.grade_isolated`'s sandboxed child. If the worker dies,
+this process notices (its parent changes), kills its children and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, TextIO
+
+CUSTOM_FOLDER = "0_custom"
+
+
+def _children_of(pid: int):
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[1]) == pid:
+                yield int(entry)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def kill_descendants(pid: int) -> None:
+    """SIGKILL every child of ``pid`` and its process group (the sandbox's children lead their
+    own groups)."""
+    for child in list(_children_of(pid)):
+        for kill in (lambda: os.killpg(child, signal.SIGKILL), lambda: os.kill(child, signal.SIGKILL)):
+            try:
+                kill()
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            kill_descendants(os.getpid())
+            os._exit(3)
+
+
+def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
+    """Write the submission (and an author's challenge) into ``work``; return
+    (ChallengeInfo, solution path, language)."""
+    from runner import languages
+    from runner.challenge import _info_for
+    from runner.judge.catalogue import Catalogue
+
+    language = languages.normalize(job["language"])
+    solution = work / f"solution{languages.suffix(language)}"
+    solution.write_text(job["content"], encoding="utf-8")
+    if job.get("challengeCode"):
+        folder = work / "challenge" / "custom" / CUSTOM_FOLDER
+        folder.mkdir(parents=True)
+        (folder / "challenge.py").write_text(job["challengeCode"], encoding="utf-8")
+        info = _info_for(folder)
+    else:
+        info = Catalogue([Path(d) for d in challenge_dirs]).find(job["challenge"])
+    return info, solution, language
+
+
+def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
+    import torch
+
+    from runner.grade import GradeOptions
+    from runner.isolation import Limits
+    from runner.sandbox import grade_isolated
+
+    job = spec["job"]
+
+    def emit(kind: str, value: Any) -> None:
+        out.write(json.dumps({kind: value}, default=str) + "\n")
+        out.flush()
+
+    with tempfile.TemporaryDirectory(prefix="judge-job-") as tmp:
+        info, solution, language = stage(job, Path(tmp), spec.get("challengeDirs") or [])
+        limits = Limits(timeout_s=float(spec["timeLimitSeconds"]),
+                        host_memory_bytes=int(spec["hostMemoryBytes"]), private_caches=True)
+        options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
+                               seed=int(job["seed"]), progress=lambda m: emit("progress", m))
+        result = grade_isolated(info, solution, language, options, limits).to_dict()
+    if job.get("challengeCode"):
+        result["challenge"] = "custom"
+    emit("result", result)
+    return result
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)                       # anything the grader prints goes to stderr
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    spec = json.loads(sys.stdin.read())
+    run(spec, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The judge's logic, independent of HTTP: admission, the worker side of leases, the reaper
+and (in a fleet) the repair of lost broker messages. :mod:`runner.judge.app` maps routes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from runner.judge.auth import Principal, TokenRegistry
+from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.config import JudgeConfig
+from runner.judge.metrics import Metrics
+from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitRequest
+from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
+from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
+                                Refused, SqlStore, Transition, open_store)
+from runner.report import STATUS_OF_VERDICT
+
+log = logging.getLogger("runner.judge")
+CUSTOM_CHALLENGE = "custom"
+MAX_CLAIM_WAIT_S = 20.0
+
+
+@dataclass
+class WorkerJob:
+    """A lease handed to a worker, with the settings it must grade under."""
+
+    lease: Lease
+    lease_s: float
+    heartbeat_s: float
+    time_limit_s: float
+    host_memory_bytes: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"submissionId": self.lease.submission_id, "lease": self.lease.lease_id,
+                "attempt": self.lease.attempt, "leaseSeconds": self.lease_s,
+                "heartbeatSeconds": self.heartbeat_s, "timeLimitSeconds": self.time_limit_s,
+                "hostMemoryBytes": self.host_memory_bytes, "job": self.lease.job}
+
+
+class JudgeService:
+    def __init__(self, config: JudgeConfig, store: SqlStore, catalogue: Catalogue,
+                 accelerators: Accelerators, tokens: TokenRegistry,
+                 dispatcher: Optional[Dispatcher] = None, wakeup: Optional[Wakeup] = None):
+        self.config, self.store, self.catalogue = config, store, catalogue
+        self.accelerators, self.tokens = accelerators, tokens
+        self.wakeup = wakeup or Wakeup()
+        self.dispatcher = dispatcher or EmbeddedDispatcher(self.wakeup)
+        self.metrics = Metrics(store.depths, lambda: self.accelerators.names)
+        self._stop = threading.Event()
+        self._threads: List[threading.Thread] = []
+        lim = config.limits
+        self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
+                                         lim.rate_window_s)
+
+    # -- building one from a config ---------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: JudgeConfig, data_dir: Path,
+                    tokens: Optional[TokenRegistry] = None) -> "JudgeService":
+        store = open_store(config.store_url, data_dir)
+        catalogue = Catalogue(config.challenge_dirs)
+        accelerators = (Accelerators(config.accelerators) if config.accelerators
+                        else Accelerators.local())
+        tokens = tokens or TokenRegistry.from_specs(config.tokens,
+                                                    open_access=not config.auth_enabled)
+        wakeup = Wakeup()
+        dispatcher: Dispatcher
+        if config.queue.backend == "dramatiq":
+            q = config.queue
+            dispatcher = DramatiqDispatcher(q.redis_url, q.namespace, q.heartbeat_timeout_ms,
+                                            q.maintenance_chance, wakeup)
+        else:
+            dispatcher = EmbeddedDispatcher(wakeup)
+        return cls(config, store, catalogue, accelerators, tokens, dispatcher, wakeup)
+
+    # -- users --------------------------------------------------------------------------------
+    def resolve_challenge(self, principal: Principal, req: SubmitRequest) -> Tuple[str, Optional[str]]:
+        """(the server's challenge folder name, or "custom"; the custom code, if any)."""
+        if req.challenge is not None:
+            return self.catalogue.find(req.challenge).path.name, None
+        own = self.catalogue.match_code(req.challenge_code or "")
+        if own is not None:
+            return own.path.name, None
+        if principal.has("author"):
+            return CUSTOM_CHALLENGE, req.challenge_code
+        raise ProtocolError("the challenge code sent is not one of this judge's challenges, and "
+                            "only tokens with the author role may send their own; send "
+                            "`submission.challenge` (a number or slug) or the unmodified "
+                            "challenge.py", "unknown_challenge", 403)
+
+    def submit(self, principal: Principal, req: SubmitRequest) -> Tuple[Record, bool]:
+        """Store a submission (or find the one with the same id); raises :class:`ProtocolError`
+        or :class:`Refused`. Only a stored submission is ever acknowledged."""
+        if req.submission_id is not None:
+            existing = self.store.get(req.submission_id)
+            if existing is not None and self.may_see(principal, existing):
+                return existing, False
+        try:
+            accelerator = self.accelerators.resolve(req.accelerator)
+            challenge, code = self.resolve_challenge(principal, req)
+            sub = NewSubmission(id=req.submission_id or uuid.uuid4().hex, owner=principal.name,
+                                action=req.action, language=req.language,
+                                accelerator=accelerator, challenge=challenge,
+                                file_name=req.file_name, content=req.content,
+                                seed=secrets.randbelow(2**31 - 1) + 1, challenge_code=code,
+                                public=req.public)
+            record, created = self.store.admit(sub, self.admission)
+        except (ProtocolError, Refused) as exc:
+            self.metrics.refused.labels(exc.code).inc()
+            raise
+        if created:
+            self.metrics.submissions.labels(accelerator).inc()
+            self._dispatch(record.id, accelerator)
+        return record, created
+
+    def _dispatch(self, submission_id: str, accelerator: str) -> None:
+        """Hand a stored submission to the queue; a broker that is down only delays it (the
+        repair loop sends it again), it never loses it."""
+        try:
+            self.dispatcher.dispatch(submission_id, accelerator)
+            if getattr(self.dispatcher, "uses_broker", False):
+                self.store.mark_dispatched([submission_id])
+        except Exception as exc:  # noqa: BLE001 - the store holds it; repair will retry
+            log.warning("could not hand %s to the queue (%s); it will be sent again",
+                        submission_id, exc)
+
+    def may_see(self, principal: Principal, record: Record) -> bool:
+        return record.owner == principal.name or principal.has("admin")
+
+    # -- workers ------------------------------------------------------------------------------
+    def _job(self, lease: Lease) -> WorkerJob:
+        le, lim = self.config.leases, self.config.limits
+        return WorkerJob(lease, le.lease_s, le.heartbeat_interval, lim.time_limit_s,
+                         lim.host_memory_bytes)
+
+    def claim(self, worker: str, accelerators: List[str], submission_id: Optional[str] = None,
+              wait_s: float = 0.0) -> Optional[WorkerJob]:
+        names = [self.accelerators.resolve(a) for a in accelerators]
+        deadline = time.monotonic() + max(0.0, min(wait_s, MAX_CLAIM_WAIT_S))
+        while True:
+            lease = self.store.claim(worker, names, self.config.leases.lease_s, submission_id)
+            if lease is not None:
+                record = self.store.get(lease.submission_id)
+                if record is not None and lease.attempt == 1:
+                    self.metrics.queue_wait_seconds.labels(record.accelerator).observe(
+                        max(0.0, (record.started or 0) - record.created))
+                return self._job(lease)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or submission_id is not None or self._stop.is_set():
+                return None
+            self.wakeup.wait(min(remaining, 1.0))
+
+    def heartbeat(self, submission_id: str, lease_id: str) -> bool:
+        return self.store.heartbeat(submission_id, lease_id, self.config.leases.lease_s)
+
+    def add_event(self, submission_id: str, lease_id: str, status: str, output: Any) -> Optional[int]:
+        if status in TERMINAL_STATUSES:
+            raise ProtocolError("a progress event cannot have a terminal status; send the result "
+                                "to /complete")
+        return self.store.add_event(submission_id, lease_id, status, output)
+
+    def complete(self, submission_id: str, lease_id: str, result: Dict[str, Any]) -> CompleteOutcome:
+        verdict = str(result.get("verdict") or "internal_error")
+        status = STATUS_OF_VERDICT.get(verdict, "error")
+        record = self.store.get(submission_id)
+        result = {**result, "status": status, "submissionId": submission_id}
+        if record is not None:
+            result["seed"] = record.seed
+            result["attempts"] = record.attempts
+        outcome = self.store.complete(submission_id, lease_id, status, verdict, result)
+        if outcome.stored and outcome.record is not None:
+            rec = outcome.record
+            self.metrics.outcomes.labels(rec.accelerator, status, verdict).inc()
+            self.metrics.grading_seconds.labels(rec.accelerator).observe(
+                max(0.0, (rec.finished or 0) - (rec.started or 0)))
+        elif not outcome.stored:
+            self.metrics.rejected_results.labels(outcome.reason).inc()
+        return outcome
+
+    def release(self, submission_id: str, lease_id: str, reason: str) -> Optional[Transition]:
+        le = self.config.leases
+        t = self.store.release(submission_id, lease_id, f"the worker failed: {reason}"[:500],
+                               le.max_retries, le.avoid_failed_worker_s)
+        if t is not None:
+            self._after_transition(t)
+        return t
+
+    def _after_transition(self, t: Transition) -> None:
+        if t.outcome == "requeued":
+            self.metrics.retries.labels(t.accelerator).inc()
+            self._dispatch(t.submission_id, t.accelerator)
+        else:
+            self.metrics.outcomes.labels(t.accelerator, "interrupted", "interrupted").inc()
+
+    # -- background work ----------------------------------------------------------------------
+    def reap_once(self) -> List[Transition]:
+        le, lim = self.config.leases, self.config.limits
+        done = self.store.reap(le.max_retries, le.avoid_failed_worker_s, lim.max_queue_wait_s)
+        for t in done:
+            log.info("reaper: %s %s (%s)", t.submission_id, t.outcome, t.reason)
+            self._after_transition(t)
+        return done
+
+    def repair_once(self) -> int:
+        """Fleet only: send again the queued submissions the broker may have lost."""
+        if not getattr(self.dispatcher, "uses_broker", False):
+            return 0
+        q = self.config.queue
+        lost = self.store.undispatched(older_than=max(q.repair_interval_s * 4,
+                                                      self.config.leases.lease_s))
+        for sid, acc in lost:
+            self._dispatch(sid, acc)
+        return len(lost)
+
+    def _loop(self, interval: float, step) -> None:
+        while not self._stop.wait(interval):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - keep reaping when the store hiccups
+                log.warning("%s failed: %s", step.__name__, exc)
+
+    def start(self) -> None:
+        """Start the reaper (and, in a fleet, the repair loop) in background threads."""
+        self._stop.clear()
+        loops = [(self.config.leases.reap_interval_s, self.reap_once)]
+        if getattr(self.dispatcher, "uses_broker", False):
+            self.repair_once()
+            loops.append((self.config.queue.repair_interval_s, self.repair_once))
+        for interval, step in loops:
+            t = threading.Thread(target=self._loop, args=(interval, step), daemon=True,
+                                 name=f"judge-{step.__name__}")
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wakeup.notify()
+        for t in self._threads:
+            t.join(timeout=5)
+        self._threads.clear()
+        self.dispatcher.close()
+        self.store.close()
+
+    def health(self) -> Dict[str, Any]:
+        self.store.ping()
+        return {"status": "ok", "accelerators": self.accelerators.names,
+                "auth": "on" if not self.tokens.open_access else "off",
+                "queue": self.config.queue.backend}

@@ -1,0 +1,61 @@
+"""PostgreSQL as the judge's source of truth (a fleet): the same SQL as the SQLite store, with
+write transactions serialized by a transaction-level advisory lock (a judge writes a few rows
+per grading, so one lock costs nothing and keeps every admission check atomic)."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator, List
+
+from runner.judge.store import SqlStore
+
+ADVISORY_LOCK_KEY = 0x6A75646765   # "judge"
+
+
+class PostgresStore(SqlStore):
+    placeholder = "%s"
+
+    def __init__(self, url: str):
+        try:
+            import psycopg
+        except ImportError as exc:   # pragma: no cover - the judge extra installs it
+            raise RuntimeError("a postgresql:// store needs psycopg: pip install -e '.[judge]'") \
+                from exc
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        self._all: List[object] = []
+        self._lock = threading.Lock()
+        self.init_schema()
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[object]:
+        conn = self._conn()
+        with conn.transaction():
+            cur = conn.cursor()
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[object]:
+        yield self._conn().cursor()
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+            self._all.clear()
+        self._local = threading.local()

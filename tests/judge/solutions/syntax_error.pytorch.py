@@ -1,0 +1,2 @@
+def solve(A, B, C, N)
+    pass
