@@ -26,13 +26,15 @@ from runner.timing import L2Flusher  # noqa: E402
 SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (8, 4097, 64)]
 CUDA_VARIANTS = {
     "base": [],
-    "waves2": ["-DKV_WAVES=2"],
-    "waves3": ["-DKV_WAVES=3"],
-    "waves4": ["-DKV_WAVES=4"],
-    "waves8": ["-DKV_WAVES=8"],
-    "waves2_split32k": ["-DKV_WAVES=2", "-DKV_MIN_SPLIT_BYTES=32768"],
-    "waves4_MINB2": ["-DKV_WAVES=4", "-DKV_MINB=2"],
-    "waves4_NT256_MINB2": ["-DKV_WAVES=4", "-DKV_NT=256", "-DKV_MINB=2"],
+    "async_T2_S4_B4": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_MINB=4"],
+    "async_T2_S4_B5": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_MINB=5"],
+    "async_T1_S8_B4": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=8", "-DKV_MINB=4"],
+    "async_T2_S3_B6": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=3", "-DKV_MINB=6"],
+    "async_T4_S3_B3": ["-DKV_ASYNC=1", "-DKV_T=4", "-DKV_STAGES=3", "-DKV_MINB=3"],
+    "async_T2_S6_B3": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=6", "-DKV_MINB=3"],
+    "async_T1_S6_B8": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=6", "-DKV_MINB=8"],
+    "async_T2_S4_NT256_B2": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_NT=256", "-DKV_MINB=2"],
+    "async_T1_S4_B8": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=4", "-DKV_MINB=8"],
 }
 TRITON_VARIANTS = {
     "base": {},
