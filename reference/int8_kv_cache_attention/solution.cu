@@ -35,12 +35,6 @@
 #ifndef KV_PREFETCH
 #define KV_PREFETCH 1    // issue the next iteration's loads before this one's math
 #endif
-#ifndef KV_ASYNC
-#define KV_ASYNC 0       // 1: K/V go through a per-thread cp.async ring in shared memory
-#endif
-#ifndef KV_STAGES
-#define KV_STAGES 4      // depth of that ring (loads in flight: (KV_STAGES - 1) * 2 * KV_T)
-#endif
 #ifndef KV_LOAD
 #define KV_LOAD 0        // 0: ld.global.nc; 1: ...L1::no_allocate.L2::256B; 2: ld.global.cs
 #endif
@@ -116,68 +110,6 @@ __device__ __forceinline__ void kv_load_stage(KvStage<VEC, T>& st, const signed 
     }
 }
 
-
-// ---- the cp.async path (KV_ASYNC): each thread streams its own rows through a ring of
-// KV_STAGES slots in shared memory, so the loads in flight are not bounded by registers.
-// A thread reads back only what it copied itself, so no barrier is needed between stages.
-template <int BYTES>
-__device__ __forceinline__ void kv_cp_async(void* smem, const void* gmem, bool in) {
-    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem);
-    const int src_size = in ? BYTES : 0;   // 0: the slot is zero-filled and nothing is read
-    if constexpr (BYTES == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                     :: "r"(dst), "l"(gmem), "r"(src_size) : "memory");
-    else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;\n"
-                     :: "r"(dst), "l"(gmem), "n"(BYTES), "r"(src_size) : "memory");
-}
-
-__device__ __forceinline__ void kv_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-template <int N>
-__device__ __forceinline__ void kv_cp_wait() {
-    asm volatile("cp.async.wait_group %0;\n" :: "n"(N) : "memory");
-}
-
-template <int VEC, int T, int NT, int ROWS>
-__device__ __forceinline__ void kv_issue_stage(unsigned char* stage, const signed char* kp,
-                                               const signed char* vp, const float* ksp,
-                                               const float* vsp, int base, int r, int t1,
-                                               int D, bool active, int tid) {
-#pragma unroll
-    for (int j = 0; j < T; ++j) {
-        const int t = base + j * ROWS + r;
-        const bool in = t < t1;
-        const int tc = in ? t : 0;   // keeps every address inside the buffers
-        const int i = j * NT + tid;
-        kv_cp_async<VEC>(stage + i * VEC, kp + (long long)tc * D, in && active);
-        kv_cp_async<VEC>(stage + (T * NT + i) * VEC, vp + (long long)tc * D, in && active);
-        kv_cp_async<4>(stage + 2 * T * NT * VEC + i * 4, ksp + tc, in);
-        kv_cp_async<4>(stage + 2 * T * NT * VEC + (T * NT + i) * 4, vsp + tc, in);
-    }
-}
-
-template <int VEC, int T, int NT>
-__device__ __forceinline__ void kv_read_stage(KvStage<VEC, T>& st, const unsigned char* stage,
-                                              int tid) {
-#pragma unroll
-    for (int j = 0; j < T; ++j) {
-        const int i = j * NT + tid;
-        if constexpr (VEC == 16) {
-            const uint4 k = *reinterpret_cast<const uint4*>(stage + i * VEC);
-            const uint4 v = *reinterpret_cast<const uint4*>(stage + (T * NT + i) * VEC);
-            st.k[j][0] = k.x; st.k[j][1] = k.y; st.k[j][2] = k.z; st.k[j][3] = k.w;
-            st.v[j][0] = v.x; st.v[j][1] = v.y; st.v[j][2] = v.z; st.v[j][3] = v.w;
-        } else {
-            const uint2 k = *reinterpret_cast<const uint2*>(stage + i * VEC);
-            const uint2 v = *reinterpret_cast<const uint2*>(stage + (T * NT + i) * VEC);
-            st.k[j][0] = k.x; st.k[j][1] = k.y;
-            st.v[j][0] = v.x; st.v[j][1] = v.y;
-        }
-        st.ks[j] = *reinterpret_cast<const float*>(stage + 2 * T * NT * VEC + i * 4);
-        st.vs[j] = *reinterpret_cast<const float*>(stage + 2 * T * NT * VEC + (T * NT + i) * 4);
-    }
-}
 
 // Online softmax over the T rows this lane holds: scores, running max and sum, accumulator.
 template <int VEC, int G, int T, int ROWS>
@@ -260,30 +192,6 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
 #pragma unroll
     for (int i = 0; i < VEC; ++i) acc[i] = 0.0f;
 
-#if KV_ASYNC
-    extern __shared__ __align__(16) unsigned char kv_ring[];
-    constexpr int STAGE_BYTES = T * NT * (2 * VEC + 8);
-#pragma unroll
-    for (int st = 0; st < KV_STAGES - 1; ++st) {
-        kv_issue_stage<VEC, T, NT, ROWS>(kv_ring + st * STAGE_BYTES, kp, vp, ksp, vsp,
-                                         t0 + st * STEP, r, t1, D, active, tid);
-        kv_cp_commit();
-    }
-    int slot = 0;
-    for (int base = t0; base < t1; base += STEP) {
-        int ahead = slot + KV_STAGES - 1;
-        if (ahead >= KV_STAGES) ahead -= KV_STAGES;
-        kv_issue_stage<VEC, T, NT, ROWS>(kv_ring + ahead * STAGE_BYTES, kp, vp, ksp, vsp,
-                                         base + (KV_STAGES - 1) * STEP, r, t1, D, active, tid);
-        kv_cp_commit();
-        kv_cp_wait<KV_STAGES - 1>();   // this thread's copies of stage `slot` have landed
-        KvStage<VEC, T> cur;
-        kv_read_stage<VEC, T, NT>(cur, kv_ring + slot * STAGE_BYTES, tid);
-        if (++slot == KV_STAGES) slot = 0;
-        kv_consume<VEC, G, T, ROWS>(cur, q, m, l, acc, base, r, t1, qk_scale);
-    }
-    kv_cp_wait<0>();
-#else
     KvStage<VEC, T> cur;
     kv_load_stage<VEC, T, ROWS>(cur, kp, vp, ksp, vsp, t0, r, t1, D, active);
     for (int base = t0; base < t1; base += STEP) {
@@ -299,7 +207,6 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
             kv_load_stage<VEC, T, ROWS>(cur, kp, vp, ksp, vsp, base + STEP, r, t1, D, active);
 #endif
     }
-#endif
 
     // ---- merge the block's rows: max, then rescale and sum (warp shuffles, then shared) ----
     __shared__ float sm_m[NW];
@@ -472,18 +379,7 @@ void launch(const float* Q, const int8_t* K, const int8_t* V, const float* KS, c
     const int chunk = (int)((S + splits - 1) / splits);
     splits = (S + chunk - 1) / chunk;
     const float qk_scale = (float)(1.4426950408889634 / std::sqrt((double)D));
-#if KV_ASYNC
-    constexpr int kRingBytes = KV_STAGES * KV_T * KV_NT * (2 * VEC + 8);
-    static bool ring_allowed = false;   // above 48 KB, dynamic shared memory needs an opt-in
-    if (!ring_allowed) {
-        cudaFuncSetAttribute(kv_attention<VEC, G, KV_T, KV_NT>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, kRingBytes);
-        ring_allowed = true;
-    }
-#else
-    constexpr int kRingBytes = 0;
-#endif
-    kv_attention<VEC, G, KV_T, KV_NT><<<dim3((unsigned)splits, (unsigned)H), KV_NT, kRingBytes>>>(
+    kv_attention<VEC, G, KV_T, KV_NT><<<dim3((unsigned)splits, (unsigned)H), KV_NT>>>(
         Q, reinterpret_cast<const signed char*>(K), reinterpret_cast<const signed char*>(V), KS, VS,
         out, S, D, chunk, (int)splits, qk_scale);
 }
