@@ -26,31 +26,53 @@ from runner.timing import L2Flusher  # noqa: E402
 SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (8, 4097, 64)]
 CUDA_VARIANTS = {
     "base": [],
-    "async_T2_S4_B4": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_MINB=4"],
-    "async_T2_S4_B5": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_MINB=5"],
-    "async_T1_S8_B4": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=8", "-DKV_MINB=4"],
-    "async_T2_S3_B6": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=3", "-DKV_MINB=6"],
-    "async_T4_S3_B3": ["-DKV_ASYNC=1", "-DKV_T=4", "-DKV_STAGES=3", "-DKV_MINB=3"],
-    "async_T2_S6_B3": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=6", "-DKV_MINB=3"],
-    "async_T1_S6_B8": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=6", "-DKV_MINB=8"],
-    "async_T2_S4_NT256_B2": ["-DKV_ASYNC=1", "-DKV_T=2", "-DKV_STAGES=4", "-DKV_NT=256", "-DKV_MINB=2"],
-    "async_T1_S4_B8": ["-DKV_ASYNC=1", "-DKV_T=1", "-DKV_STAGES=4", "-DKV_MINB=8"],
+    "MINB2": ["-DKV_MINB=2"],
 }
+# Probes: solution.cu with the math of each step removed (wrong answers, timed unchecked), to
+# show what the memory system gives this exact access pattern and grid.
+READ_ONLY_STEP = """    constexpr int W = VEC / 4;
+#pragma unroll
+    for (int j = 0; j < T; ++j)
+#pragma unroll
+        for (int w = 0; w < W; ++w)
+            acc[w] += __uint_as_float(((cur.k[j][w] ^ cur.v[j][w]) & 0x007fffffu) | 0x3f800000u)
+                      * (cur.ks[j] + cur.vs[j]);
+    l += 1.0f;
+    m = 0.0f;
+    return;
+"""
+PROBES = {"probe_read_only": [], "probe_read_only_MINB2": ["-DKV_MINB=2"],
+          "probe_read_only_T8_MINB2": ["-DKV_T=8", "-DKV_MINB=2"]}
 TRITON_VARIANTS = {
     "base": {},
-    "pps12": {"programs_per_sm": 12},
-    "pps16_split8k": {"programs_per_sm": 16, "min_split_bytes": 8192},
     "stages2": {"num_stages": 2},
+    "tile2048": {"tile_words": 2048},
+    "pps8": {"programs_per_sm": 8},
+    "warps2_tile512_pps8": {"num_warps": 2, "tile_words": 512, "programs_per_sm": 8},
 }
 
 
-def cuda_calls(challenge, device):
-    path = REFERENCE_DIR / "solution.cu"
+def read_only_source(folder: Path) -> Path:
+    source = (REFERENCE_DIR / "solution.cu").read_text()
+    anchor = "    constexpr int W = VEC / 4;\n    float s[T];"
+    assert anchor in source, "kv_consume changed: update READ_ONLY_STEP's anchor"
+    path = folder / "probe_read_only.cu"
+    path.write_text(source.replace(anchor, READ_ONLY_STEP + "    float s[T];", 1))
+    return path
+
+
+def cuda_calls(challenge, device, folder: Path):
+    """(name, call, checked) per CUDA variant and probe."""
+    path, probe = REFERENCE_DIR / "solution.cu", read_only_source(folder)
+    builds = [(path, flags) for flags in CUDA_VARIANTS.values()]
+    builds += [(probe, flags) for flags in PROBES.values()]
     capability = torch.cuda.get_device_capability(device)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda flags: nvcc.build(path, capability, (), flags), CUDA_VARIANTS.values()))
+        list(pool.map(lambda b: nvcc.build(b[0], capability, (), b[1]), builds))
     for name, flags in CUDA_VARIANTS.items():
-        yield f"cuda {name}", cuda.load(path, challenge, device, extra_flags=flags)
+        yield f"cuda {name}", cuda.load(path, challenge, device, extra_flags=flags), True
+    for name, flags in PROBES.items():
+        yield f"cuda {name}", cuda.load(probe, challenge, device, extra_flags=flags), False
 
 
 def triton_calls():
@@ -64,7 +86,7 @@ def triton_calls():
             module.CONFIG.update(defaults, **override)
             module.solve(**{k: case[k] for k in ("Q", "K_int8", "V_int8", "k_scale", "v_scale",
                                                   "output", "num_heads", "seq_len", "head_dim")})
-        yield f"triton {name}", call
+        yield f"triton {name}", call, True
 
 
 def main(argv=None) -> int:
@@ -76,15 +98,17 @@ def main(argv=None) -> int:
     device = torch.device("cuda")
     challenge = challenge_96(device)
     flusher = L2Flusher(device)
-    sources = {"cuda": lambda: cuda_calls(challenge, device), "triton": triton_calls}
+    sources = {"cuda": lambda: cuda_calls(challenge, device, args.out), "triton": triton_calls}
     rows = []
     for kind, make in sources.items():
         if args.only and kind != args.only:
             continue
-        for name, call in make():
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, call, checked in make():
             cells = []
             for shape in SHAPES:
-                row = dict(measure(challenge, call, shape, device, flusher, args.budget), variant=name)
+                row = dict(measure(challenge, call, shape, device, flusher, args.budget, checked),
+                           variant=name)
                 rows.append(row)
                 cells.append(f"{row['median_ms'] * 1e3:7.1f}" if "median_ms" in row else row["error"])
             print(f"{name:24s} " + " ".join(cells), flush=True)

@@ -10,8 +10,9 @@ head dimension (dims 4w, 4w+1, 4w+2, 4w+3), each with its own slice of q and acc
 Scales are factored out: score = k_scale * (q . k_int8) * log2(e) / sqrt(d), and v_scale folds
 into the softmax weight. The accumulator stays two-dimensional (one partial per token row of
 the tile) so no cross-thread reduction happens per tile, and it is rescaled only when the
-running maximum grows. Pass 2: one program per head merges the splits by log-sum-exp (skipped
-when a head has a single split). Pure Triton, so it also runs under the CPU interpreter.
+running maximum grows. The last program of each head to finish (an atomic counter) merges the
+head's splits by log-sum-exp: one launch, no second kernel (a head with a single split writes
+its output directly). Pure Triton, so it also runs under the CPU interpreter.
 """
 
 import math
@@ -45,9 +46,9 @@ def _hi_byte(x):
 
 
 @triton.jit
-def _partial_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, seq_len, W, chunk, qk_scale,
-                    num_splits, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
-                    DIRECT: tl.constexpr):
+def _attention_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, COUNT, seq_len, W, chunk,
+                      qk_scale, num_splits, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
+                      DIRECT: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     split = tl.program_id(0)
     head = tl.program_id(1)
     D = 4 * W
@@ -120,12 +121,20 @@ def _partial_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, seq_len, W, chunk, 
         tl.store(o_ptr + 3, o3, mask=w_mask)
         tl.store(WS_ML + 2 * slot, m_i)
         tl.store(WS_ML + 2 * slot + 1, l_i)
+        # the last program of this head to finish merges all its splits: the barrier orders
+        # every thread's stores before the (release) count, and the count's acquire before the
+        # merge's loads, which bypass L1 (.cg)
+        tl.debug_barrier()
+        finished = tl.atomic_add(COUNT + head, 1, sem="acq_rel")
+        tl.debug_barrier()
+        if finished == num_splits - 1:
+            tl.store(COUNT + head, 0)   # ready for the next launch
+            _merge_splits(WS_ACC, WS_ML, OUT, head, D, num_splits, BLOCK_S, BLOCK_D)
 
 
 @triton.jit
-def _combine_kernel(WS_ACC, WS_ML, OUT, head_dim, num_splits,
-                    BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
-    head = tl.program_id(0)
+def _merge_splits(WS_ACC, WS_ML, OUT, head, head_dim, num_splits,
+                  BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
     offs_s = tl.arange(0, BLOCK_S)
     offs_d = tl.arange(0, BLOCK_D)
     d_mask = offs_d < head_dim
@@ -133,19 +142,20 @@ def _combine_kernel(WS_ACC, WS_ML, OUT, head_dim, num_splits,
     m_max = tl.max(tl.full([BLOCK_S], -1.0e30, tl.float32), axis=0)
     for s0 in range(0, num_splits, BLOCK_S):
         s_mask = s0 + offs_s < num_splits
-        m = tl.load(WS_ML + 2 * (first + s0 + offs_s), mask=s_mask, other=-1.0e30)
+        m = tl.load(WS_ML + 2 * (first + s0 + offs_s), mask=s_mask, other=-1.0e30,
+                    cache_modifier=".cg")
         m_max = tl.maximum(m_max, tl.max(m, axis=0))
     total = tl.sum(tl.zeros([BLOCK_S], dtype=tl.float32), axis=0)
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     for s0 in range(0, num_splits, BLOCK_S):
         idx = s0 + offs_s
         s_mask = idx < num_splits
-        m = tl.load(WS_ML + 2 * (first + idx), mask=s_mask, other=-1.0e30)
-        l = tl.load(WS_ML + 2 * (first + idx) + 1, mask=s_mask, other=0.0)
+        m = tl.load(WS_ML + 2 * (first + idx), mask=s_mask, other=-1.0e30, cache_modifier=".cg")
+        l = tl.load(WS_ML + 2 * (first + idx) + 1, mask=s_mask, other=0.0, cache_modifier=".cg")
         w = tl.where(s_mask, tl.exp2(m - m_max), 0.0)
         total += tl.sum(l * w, axis=0)
         part = tl.load(WS_ACC + (first + idx).to(tl.int64)[:, None] * head_dim + offs_d[None, :],
-                       mask=s_mask[:, None] & d_mask[None, :], other=0.0)
+                       mask=s_mask[:, None] & d_mask[None, :], other=0.0, cache_modifier=".cg")
         acc += tl.sum(part * w[:, None], axis=0)
     tl.store(OUT + head * head_dim + offs_d, acc / total, mask=d_mask)
 
@@ -164,13 +174,16 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _workspace(device: torch.device, n_acc: int, n_ml: int):
-    """A cached workspace, grown on demand (never shrunk)."""
-    acc, ml = _WORKSPACE.get(device, (None, None))
+    """Cached buffers, grown on demand (never shrunk): partial accumulators, (max, sum) pairs,
+    and one finished-splits counter per head (zero between launches: the merging program
+    resets its head's)."""
+    acc, ml, count = _WORKSPACE.get(device, (None, None, None))
     if acc is None or acc.numel() < n_acc or ml.numel() < n_ml:
         acc = torch.empty(max(n_acc, 1 << 16), device=device, dtype=torch.float32)
         ml = torch.empty(max(n_ml, 1 << 12), device=device, dtype=torch.float32)
-        _WORKSPACE[device] = (acc, ml)
-    return acc, ml
+        count = count if count is not None else torch.zeros(64, device=device, dtype=torch.int32)
+        _WORKSPACE[device] = (acc, ml, count)
+    return acc, ml, count
 
 
 def plan(num_heads: int, seq_len: int, head_dim: int, device: torch.device, config=None):
@@ -201,14 +214,11 @@ def solve(Q: torch.Tensor, K_int8: torch.Tensor, V_int8: torch.Tensor, k_scale: 
     K32 = K_int8.view(torch.int32)   # [H, S, D/4]: four int8 values per word
     V32 = V_int8.view(torch.int32)
     direct = splits == 1
-    ws_acc, ws_ml = _workspace(Q.device, num_heads * splits * head_dim, 2 * num_heads * splits)
+    ws_acc, ws_ml, count = _workspace(Q.device, num_heads * splits * head_dim, 2 * num_heads * splits)
     qk_scale = LOG2E / math.sqrt(head_dim)
-    _partial_kernel[(splits, num_heads)](
-        Q, K32, V32, k_scale, v_scale, output, ws_acc, ws_ml, seq_len, words, chunk, qk_scale,
-        splits, BLOCK_N=block_n, BLOCK_W=block_w, DIRECT=direct,
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
-    if not direct:
-        block_d = triton.next_power_of_2(head_dim)
-        block_s = max(2, min(triton.next_power_of_2(splits), max(2, 4096 // block_d)))
-        _combine_kernel[(num_heads,)](ws_acc, ws_ml, output, head_dim, splits,
-                                      BLOCK_S=block_s, BLOCK_D=block_d, num_warps=4)
+    block_d = triton.next_power_of_2(head_dim)
+    block_s = max(2, min(triton.next_power_of_2(splits), max(2, 2048 // block_d)))
+    _attention_kernel[(splits, num_heads)](
+        Q, K32, V32, k_scale, v_scale, output, ws_acc, ws_ml, count, seq_len, words, chunk,
+        qk_scale, splits, BLOCK_N=block_n, BLOCK_W=block_w, DIRECT=direct, BLOCK_S=block_s,
+        BLOCK_D=block_d, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
