@@ -25,10 +25,10 @@ LOG2E = 1.4426950408889634
 
 # launch configuration (a tuning script may assign to this dict to compare variants)
 CONFIG = {
-    "programs_per_sm": 4,     # (split, head) programs that should fit on one SM at once
-    "num_warps": 4,
+    "programs_per_sm": 8,     # (split, head) programs that should fit on one SM at once
+    "num_warps": 2,
     "num_stages": 1,
-    "tile_words": 1024,       # BLOCK_N * BLOCK_W: int32 words of K per tile
+    "tile_words": 512,        # BLOCK_N * BLOCK_W: int32 words of K per tile
     "min_split_bytes": 16384, # K+V bytes a split should stream at least
 }
 
