@@ -77,6 +77,18 @@ class ChallengeBase(ABC):
         """The floating-point operations a solution must do for ``test``."""
         return None
 
+    # -- optional: a checking rule of the challenge's own -------------------------------------
+    def compare_output(self, name: str, got: torch.Tensor, expected: torch.Tensor,
+                       case: TestCase):
+        """Check output ``name``: ``got`` (the solution's) against ``expected`` (the
+        reference's), both on the CPU; ``case`` holds the inputs as generated (inout tensors
+        as they were before the call). Returns a :class:`runner.check.Comparison`. The default
+        is elementwise atol/rtol for floats, bit for bit otherwise; override it only for a rule
+        the challenge's spec states."""
+        from runner.check import default_comparison
+
+        return default_comparison(name, got, expected, self.atol, self.rtol)
+
 
 def is_pointer(ctype: Any) -> bool:
     return isinstance(ctype, type) and issubclass(ctype, ctypes._Pointer)

@@ -18,7 +18,7 @@ import torch
 from runner import devices
 from runner.buffers import directions_of, prepare_call
 from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
-from runner.check import Comparison, compare, compare_exact
+from runner.check import Comparison, default_comparison
 from runner.execute import (FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,
                             performance_case, test_cases, with_seed)
 from runner.isolation import ChildOutcome, Limits, run_in_child
@@ -60,12 +60,12 @@ def reference_outputs(challenge: ChallengeBase, case: Dict[str, Any],
 
 def compare_output(challenge: ChallengeBase, name: str, got: torch.Tensor,
                    expected: torch.Tensor, case: Dict[str, Any]) -> Comparison:
+    """The challenge's own rule (:meth:`ChallengeBase.compare_output`, default or overridden);
+    a LeetGPU-format challenge, whose base class has no such method, gets the default."""
     custom = getattr(challenge, "compare_output", None)
     if custom is not None:
         return custom(name, got, expected, case)
-    if expected.is_floating_point():
-        return compare(name, got, expected, challenge.atol, challenge.rtol)
-    return compare_exact(name, got, expected)
+    return default_comparison(name, got, expected, challenge.atol, challenge.rtol)
 
 
 def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],

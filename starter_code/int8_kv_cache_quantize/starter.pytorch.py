@@ -1,0 +1,8 @@
+import torch
+
+
+# key, value, slot_mapping, k_cache, v_cache, k_scale, v_scale are tensors on the GPU
+def solve(key: torch.Tensor, value: torch.Tensor, slot_mapping: torch.Tensor,
+          k_cache: torch.Tensor, v_cache: torch.Tensor, k_scale: torch.Tensor,
+          v_scale: torch.Tensor, N: int, num_kv_heads: int, head_dim: int, num_slots: int):
+    pass
