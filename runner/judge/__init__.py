@@ -8,14 +8,18 @@ Modules, one job each:
 - :mod:`.auth`       bearer tokens with roles, compared in constant time
 - :mod:`.protocol`   parsing and validating submissions (clear errors for malformed input)
 - :mod:`.catalogue`  the server's challenges and accelerators
-- :mod:`.store`      the source of truth (SQLite in WAL mode, or PostgreSQL): submissions,
-                     numbered events, leases, quotas
+- :mod:`.store`      the source of truth (SQLite in WAL mode): submissions, numbered events,
+                     leases, admissions; :mod:`.store_pg` the same on PostgreSQL
 - :mod:`.queues`     delivery to workers: the store itself (embedded) or Dramatiq on Redis
 - :mod:`.service`    admission, leases, the reaper; :mod:`.app` its HTTP/WebSocket routes
 - :mod:`.metrics`    Prometheus metrics
-- :mod:`.worker`     a worker process bound to one GPU; :mod:`.supervisor` starts them
+- :mod:`.worker`     a worker process bound to one GPU; :mod:`.jobrun` the process that grades
+                     one job for it; :mod:`.supervisor` starts a host's workers
 - :mod:`.client`     the LeetGPU-style client behind ``run_challenge.py --remote``
 - :mod:`.cli`        ``run_challenge.py serve``
+- :mod:`.loadtest`   ``python -m runner.judge.loadtest``: load and chaos
+
+``docs/judge.md`` describes the protocol, the guarantees and how to run one machine or a fleet.
 
 The judge's dependencies are in the ``judge`` extra (``pip install -e ".[judge]"``).
 """

@@ -205,9 +205,11 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             if not isinstance(accelerators, list) or not all(isinstance(a, str) for a in accelerators):
                 raise ProtocolError("`accelerators` must be a list of names")
             sid = payload.get("submissionId")
-            wait = float(payload.get("wait") or 0)
+            wait = payload.get("wait") or 0
+            if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+                raise ProtocolError("`wait` must be a number of seconds")
             job = await run_in_threadpool(service.claim, name, accelerators,
-                                          str(sid) if sid else None, wait)
+                                          str(sid) if sid else None, float(wait))
         except Rejection as exc:
             return _error(exc)
         if job is None:

@@ -266,3 +266,12 @@ def test_health_and_listing(make_client):
     assert "t4" in aliases and "teslat4" in aliases
     reply = ws_exchange(client, json.dumps(message(submission={"accelerator": "NVIDIA TESLA T4"})))[0]
     assert reply["status"] == "queued" and "for cpu" in reply["output"]
+
+
+def test_every_submission_gets_its_own_private_seed(make_client):
+    client, service = make_client()
+    ids = [ws_exchange(client, json.dumps(message()))[0]["submissionId"] for _ in range(5)]
+    seeds = {service.store.get(i).seed for i in ids}
+    assert len(seeds) == 5 and all(s > 0 for s in seeds)
+    r = client.get(f"/api/v1/submissions/{ids[0]}", headers={"Authorization": f"Bearer {token('alice')}"})
+    assert "seed" not in r.json()          # reported with the result, not before grading

@@ -1,0 +1,97 @@
+"""GPU hygiene and the one-command setups: what a job process may see, how many workers a host
+starts, and `run_challenge.py serve` with its own workers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from judge_helpers import REPO, free_port, leetgpu_client
+from runner.judge.catalogue import Accelerators, Catalogue, code_digest
+from runner.judge.supervisor import plan_workers
+from runner.judge.worker import SlotBusy, WorkerSettings, hold_slot, job_environment
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def settings(**kw) -> WorkerSettings:
+    return WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="H100", **kw)
+
+
+def test_a_job_sees_only_its_gpu_and_no_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUDGE_WORKER_TOKEN", "secret-worker-token")
+    monkeypatch.setenv("JUDGE_REDIS_URL", "redis://user:password@redis/0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.setenv("NVIDIA_VISIBLE_DEVICES", "all")
+    env = job_environment(settings(gpu=2), tmp_path)
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and "NVIDIA_VISIBLE_DEVICES" not in env
+    assert not any("TOKEN" in k or "REDIS" in k for k in env)
+    assert "secret-worker-token" not in env.values()
+    cpu = job_environment(settings(slot="0"), tmp_path)
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "" and cpu["TRITON_INTERPRET"] == "1"
+
+
+def test_one_worker_per_gpu_lock(tmp_path):
+    first = hold_slot(settings(gpu=1, lock_dir=tmp_path))
+    with pytest.raises(SlotBusy, match="gpu1 is already held"):
+        hold_slot(settings(gpu=1, lock_dir=tmp_path))
+    hold_slot(settings(gpu=0, lock_dir=tmp_path)).close()   # another GPU is free
+    first.close()
+    hold_slot(settings(gpu=1, lock_dir=tmp_path)).close()   # and this one once released
+
+
+def test_a_host_starts_one_worker_per_gpu():
+    specs = plan_workers("gpus:0,2", lambda k: "H100", "cpu")
+    assert [(s.gpu, s.accelerator) for s in specs] == [(0, "H100"), (2, "H100")]
+    assert [s.cpu_slot for s in plan_workers("cpu:3", None, "cpu")] == ["0", "1", "2"]
+    assert plan_workers("none", None, "cpu") == []
+
+
+def test_accelerator_aliases_and_challenge_matching():
+    acc = Accelerators({"H100": ["NVIDIA H100 80GB HBM3"], "cpu": []})
+    assert acc.resolve(None) == "H100" and acc.resolve("nvidia h100") == "H100"
+    assert acc.resolve("NVIDIA H100 80GB HBM3") == "H100" and acc.resolve(" CPU ") == "cpu"
+    assert code_digest("a = 1\r\nb = 2  \r\n\r\n") == code_digest("a = 1\nb = 2\n")
+    catalogue = Catalogue()
+    text = (catalogue.find(96).path / "challenge.py").read_text()
+    assert catalogue.match_code(text.replace("\n", "\r\n")).number == 96
+    assert catalogue.match_code(text + "\nx = 1\n") is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_serve_alone_runs_api_and_a_local_worker_with_auth_off(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), "serve", "--port",
+                             str(port), "--data-dir", str(tmp_path / "data"), "--workers", "cpu:1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        import httpx
+        import time
+
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                health = httpx.get(url + "/healthz", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert health["auth"] == "off" and health["accelerators"] == ["cpu"]
+        code = (REPO / "challenges/medium/96_int8_kv_cache_attention/challenge.py").read_text()
+        solution = (REPO / "reference/int8_kv_cache_attention/solution.pytorch.py").read_text()
+        log = leetgpu_client(url, {"action": "run", "token": None, "submission": {
+            "files": [{"name": "solution.pytorch.py", "content": solution}],
+            "language": "pytorch", "accelerator": "cpu", "mode": "accelerated", "public": False,
+            "challengeCode": code}}, timeout=120)
+        assert log[-1]["status"] == "success", log[-1]
+        assert log[-1]["output"]["challenge"] == "96_int8_kv_cache_attention"
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "authentication is OFF" in out
