@@ -52,3 +52,10 @@ Output: C = \\begin{bmatrix} 1 & 2 \\\\ 3 & 4 \\end{bmatrix}
 def test_sections_by_heading_at_any_level():
     lead, found = sections("<p>intro</p><h2>Example 1:</h2><pre>x</pre><h4>Constraints</h4><ul></ul>")
     assert "intro" in lead and [s.title for s in found] == ["Example 1:", "Constraints"]
+
+
+def test_an_output_may_be_shown_before_and_after_the_call():
+    from runner.authoring.html import every_value
+
+    found = example_assignments("<pre>cache = 7\ncache[0] = [1, 2]\ncache[1] = [3, 4]\n</pre>")
+    assert [[p.value for p in v] for v in every_value(found["cache"])] == [[7], [1, 2, 3, 4]]

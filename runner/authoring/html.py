@@ -133,6 +133,28 @@ def example_assignments(fragment: str) -> Dict[str, List[Tuple[Tuple[int, ...], 
     return found
 
 
+def every_value(assignments: List[Tuple[Tuple[int, ...], List[Printed]]]) -> List[List[Printed]]:
+    """Each value a name is given, in order: a plain assignment, or a run of indexed ones
+    concatenated in index order (an example may show an output before and after the call)."""
+    values: List[List[Printed]] = []
+    rest = list(assignments)
+    while rest:
+        values.append(first_value(rest))
+        rest = rest[max(1, _run_length(rest)):]
+    return values
+
+
+def _run_length(assignments: List[Tuple[Tuple[int, ...], List[Printed]]]) -> int:
+    if not assignments or not assignments[0][0]:
+        return 1
+    seen = set()
+    for k, (index, _) in enumerate(assignments):
+        if not index or index in seen:
+            return k
+        seen.add(index)
+    return len(assignments)
+
+
 def first_value(assignments: List[Tuple[Tuple[int, ...], List[Printed]]]) -> List[Printed]:
     """The numbers of a name's first value: a plain assignment, or the run of indexed ones
     (``K[0] = ...``, ``K[1] = ...``) concatenated in index order."""
