@@ -33,7 +33,8 @@ from runner.judge.service import JudgeService
 from runner.judge.store import Refused
 
 log = logging.getLogger("runner.judge")
-POLL_S = 0.2
+POLL_S = 0.1           # how often a stream looks for a change notice (in memory)
+REREAD_S = 2.0         # and re-reads the store regardless (changes made by another API process)
 MAX_EVENTS_WAIT_S = 30.0
 WORKER_BODY_BYTES = 8 << 20
 Rejection = (ProtocolError, AuthError, Refused)
@@ -167,10 +168,13 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait, MAX_EVENTS_WAIT_S))
         while True:
+            version, read_at = service.version(submission_id), loop.time()
             events = await run_in_threadpool(service.store.events, submission_id, after)
             if events or loop.time() >= deadline:
                 break
-            await asyncio.sleep(POLL_S)
+            while (service.version(submission_id) == version and loop.time() < deadline
+                   and loop.time() - read_at < REREAD_S):
+                await asyncio.sleep(POLL_S)
         done = any(e.status in TERMINAL_STATUSES for e in events)
         return JSONResponse({"submissionId": submission_id,
                              "events": [e.to_dict(submission_id) for e in events],
@@ -301,9 +305,11 @@ async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, afte
             gone.set()
 
     watcher = asyncio.create_task(watch())
+    loop = asyncio.get_running_loop()
     last = after
     try:
         while not gone.is_set():
+            version, read_at = service.version(submission_id), loop.time()
             events = await run_in_threadpool(service.store.events, submission_id, last)
             for event in events:
                 await ws.send_text(json.dumps(event.to_dict(submission_id), default=str))
@@ -311,9 +317,11 @@ async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, afte
                 if event.status in TERMINAL_STATUSES:
                     await ws.close()
                     return
-            try:
-                await asyncio.wait_for(gone.wait(), POLL_S)
-            except asyncio.TimeoutError:
-                pass
+            while (not gone.is_set() and service.version(submission_id) == version
+                   and loop.time() - read_at < REREAD_S):
+                try:
+                    await asyncio.wait_for(gone.wait(), POLL_S)
+                except asyncio.TimeoutError:
+                    pass
     finally:
         watcher.cancel()

@@ -24,6 +24,7 @@ from runner.judge.protocol import TERMINAL_STATUSES, file_list
 
 URL_ENV = "SERVICE_URL"
 TOKEN_ENVS = ("JUDGE_TOKEN", "SERVICE_TOKEN")
+ACCELERATOR_ENV = "JUDGE_ACCELERATOR"
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 RECONNECTS = 5
 
@@ -167,7 +168,8 @@ def remote_command(args: argparse.Namespace,
         log("note: --seed is ignored by a judge: it grades with a private seed of its own and "
             "reports it in the result")
     message = build_message(args.action, name, content, language, token, code, challenge,
-                            getattr(args, "accelerator", None), uuid.uuid4().hex)
+                            getattr(args, "accelerator", None) or os.environ.get(ACCELERATOR_ENV),
+                            uuid.uuid4().hex)
     timeout = float(getattr(args, "timeout", None) or 3600.0)
     terminal: Optional[Dict[str, Any]] = None
     try:

@@ -4,6 +4,7 @@ and (in a fleet) the repair of lost broker messages. :mod:`runner.judge.app` map
 
 from __future__ import annotations
 
+import itertools
 import logging
 import secrets
 import threading
@@ -26,6 +27,7 @@ from runner.report import STATUS_OF_VERDICT
 log = logging.getLogger("runner.judge")
 CUSTOM_CHALLENGE = "custom"
 MAX_CLAIM_WAIT_S = 20.0
+MAX_TRACKED = 50_000
 
 
 @dataclass
@@ -56,6 +58,9 @@ class JudgeService:
         self.metrics = Metrics(store.depths, lambda: self.accelerators.names)
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
+        self._versions: Dict[str, int] = {}      # submissions changed through this process
+        self._versions_lock = threading.Lock()
+        self._stamps = itertools.count(1)
         lim = config.limits
         self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
                                          lim.rate_window_s)
@@ -79,6 +84,20 @@ class JudgeService:
         else:
             dispatcher = EmbeddedDispatcher(wakeup)
         return cls(config, store, catalogue, accelerators, tokens, dispatcher, wakeup)
+
+    # -- change notices (so that streams read the store only when something happened) ---------
+    def touch(self, submission_id: str, finished: bool = False) -> None:
+        with self._versions_lock:
+            if len(self._versions) > MAX_TRACKED:      # forget finished ones (negative marks)
+                self._versions = {k: v for k, v in self._versions.items() if v > 0}
+            stamp = next(self._stamps)
+            self._versions[submission_id] = -stamp if finished else stamp
+
+    def version(self, submission_id: str) -> int:
+        """A number that changes when this process stores an event of the submission (another
+        API process's changes are seen by the readers' periodic re-read)."""
+        with self._versions_lock:
+            return self._versions.get(submission_id, 0)
 
     # -- users --------------------------------------------------------------------------------
     def resolve_challenge(self, principal: Principal, req: SubmitRequest) -> Tuple[str, Optional[str]]:
@@ -116,6 +135,7 @@ class JudgeService:
             self.metrics.refused.labels(exc.code).inc()
             raise
         if created:
+            self.touch(record.id)
             self.metrics.submissions.labels(accelerator).inc()
             self._dispatch(record.id, accelerator)
         return record, created
@@ -147,6 +167,7 @@ class JudgeService:
         while True:
             lease = self.store.claim(worker, names, self.config.leases.lease_s, submission_id)
             if lease is not None:
+                self.touch(lease.submission_id)
                 record = self.store.get(lease.submission_id)
                 if record is not None and lease.attempt == 1:
                     self.metrics.queue_wait_seconds.labels(record.accelerator).observe(
@@ -164,7 +185,9 @@ class JudgeService:
         if status in TERMINAL_STATUSES:
             raise ProtocolError("a progress event cannot have a terminal status; send the result "
                                 "to /complete")
-        return self.store.add_event(submission_id, lease_id, status, output)
+        seq = self.store.add_event(submission_id, lease_id, status, output)
+        self.touch(submission_id)
+        return seq
 
     def complete(self, submission_id: str, lease_id: str, result: Dict[str, Any]) -> CompleteOutcome:
         verdict = str(result.get("verdict") or "internal_error")
@@ -175,6 +198,7 @@ class JudgeService:
             result["seed"] = record.seed
             result["attempts"] = record.attempts
         outcome = self.store.complete(submission_id, lease_id, status, verdict, result)
+        self.touch(submission_id, finished=outcome.stored)
         if outcome.stored and outcome.record is not None:
             rec = outcome.record
             self.metrics.outcomes.labels(rec.accelerator, status, verdict).inc()
@@ -193,6 +217,7 @@ class JudgeService:
         return t
 
     def _after_transition(self, t: Transition) -> None:
+        self.touch(t.submission_id, finished=t.outcome == "interrupted")
         if t.outcome == "requeued":
             self.metrics.retries.labels(t.accelerator).inc()
             self._dispatch(t.submission_id, t.accelerator)

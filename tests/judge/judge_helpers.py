@@ -150,7 +150,11 @@ class Judge:
              "cpu", "--cpu", name, "--name", name, "--challenges", str(CHALLENGES),
              "--lock-dir", str(self.tmp / "locks"), "--watchdog-margin", "5", *(extra or [])],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.workers[name] = proc
+        key, n = name, 1
+        while key in self.workers:             # the same slot twice: keep both to stop later
+            n += 1
+            key = f"{name}#{n}"
+        self.workers[key] = proc
         return proc
 
     def kill_worker(self, name: str, group: bool = False) -> None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from judge_helpers import leetgpu_client, message, terminal_events
+from judge_helpers import message, terminal_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -100,28 +100,31 @@ def test_api_killed_while_queued_and_while_running(judge_factory):
     assert_exactly_one_terminal(judge, queued)
 
 
-def test_a_client_reconnects_across_an_api_restart(judge_factory):
-    import json
+def test_the_remote_client_reconnects_and_resumes_across_an_api_restart(judge_factory):
+    import threading
 
-    import websocket
+    from judge_helpers import CHALLENGE_CODE, SOLUTIONS, token
+    from runner.judge.client import build_message, stream
 
-    judge = judge_factory()
+    judge = judge_factory(leases={"lease_s": 10.0, "heartbeat_s": 0.5})
     judge.start_api()
     judge.start_worker("w")
-    msg = message("slow_solve.pytorch.py", action="submit", submissionId="restart-resume-01")
-    ws = websocket.create_connection(judge.url.replace("http", "ws") + "/api/v1/ws/submit",
-                                     timeout=30)
-    ws.send(json.dumps(msg))
-    seen = [json.loads(ws.recv())]
-    judge.kill_api()
-    with pytest.raises(Exception):
-        while True:
-            seen.append(json.loads(ws.recv()))
+    msg = build_message("submit", "solution.pytorch.py",
+                        (SOLUTIONS / "slow_solve.pytorch.py").read_text(), "pytorch",
+                        token("alice"), challenge_code=CHALLENGE_CODE, accelerator="cpu",
+                        submission_id="restart-resume-01")
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(stream(judge.url, msg, timeout_s=120)))
+    reader.start()
+    judge.wait_for_event("restart-resume-01", lambda e: str(e["output"]).startswith("running test"))
+    judge.kill_api()                                # the client's socket drops mid-stream
+    time.sleep(0.5)
     judge.start_api()
-    log = leetgpu_client(judge.url, {**msg, "after": seen[-1]["seq"]})
-    assert log[-1]["status"] == "success"
-    seqs = [m["seq"] for m in seen + log]
+    reader.join(timeout=100)
+    assert got and got[-1]["status"] == "success", got
+    seqs = [m["seq"] for m in got]
     assert seqs == list(range(len(seqs)))           # nothing missed, nothing twice
+    assert len(terminal_events(judge.events("restart-resume-01"))) == 1
 
 
 def test_repeated_infrastructure_faults_end_interrupted_after_two_retries(judge_factory):
