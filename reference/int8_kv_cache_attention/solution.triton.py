@@ -192,10 +192,12 @@ def plan(num_heads: int, seq_len: int, head_dim: int, device: torch.device, conf
     cfg = dict(CONFIG, **(config or {}))
     words = head_dim // 4
     block_w = triton.next_power_of_2(words)
-    block_n = max(16, min(256, cfg["tile_words"] // block_w))
-    block_n = min(block_n, max(16, triton.next_power_of_2(seq_len)))
     sms = _sm_count(device)
-    if sms == 0:   # the CPU interpreter runs programs one by one: keep them few
+    # the CPU interpreter pays per operation, not per element: few programs, large tiles
+    tile_words = cfg["tile_words"] if sms else 8192
+    block_n = max(16, min(256, tile_words // block_w))
+    block_n = min(block_n, max(16, triton.next_power_of_2(seq_len)))
+    if sms == 0:
         splits = min(2, triton.cdiv(seq_len, block_n))
     else:
         capacity = sms * cfg["programs_per_sm"]
