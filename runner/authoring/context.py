@@ -8,7 +8,7 @@ import traceback
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -80,10 +80,12 @@ class Generated:
 class Context:
     """One validation: a challenge folder, the device it runs on, and cached results."""
 
-    def __init__(self, info: ChallengeInfo, device: torch.device):
+    def __init__(self, info: ChallengeInfo, device: torch.device,
+                 progress: Callable[[str], None] = lambda message: None):
         self.info = info
         self.device = torch.device(device)
         self.source = info.path / "challenge.py"
+        self.progress = progress      # for long steps (grading a file); goes to stderr
 
     # -- loading ------------------------------------------------------------------------------
     @cached_property

@@ -80,7 +80,8 @@ def grade_file(ctx: Context, path: Path, language: str, action: str):
 
     # trusted files of the challenge itself: graded in this process, without the sandbox
     options = GradeOptions(action=action, device=ctx.device, seed=GRADING_SEED,
-                           time_budget_s=1.0, time_reference=False, isolate=False)
+                           time_budget_s=1.0, time_reference=False, isolate=False,
+                           progress=lambda message: ctx.progress(f"  {path.name}: {message}"))
     return grade_safely(ctx.info, path, language, options)
 
 

@@ -86,7 +86,7 @@ def validate(info: ChallengeInfo, device: torch.device, only: Optional[Iterable[
              progress: Callable[[str], None] = lambda message: None) -> ValidationReport:
     """Run the checks on one challenge: ``only`` these (and what they need) when given, and
     never those in ``skip`` (reported as skipped)."""
-    ctx = Context(info, device)
+    ctx = Context(info, device, progress)
     wanted = _needed(only) if only is not None else set(CHECK_NAMES)
     unwanted = set(skip)
     unknown = unwanted - set(CHECK_NAMES)
