@@ -232,6 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             wall = time.monotonic() - start
             stop.set()
             waits, problems, verdicts, attempts = [], [], {}, []
+            exhausted = 0
             for k, r in sorted(results.items()):
                 headers = {"Authorization": f"Bearer {r['token']}"}
                 events = httpx.get(f"{h.url}/api/v1/submissions/{r['id']}/events", headers=headers,
@@ -244,7 +245,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 attempts.append(record["attempts"])
                 if len(terminal) != 1:
                     problems.append(f"{r['id']}: {len(terminal)} terminal events")
-                if got != r["expected"]:
+                if got == "interrupted" and record["attempts"] >= 3:
+                    exhausted += 1      # every attempt's worker was killed: the retry budget
+                    problems.append(f"{r['id']}: interrupted after {record['attempts']} attempts "
+                                    f"(each worker killed), expected {r['expected']}")
+                elif got != r["expected"]:
                     problems.append(f"{r['id']}: verdict {got}, expected {r['expected']}")
                 if record.get("started") and record.get("created"):
                     waits.append(record["started"] - record["created"])
@@ -259,7 +264,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "queue_wait_p50_s": round(_percentile(waits, 0.5), 2),
                 "queue_wait_p99_s": round(_percentile(waits, 0.99), 2),
                 "queue_wait_mean_s": round(statistics.mean(waits), 2) if waits else None,
-                "retried": sum(1 for a in attempts if a > 1), "verdicts": verdicts,
+                "retried": sum(1 for a in attempts if a > 1),
+                "interrupted_after_retry_budget": exhausted, "verdicts": verdicts,
                 "problems": problems[:20], "ok": not problems,
             }
         finally:
