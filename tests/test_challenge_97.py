@@ -404,6 +404,22 @@ def test_every_language_has_a_starter_with_the_signature(cpu_challenge):
                                                     "starter.cupy.py", "starter.pytorch.py"}
 
 
+def test_cuda_reference_logic_on_the_cpu(cpu_challenge, tmp_path):
+    """The CUDA reference rebuilt for the CPU (see tests/test_challenge_98.py's emulate_cuda)
+    obeys the checking rule on every functional case."""
+    from test_challenge_98 import call_emulated, emulate_cuda
+
+    library = emulate_cuda(REFERENCE / "solution.cu", tmp_path)
+    if library is None:
+        pytest.skip("needs g++ with C++20 <barrier>")
+    for i, case in enumerate(cpu_challenge.generate_functional_test()):
+        got = call_emulated(library, cpu_challenge, case)
+        expected = run_reference(cpu_challenge, case)
+        for out in OUTPUTS:
+            result = check(cpu_challenge, out, got[out], expected[out], case)
+            assert result.passed, (i, out, result.problem)
+
+
 # -- on a GPU (run by the lead on the device) ----------------------------------------------------
 
 @pytest.mark.gpu

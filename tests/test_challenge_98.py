@@ -251,6 +251,156 @@ def test_every_starter_and_python_solution_has_the_signature(challenge):
                                                     "starter.cupy.py", "starter.pytorch.py"}
 
 
+# -- the CUDA references' logic on the CPU ----------------------------------------------------
+# nvcc compiles here but nothing runs; to check the CUDA kernels' indexing, chunking and merging
+# without a GPU, their source is rebuilt with g++ against a small emulation of the CUDA features
+# they use (one std::thread per CUDA thread, one block at a time, barriers for __syncthreads and
+# warp shuffles; ex2.approx becomes exp2f). A check of logic, not of the hardware.
+
+EMULATION_HEADER = r"""
+// A tiny CPU emulation of the CUDA features the reference kernels use (one block at a time,
+// one std::thread per CUDA thread, barriers for __syncthreads and warp shuffles).
+#pragma once
+#include <cstdint>
+#include <cmath>
+#include <cstring>
+#include <thread>
+#include <barrier>
+#include <vector>
+#include <functional>
+#include <algorithm>
+#include <memory>
+struct dim3 { unsigned x, y, z; dim3(unsigned a = 1, unsigned b = 1, unsigned c = 1) : x(a), y(b), z(c) {} };
+struct uint4 { unsigned int x, y, z, w; };
+struct uint2 { unsigned int x, y; };
+struct float4 { float x, y, z, w; };
+struct float2 { float x, y; };
+struct half { uint16_t bits; };
+struct __half2 { uint16_t a, b; };
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+inline float2 make_float2(float a, float b) { return {a, b}; }
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+struct Warp { std::barrier<> bar{32}; float f[32]; unsigned u[32]; };
+inline std::barrier<>* g_block_bar = nullptr;
+inline std::vector<std::unique_ptr<Warp>> g_warps;
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__
+#define __launch_bounds__(...)
+#define __shared__ static
+#define cudaSuccess 0
+typedef int cudaError_t;
+enum { cudaDevAttrMultiProcessorCount };
+inline int cudaGetDevice(int* d) { *d = 0; return 0; }
+inline int cudaDeviceGetAttribute(int* v, int, int) { *v = 132; return 0; }
+inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
+inline float __shfl_xor_sync(unsigned, float v, int off, int width = 32) {
+    unsigned tid = threadIdx.x; Warp& w = *g_warps[tid / 32]; unsigned lane = tid % 32;
+    w.f[lane] = v; w.bar.arrive_and_wait();
+    unsigned src = lane ^ off; if ((src / width) != (lane / width)) src = lane;
+    float r = w.f[src]; w.bar.arrive_and_wait(); return r;
+}
+template <class T> inline T __ldg(const T* p) { return *p; }
+template <class T> inline T __ldcg(const T* p) { return *p; }
+inline unsigned int __byte_perm(unsigned x, unsigned y, unsigned s) {
+    unsigned char bytes[8]; memcpy(bytes, &x, 4); memcpy(bytes + 4, &y, 4);
+    unsigned r = 0;
+    for (int n = 0; n < 4; ++n) r |= unsigned(bytes[(s >> (4 * n)) & 7]) << (8 * n);
+    return r;
+}
+inline float __uint_as_float(unsigned u) { float f; memcpy(&f, &u, 4); return f; }
+inline float __int_as_float(int u) { float f; memcpy(&f, &u, 4); return f; }
+inline void emu_launch(dim3 grid, dim3 block, std::function<void()> fn) {
+    unsigned nt = block.x;
+    for (unsigned z = 0; z < grid.z; ++z) for (unsigned y = 0; y < grid.y; ++y) for (unsigned x = 0; x < grid.x; ++x) {
+        std::barrier<> bar(nt); g_block_bar = &bar;
+        g_warps.clear(); for (unsigned w = 0; w < (nt + 31) / 32; ++w) g_warps.emplace_back(new Warp());
+        std::vector<std::thread> ts;
+        for (unsigned t = 0; t < nt; ++t) ts.emplace_back([&, t, x, y, z] { threadIdx = dim3(t); blockIdx = dim3(x, y, z); fn(); });
+        for (auto& th : ts) th.join();
+    }
+}
+inline dim3 emu_dim(int n) { return dim3(n); }
+inline dim3 emu_dim(dim3 d) { return d; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline float half_bits_to_float(uint16_t h) {
+    unsigned sign = (h >> 15) & 1, exp = (h >> 10) & 31, man = h & 1023;
+    float v;
+    if (exp == 0) v = std::ldexp((float)man, -24);
+    else if (exp == 31) v = man ? NAN : INFINITY;
+    else v = std::ldexp((float)(man | 1024), (int)exp - 25);
+    return sign ? -v : v;
+}
+inline float2 __half22float2(__half2 h) { return {half_bits_to_float(h.a), half_bits_to_float(h.b)}; }
+inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
+"""
+
+
+def emulate_cuda(source, workdir):
+    """Build ``source`` (a .cu file) for the CPU; returns a ctypes library, or None when no
+    C++20 compiler is available."""
+    import ctypes
+    import re
+    import subprocess
+
+    compiler = shutil.which("g++")
+    if compiler is None:
+        return None
+    text = source.read_text().replace("#include <cuda_runtime.h>", '#include "cuda_emu.h"')
+    text = text.replace("#include <cuda_fp16.h>", '#include "cuda_emu.h"')
+    text = re.sub(r'asm\("ex2\.approx\.ftz\.f32 %0, %1;" : "=f"\(y\) : "f"\(x\)\);',
+                  "y = exp2f(x);", text)
+
+    def launch(match):
+        grid, block = match.group(2).rsplit(",", 1)
+        return (f"emu_launch(emu_dim({grid}), emu_dim({block}), "
+                f"[=]() {{ {match.group(1)}({match.group(3)}); }});")
+
+    text = re.sub(r"([\w:]+(?:<[^<>;]*>)?)\s*<<<(.*?)>>>\s*\((.*?)\);", launch, text, flags=re.S)
+    (workdir / "cuda_emu.h").write_text(EMULATION_HEADER)
+    (workdir / "emulated.cpp").write_text(text)
+    built = subprocess.run([compiler, "-std=c++20", "-O1", "-shared", "-fPIC", "-o",
+                            str(workdir / "emulated.so"), str(workdir / "emulated.cpp"),
+                            "-lpthread"], capture_output=True, text=True, timeout=300)
+    if built.returncode != 0:
+        if "barrier" in built.stderr:
+            return None          # a compiler without C++20's <barrier>
+        raise AssertionError(built.stderr[-3000:])
+    return ctypes.CDLL(str(workdir / "emulated.so"))
+
+
+def call_emulated(library, challenge, case):
+    """Run the emulated ``solve`` on copies of ``case``'s tensors; returns the copies."""
+    import ctypes
+
+    args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
+    for name, (_, direction) in challenge.get_solve_signature().items():
+        if direction == "out":
+            args[name].fill_(float("nan"))
+    library.solve(*[ctypes.c_void_p(args[n].data_ptr()) if isinstance(args[n], torch.Tensor)
+                    else ctypes.c_int(args[n]) for n in challenge.get_solve_signature()])
+    return args
+
+
+def test_cuda_reference_logic_on_the_cpu(challenge, functional, tmp_path):
+    library = emulate_cuda(REFERENCE / "solution.cu", tmp_path)
+    if library is None:
+        pytest.skip("needs g++ with C++20 <barrier>")
+    # small cases: GQA 4 with -1 padding, GQA 3 over three chunks (the merge), head_dim 8 and
+    # block_size 1 (VEC 8)
+    cases = [challenge.generate_example_test()] + [functional[i] for i in (0, 1, 8, 9)]
+    for i, case in enumerate(cases):
+        got = call_emulated(library, challenge, case)["output"]
+        result = grade.compare_output(challenge, "output", got, reference(challenge, case), case)
+        assert result.passed, (i, result.describe(challenge.atol, challenge.rtol))
+
+
 # -- on a GPU (run by the lead on the device) ----------------------------------------------------
 
 @pytest.mark.gpu
