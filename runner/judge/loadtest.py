@@ -183,7 +183,7 @@ def client(url: str, token: str, jobs: List[int], out: Dict[int, Dict[str, Any]]
                               "public": False, "challengeCode": code},
                "submissionId": f"load-{k:05d}-{os.urandom(4).hex()}"}
         log: List[Dict[str, Any]] = []
-        for attempt in range(20):               # reconnect and resume, as --remote does
+        for _ in range(20):                     # reconnect and resume, as --remote does
             try:
                 ws = websocket.create_connection(url.replace("http", "ws") + "/api/v1/ws/submit",
                                                  timeout=600)
@@ -233,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             stop.set()
             waits, problems, verdicts, attempts = [], [], {}, []
             exhausted = 0
-            for k, r in sorted(results.items()):
+            for _, r in sorted(results.items()):
                 headers = {"Authorization": f"Bearer {r['token']}"}
                 events = httpx.get(f"{h.url}/api/v1/submissions/{r['id']}/events", headers=headers,
                                    timeout=30).json()["events"]

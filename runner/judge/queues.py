@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterator, Optional, Protocol
+from typing import Optional, Protocol
 
 ACTOR_NAME = "judge_grade"
 
@@ -146,9 +146,3 @@ class BrokerFeed:
         except Exception:  # noqa: BLE001
             pass
 
-
-def iterate(feed: BrokerFeed, stop: threading.Event) -> Iterator[object]:
-    while not stop.is_set():
-        message = feed.next()
-        if message is not None:
-            yield message

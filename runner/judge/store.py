@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -201,7 +201,6 @@ class CompleteOutcome:
     stored: bool
     reason: str = ""      # when not stored: "stale" or "duplicate"
     record: Optional[Record] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 class SqlStore:

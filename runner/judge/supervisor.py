@@ -32,7 +32,8 @@ class WorkerSpec:
     def argv(self, url: str) -> List[str]:
         where = ["--gpu", str(self.gpu)] if self.gpu is not None else ["--cpu", str(self.cpu_slot)]
         return [sys.executable, "-m", "runner.judge.worker", "--url", url,
-                "--accelerator", self.accelerator, *where, *self.extra_args]
+                "--accelerator", self.accelerator, *where, "--parent-pid", str(os.getpid()),
+                *self.extra_args]
 
 
 def plan_workers(setting: str, accelerator_for_gpu, cpu_accelerator: str) -> List[WorkerSpec]:

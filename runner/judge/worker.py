@@ -37,6 +37,7 @@ from runner.judge.protocol import status_of_progress
 
 log = logging.getLogger("runner.judge.worker")
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
+LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
 
 
@@ -66,7 +67,9 @@ class WorkerSettings:
     challenge_dirs: List[str] = field(default_factory=list)
     watchdog_margin_s: float = 30.0
     claim_wait_s: float = 10.0
-    lock_dir: Path = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    lock_dir: Path = field(default_factory=lambda: Path(
+        os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"))
+    parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
     redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
     namespace: str = "judge"
     heartbeat_timeout_ms: int = 60_000
@@ -180,8 +183,16 @@ class Worker:
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
 
     # -- the loop -------------------------------------------------------------------------------
+    def _watch_parent(self) -> None:
+        while not self.stop.wait(1.0):
+            if os.getppid() != self.settings.parent_pid:
+                log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
+                self.stop.set()
+
     def run_forever(self) -> None:
         lock = hold_slot(self.settings)
+        if self.settings.parent_pid is not None:
+            threading.Thread(target=self._watch_parent, daemon=True).start()
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
@@ -382,7 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
     p.add_argument("--maintenance-chance", type=int, default=1000)
     p.add_argument("--watchdog-margin", type=float, default=30.0)
-    p.add_argument("--lock-dir", type=Path, default=None)
+    p.add_argument("--lock-dir", type=Path, default=None,
+                   help=f"where the per-GPU lock files live (default ${LOCK_DIR_ENV}, "
+                        f"$XDG_RUNTIME_DIR or /tmp)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="stop when this process (the supervisor) is gone")
     return p
 
 
@@ -395,7 +410,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
                        slot=args.cpu or "0", name=args.name, challenge_dirs=list(args.challenges),
                        watchdog_margin_s=args.watchdog_margin, redis_url=args.redis_url,
                        namespace=args.namespace, heartbeat_timeout_ms=args.heartbeat_timeout_ms,
-                       maintenance_chance=args.maintenance_chance)
+                       maintenance_chance=args.maintenance_chance, parent_pid=args.parent_pid)
     if args.lock_dir:
         s.lock_dir = args.lock_dir
     return s

@@ -3,8 +3,11 @@ starts, and `run_challenge.py serve` with its own workers."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -67,10 +70,10 @@ def test_serve_alone_runs_api_and_a_local_worker_with_auth_off(tmp_path):
     proc = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), "serve", "--port",
                              str(port), "--data-dir", str(tmp_path / "data"), "--workers", "cpu:1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True,
+                            env={**os.environ, "JUDGE_LOCK_DIR": str(tmp_path / "locks")})
     try:
         import httpx
-        import time
 
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
@@ -89,9 +92,44 @@ def test_serve_alone_runs_api_and_a_local_worker_with_auth_off(tmp_path):
         assert log[-1]["status"] == "success", log[-1]
         assert log[-1]["output"]["challenge"] == "96_int8_kv_cache_attention"
     finally:
-        import os
-        import signal
-
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "authentication is OFF" in out
+
+
+SUPERVISOR = """
+import os, subprocess, sys, time
+w = subprocess.Popen([sys.executable, "-m", "runner.judge.worker", "--url", sys.argv[1],
+                      "--accelerator", "cpu", "--cpu", "0", "--lock-dir", sys.argv[2],
+                      "--parent-pid", str(os.getpid())])
+print(w.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(60)
+def test_a_supervised_worker_stops_when_its_supervisor_is_gone(tmp_path):
+    """A `serve` killed alone (not its process group) must not leave workers polling forever."""
+    parent = subprocess.Popen([sys.executable, "-c", SUPERVISOR, f"http://127.0.0.1:{free_port()}",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "JUDGE_WORKER_TOKEN": "t" * 30,
+                                   "PYTHONPATH": str(REPO)})
+    worker_pid = int(parent.stdout.readline())
+    try:
+        time.sleep(3.0)
+        assert _alive(worker_pid)                      # serving (retrying an absent judge)
+    finally:
+        parent.kill()                                  # SIGKILL: the supervisor alone
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker_pid), "the worker outlived its supervisor"
