@@ -82,8 +82,8 @@ paged_partial(const float* __restrict__ Q, const signed char* __restrict__ KC,
               const signed char* __restrict__ VC, const float* __restrict__ KS,
               const float* __restrict__ VS, const int* __restrict__ BT,
               const int* __restrict__ LENS, float* __restrict__ out, int H, int KVH, int D,
-              int bs, int max_blocks, int max_chunks, int chunk, int group, int head_tiles,
-              int lpr, float qk_scale) {
+              int bs, int bs_shift, int max_blocks, int max_chunks, int chunk, int group,
+              int head_tiles, int lpr, float qk_scale) {
     constexpr int W = VEC / 4;          // 32-bit words per lane per row
     constexpr int NW = PG_NT / 32;
     constexpr int T = PG_T;
@@ -133,8 +133,11 @@ paged_partial(const float* __restrict__ Q, const signed char* __restrict__ KC,
         for (int j = 0; j < T; ++j) {
             const int t = base + j * rows + r;
             if (t < t1) {
-                const int blk = __ldg(table + t / bs);
-                const long long row = ((long long)blk * bs + t % bs) * KVH + kvh;
+                // block and offset of position t (a shift and a mask for power-of-two sizes)
+                const int bi = bs_shift >= 0 ? (t >> bs_shift) : t / bs;
+                const int off = bs_shift >= 0 ? (t & (bs - 1)) : t - bi * bs;
+                const int blk = __ldg(table + bi);
+                const long long row = ((long long)blk * bs + off) * KVH + kvh;
                 if (active) {
                     pg_load<VEC>(kw[j], KC + row * D + lc * VEC);
                     pg_load<VEC>(vw[j], VC + row * D + lc * VEC);
@@ -369,9 +372,12 @@ void launch(const float* Q, const int8_t* KC, const int8_t* VC, const float* KS,
     chunk = (chunk + step - 1) / step * step;
     const int max_chunks = (int)((longest + chunk - 1) / chunk);
     const float qk_scale = (float)(1.4426950408889634 / std::sqrt((double)D));
+    int bs_shift = -1;
+    if ((bs & (bs - 1)) == 0)
+        for (bs_shift = 0; (1 << bs_shift) < bs; ++bs_shift) {}
     paged_partial<VEC, GT><<<dim3((unsigned)(KVH * head_tiles), (unsigned)max_chunks, (unsigned)batch), PG_NT>>>(
         Q, reinterpret_cast<const signed char*>(KC), reinterpret_cast<const signed char*>(VC), KS, VS,
-        BT, LENS, out, H, KVH, D, bs, max_blocks, max_chunks, (int)chunk, group, head_tiles, lpr,
+        BT, LENS, out, H, KVH, D, bs, bs_shift, max_blocks, max_chunks, (int)chunk, group, head_tiles, lpr,
         qk_scale);
     if (max_chunks > 1)
         paged_merge<<<dim3((unsigned)H, (unsigned)batch), PG_NT>>>(LENS, out, H, D, max_chunks, (int)chunk);
