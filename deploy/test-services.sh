@@ -13,6 +13,8 @@ as_pg() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c
 
 if [ "$cmd" = stop ]; then
     [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null
+    # a test may have restarted Redis on the same port (a broker crash test): stop that one too
+    [ -f "$dir/redis.port" ] && redis-cli -p "$(cat "$dir/redis.port")" shutdown nosave >/dev/null 2>&1
     [ -n "$pg_bin" ] && [ -d "$dir/pg" ] && as_pg "$pg_bin/pg_ctl -D $dir/pg -m immediate stop" >/dev/null 2>&1
     exit 0
 fi
@@ -32,6 +34,7 @@ if command -v redis-server >/dev/null; then
     redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
         --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir" >&2 && {
         for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+        echo "$rport" > "$dir/redis.port"
         echo "export JUDGE_TEST_REDIS_URL=redis://127.0.0.1:$rport/0"
         echo "export JUDGE_TEST_REDIS_PORT=$rport"
     }
