@@ -22,7 +22,6 @@ Keys: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive), ``multiple_of`
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 

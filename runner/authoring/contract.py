@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from runner.authoring.context import GENERATORS, Context, tensors_of
-from runner.authoring.results import CheckResult, failed, passed, skipped
+from runner.authoring.context import GENERATORS, Context
+from runner.authoring.results import CheckResult, failed, passed
 from runner.challenge import ChallengeBase, is_pointer
 
 ATTRIBUTES = ("name", "atol", "rtol", "num_gpus", "access_tier")

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, List, Tuple
+from typing import List
 
 import torch
 
 from runner.authoring import html as html_mod
-from runner.authoring.context import Context, tensors_of
+from runner.authoring.context import Context
 from runner.authoring.results import CheckResult, failed, passed, skipped
 
 DESCRIPTION_MIN_CHARS = 40

@@ -85,8 +85,7 @@ def grade_file(ctx: Context, path: Path, language: str, action: str):
     return grade_safely(ctx.info, path, language, options)
 
 
-def _cannot_run_here(ctx: Context, name: str, path: Path, language: str, why: str,
-                     what: str) -> CheckResult:
+def _cannot_run_here(ctx: Context, name: str, path: Path, why: str, what: str) -> CheckResult:
     """A file whose language cannot run on this machine: what could still be checked."""
     if not path.name.endswith(".py"):
         return skipped(name, f"{shown(path)} not checked: {why}")
@@ -121,7 +120,7 @@ def check_starter(ctx: Context, language: str) -> CheckResult:
         return passed(name, f"{shown(path)} compiles; the 'compiled' verdict is all a machine "
                             f"without a GPU can give")
     if state == UNSUPPORTED:
-        return _cannot_run_here(ctx, name, path, language, message, "starter")
+        return _cannot_run_here(ctx, name, path, message, "starter")
     result = grade_file(ctx, path, language, "run")
     verdict = result.verdict
     if verdict == "wrong_answer":
@@ -164,7 +163,7 @@ def _check_reference(ctx: Context, language: str, path: Path) -> CheckResult:
     if state == COMPILED:
         return skipped(name, f"{shown(path)} compiles; being accepted can only be checked on a GPU")
     if state == UNSUPPORTED:
-        return _cannot_run_here(ctx, name, path, language, message, "reference")
+        return _cannot_run_here(ctx, name, path, message, "reference")
     result = grade_file(ctx, path, language, "submit")
     if result.verdict == "accepted":
         return passed(name, f"{shown(path)} accepted: {result.message}")

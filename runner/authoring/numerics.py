@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from runner.authoring.context import (MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, ReferenceRun,
-                                      case_bytes, fmt_bytes, tensors_of)
+from runner.authoring.context import (MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, case_bytes,
+                                      fmt_bytes)
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.authoring.results import CheckResult, failed, passed
 from runner.buffers import poison_
