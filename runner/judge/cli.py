@@ -145,10 +145,10 @@ def serve(args, config: JudgeConfig) -> int:
     log.info("judge: accelerators %s, store %s, queue %s, %d local worker(s)",
              ", ".join(service.accelerators.names), config.store_url or args.data_dir,
              config.queue.backend, len(supervisor.specs) if supervisor else 0)
-    uv = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                       log_level=args.log_level,
-                                       ws_max_size=limits.max_message_bytes * 2 + 65536,
-                                       timeout_graceful_shutdown=5))
+    uv = _judge_server(uvicorn.Config(app, host=args.host, port=args.port,
+                                     log_level=args.log_level,
+                                     ws_max_size=limits.max_message_bytes * 2 + 65536,
+                                     timeout_graceful_shutdown=5), service)
     if supervisor is not None:
         supervisor.start()
     try:
@@ -157,6 +157,20 @@ def serve(args, config: JudgeConfig) -> int:
         if supervisor is not None:
             supervisor.stop()
     return 0
+
+
+def _judge_server(config, service):
+    """A uvicorn server that ends the workers' long-poll claims as soon as shutdown begins,
+    so that its graceful wait does not have to cancel them (each cancellation logs a
+    traceback)."""
+    import uvicorn
+
+    class JudgeServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            service.release_waiters()
+            super().handle_exit(sig, frame)
+
+    return JudgeServer(config)
 
 
 def serve_main(argv: Optional[List[str]] = None) -> int:

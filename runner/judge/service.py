@@ -264,9 +264,13 @@ class JudgeService:
             t.start()
             self._threads.append(t)
 
-    def stop(self) -> None:
+    def release_waiters(self) -> None:
+        """Shutdown has begun: long-poll claims return now instead of being cancelled."""
         self._stop.set()
         self.wakeup.notify()
+
+    def stop(self) -> None:
+        self.release_waiters()
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
