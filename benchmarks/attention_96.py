@@ -28,17 +28,13 @@ import torch  # noqa: E402
 from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
-from runner.grade import rotation_count  # noqa: E402
+from runner.grade import case_bytes, rotation_count  # noqa: E402
 from runner.timing import L2Flusher, time_cuda  # noqa: E402
 
 PERF_SHAPE = (32, 8192, 128)
 SEQ_SWEEP = [(32, s, 128) for s in (128, 512, 1024, 2048, 4096, 8192, 16384, 32768)]
 SHAPE_SWEEP = [(1, 32768, 128), (8, 4097, 64), (64, 128, 128), (64, 7, 256), (64, 32768, 256),
                (8, 32768, 8), (1, 1, 128)]
-
-
-def case_bytes(case: Dict) -> int:
-    return sum(v.numel() * v.element_size() for v in case.values() if isinstance(v, torch.Tensor))
 
 
 def measure(challenge, call, shape: Tuple[int, int, int], device, flusher, budget_s: float,

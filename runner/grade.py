@@ -112,18 +112,19 @@ class Plan:
     fresh_expected: Optional[Dict[str, torch.Tensor]] = None
 
 
-def _case_bytes(case: Dict[str, Any]) -> int:
+def case_bytes(case: Dict[str, Any]) -> int:
+    """Bytes of all tensors in a test case."""
     return sum(v.numel() * v.element_size() for v in case.values() if isinstance(v, torch.Tensor))
 
 
-def rotation_count(case_bytes: int, device: torch.device) -> int:
+def rotation_count(nbytes: int, device: torch.device) -> int:
     """Independent input copies so that consecutive timed calls never share cached data."""
     if device.type != "cuda":
         return 1
     l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 * 2**20)
     free, _ = torch.cuda.mem_get_info(device)
-    wanted = max(2, math.ceil(2 * l2 / max(case_bytes, 1)))
-    affordable = max(1, int(0.25 * free // max(3 * case_bytes, 1)))
+    wanted = max(2, math.ceil(2 * l2 / max(nbytes, 1)))
+    affordable = max(1, int(0.25 * free // max(3 * nbytes, 1)))
     return max(1, min(wanted, affordable, 8))
 
 
@@ -148,7 +149,7 @@ def make_plan(challenge: ChallengeBase, options: GradeOptions) -> Plan:
     del cases
     if options.action == "submit":
         first = performance_case(challenge, options.seed)
-        plan.perf_copies = rotation_count(_case_bytes(first), options.device)
+        plan.perf_copies = rotation_count(case_bytes(first), options.device)
         for k in range(plan.perf_copies):
             case = first if k == 0 else performance_case(challenge, copy_seed(options.seed, k))
             plan.perf_expected.append(reference_outputs(challenge, case, directions))
@@ -312,7 +313,7 @@ def time_reference(challenge: ChallengeBase, options: GradeOptions) -> Dict[str,
     directions = directions_of(challenge.get_solve_signature())
     first = performance_case(challenge, options.seed)
     copies = [prepare_call(first, directions)]
-    for k in range(1, rotation_count(_case_bytes(first), options.device)):
+    for k in range(1, rotation_count(case_bytes(first), options.device)):
         copies.append(prepare_call(performance_case(challenge, copy_seed(options.seed, k)), directions))
     del first
     timing = time_cuda(lambda i: challenge.reference_impl(**copies[i % len(copies)].args),

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO, grade_json
+from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
+                     grade_json)
 from runner import grade
 from runner.challenge import find_challenge, load_challenge
 from runner.check import Comparison
-from runner.errors import CompiledOnly
-from runner.languages import cuda
 
 FOLDER = REPO / "challenges/medium/97_int8_kv_cache_quantize"
 REFERENCE = REPO / "reference/int8_kv_cache_quantize"
@@ -387,21 +386,11 @@ def test_cuda_files_compile(path, cpu_challenge, tmp_path, monkeypatch):
     import shutil
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc is not installed")
-    monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
-    with pytest.raises(CompiledOnly) as info:
-        cuda.load(path, cpu_challenge, torch.device("cpu"))
-    assert info.value.verdict == "compiled"
+    assert_compiles_without_a_gpu(path, cpu_challenge, tmp_path, monkeypatch)
 
 
 def test_every_language_has_a_starter_with_the_signature(cpu_challenge):
-    import ast
-    names = list(cpu_challenge.get_solve_signature())
-    for path in [*STARTERS.glob("starter.*.py"), *REFERENCE.glob("solution.*.py")]:
-        tree = ast.parse(path.read_text())
-        solve = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "solve"]
-        assert solve and [a.arg for a in solve[0].args.args] == names, path.name
-    assert {p.name for p in STARTERS.iterdir()} >= {"starter.cu", "starter.triton.py",
-                                                    "starter.cupy.py", "starter.pytorch.py"}
+    assert_python_files_take_the_signature(cpu_challenge, STARTERS, REFERENCE)
 
 
 def test_cuda_reference_logic_on_the_cpu(cpu_challenge, tmp_path):

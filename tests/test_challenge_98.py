@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO, grade_json
+from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
+                     grade_json)
 from runner import grade
 from runner.challenge import find_challenge, load_challenge
-from runner.errors import CompiledOnly
-from runner.languages import backend, cuda
+from runner.languages import backend
 
 FOLDER = REPO / "challenges/hard/98_paged_int8_decode_attention"
 REFERENCE = REPO / "reference/paged_int8_decode_attention"
@@ -234,21 +234,11 @@ def test_reading_stale_rows_is_a_wrong_answer(capsys, tmp_path):
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("path", [REFERENCE / "solution.cu", STARTERS / "starter.cu"])
 def test_cuda_files_compile(path, challenge, tmp_path, monkeypatch):
-    monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
-    with pytest.raises(CompiledOnly) as info:
-        cuda.load(path, challenge, torch.device("cpu"))
-    assert info.value.verdict == "compiled"
+    assert_compiles_without_a_gpu(path, challenge, tmp_path, monkeypatch)
 
 
 def test_every_starter_and_python_solution_has_the_signature(challenge):
-    import ast
-    names = list(challenge.get_solve_signature())
-    for path in [*STARTERS.glob("starter.*.py"), *REFERENCE.glob("solution.*.py")]:
-        tree = ast.parse(path.read_text())
-        solve = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "solve"]
-        assert solve and [a.arg for a in solve[0].args.args] == names, path.name
-    assert {p.name for p in STARTERS.iterdir()} >= {"starter.cu", "starter.triton.py",
-                                                    "starter.cupy.py", "starter.pytorch.py"}
+    assert_python_files_take_the_signature(challenge, STARTERS, REFERENCE)
 
 
 # -- the CUDA references' logic on the CPU ----------------------------------------------------

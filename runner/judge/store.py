@@ -209,21 +209,47 @@ class SqlStore:
     placeholder = "?"
 
     # -- to be provided by a back end -------------------------------------------------------
-    def _conn(self):
+    def _connect(self):
+        """A new connection (one is kept per thread)."""
         raise NotImplementedError
+
+    def _usable(self, conn) -> bool:
+        """Whether a thread's kept connection can still be used."""
+        return True
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
         raise NotImplementedError
         yield
 
+    # -- connections: one per thread, all closed by close() -----------------------------------
+    def _init_connections(self) -> None:
+        self._local = threading.local()
+        self._all: List[Any] = []
+        self._lock = threading.Lock()
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None or not self._usable(conn):
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
     @contextmanager
     def _read(self) -> Iterator[Any]:
-        raise NotImplementedError
-        yield
+        yield self._conn().cursor()
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+            self._all.clear()
+        self._local = threading.local()
 
     # -- helpers -----------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -487,22 +513,15 @@ class SQLiteStore(SqlStore):
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: List[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._init_connections()
         self.init_schema()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
     @contextmanager
@@ -516,20 +535,6 @@ class SQLiteStore(SqlStore):
             conn.rollback()
             raise
         conn.commit()
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Cursor]:
-        yield self._conn().cursor()
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._all.clear()
-        self._local = threading.local()
 
 
 def open_store(url: Optional[str], default_dir: Path) -> SqlStore:

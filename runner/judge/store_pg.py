@@ -4,9 +4,8 @@ per grading, so one lock costs nothing and keeps every admission check atomic)."
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
-from typing import Iterator, List
+from typing import Iterator
 
 from runner.judge.store import SqlStore
 
@@ -24,19 +23,14 @@ class PostgresStore(SqlStore):
                 from exc
         self._psycopg = psycopg
         self.url = url
-        self._local = threading.local()
-        self._all: List[object] = []
-        self._lock = threading.Lock()
+        self._init_connections()
         self.init_schema()
 
-    def _conn(self):
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
+    def _connect(self):
+        return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def _usable(self, conn) -> bool:
+        return not (conn.closed or conn.broken)
 
     @contextmanager
     def _write(self) -> Iterator[object]:
@@ -45,17 +39,3 @@ class PostgresStore(SqlStore):
             cur = conn.cursor()
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
             yield cur
-
-    @contextmanager
-    def _read(self) -> Iterator[object]:
-        yield self._conn().cursor()
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except Exception:  # noqa: BLE001 - closing a broken connection
-                    pass
-            self._all.clear()
-        self._local = threading.local()
