@@ -329,6 +329,53 @@ inline float half_bits_to_float(uint16_t h) {
 }
 inline float2 __half22float2(__half2 h) { return {half_bits_to_float(h.a), half_bits_to_float(h.b)}; }
 inline int __float2int_rn(float x) { return (int)std::nearbyint(x); }
+inline int __float_as_int(float f) { int u; memcpy(&u, &f, 4); return u; }
+// fp16 (round to nearest even, as the GPU's cvt.rn), the f16x2 subtract, and mma.sync
+// m16n8k16 (f16 in, f32 accumulate) as a warp-collective with the PTX fragment layouts
+struct __half { uint16_t bits; };
+inline uint16_t float_to_half_bits(float f) { _Float16 h = (_Float16)f; uint16_t b; memcpy(&b, &h, 2); return b; }
+inline __half __float2half_rn(float f) { return {float_to_half_bits(f)}; }
+inline float __half2float(__half h) { return half_bits_to_float(h.bits); }
+inline __half2 __floats2half2_rn(float lo, float hi) { return {float_to_half_bits(lo), float_to_half_bits(hi)}; }
+inline float half_lo(unsigned u) { return half_bits_to_float(uint16_t(u & 0xffff)); }
+inline float half_hi(unsigned u) { return half_bits_to_float(uint16_t(u >> 16)); }
+inline unsigned emu_hsub2(unsigned a, unsigned b) {
+    return unsigned(float_to_half_bits(half_lo(a) - half_lo(b))) |
+           (unsigned(float_to_half_bits(half_hi(a) - half_hi(b))) << 16);
+}
+inline int __any_sync(unsigned, int pred) {
+    unsigned tid = threadIdx.x; Warp& w = *g_warps[tid / 32]; unsigned lane = tid % 32;
+    w.u[lane] = pred != 0; w.bar.arrive_and_wait();
+    int any = 0; for (int i = 0; i < 32; ++i) any |= w.u[i]; w.bar.arrive_and_wait(); return any;
+}
+struct MmaLane { unsigned a[4], b[2]; };
+inline MmaLane g_mma[64][32];
+inline void emu_mma(float& d0, float& d1, float& d2, float& d3, unsigned a0, unsigned a1,
+                    unsigned a2, unsigned a3, unsigned b0, unsigned b1) {
+    unsigned tid = threadIdx.x; Warp& w = *g_warps[tid / 32]; unsigned lane = tid % 32;
+    MmaLane* lanes = g_mma[tid / 32];
+    lanes[lane] = {{a0, a1, a2, a3}, {b0, b1}};
+    w.bar.arrive_and_wait();
+    auto A = [&](int r, int k) {   // regs: {row g, k 2t..}, {row g+8, ..}, {row g, k 2t+8..}, {row g+8, ..}
+        unsigned u = lanes[(r % 8) * 4 + (k % 8) / 2].a[(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
+        return k % 2 ? half_hi(u) : half_lo(u);
+    };
+    auto B = [&](int k, int n) {   // regs: {k 2t.., n g}, {k 2t+8.., n g}
+        unsigned u = lanes[n * 4 + (k % 8) / 2].b[k >= 8 ? 1 : 0];
+        return k % 2 ? half_hi(u) : half_lo(u);
+    };
+    int g = lane / 4, t = lane % 4;
+    float* d[4] = {&d0, &d1, &d2, &d3};
+    float out[4];
+    for (int i = 0; i < 4; ++i) {
+        int r = g + (i >= 2 ? 8 : 0), n = 2 * t + (i % 2);
+        float acc = *d[i];
+        for (int k = 0; k < 16; ++k) acc += A(r, k) * B(k, n);
+        out[i] = acc;
+    }
+    w.bar.arrive_and_wait();
+    for (int i = 0; i < 4; ++i) *d[i] = out[i];
+}
 """
 
 
@@ -346,6 +393,13 @@ def emulate_cuda(source, workdir):
     text = text.replace("#include <cuda_fp16.h>", '#include "cuda_emu.h"')
     text = re.sub(r'asm\("ex2\.approx\.ftz\.f32 %0, %1;" : "=f"\(y\) : "f"\(x\)\);',
                   "y = exp2f(x);", text)
+    text = re.sub(r'asm\("sub\.rn\.f16x2 %0, %0, %1;" : "\+r"\((\w+)\) : "r"\((\w+)\)\);',
+                  r"\1 = emu_hsub2(\1, \2);", text)
+    operand = r'"[+r]f?"\(([^()]*)\)'
+    text = re.sub(r'asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32 ".*?:\s*'
+                  + r",\s*".join([operand] * 4) + r"\s*:\s*" + r",\s*".join([operand] * 6) + r"\);",
+                  lambda m: "emu_mma(" + ", ".join(m.groups()) + ");", text, flags=re.S)
+    assert "asm(" not in text.replace('asm("ex2', ""), "inline PTX the emulation does not know"
 
     def launch(match):
         grid, block = match.group(2).rsplit(",", 1)
@@ -359,8 +413,8 @@ def emulate_cuda(source, workdir):
                             str(workdir / "emulated.so"), str(workdir / "emulated.cpp"),
                             "-lpthread"], capture_output=True, text=True, timeout=300)
     if built.returncode != 0:
-        if "barrier" in built.stderr:
-            return None          # a compiler without C++20's <barrier>
+        if "barrier" in built.stderr or "_Float16" in built.stderr:
+            return None          # a compiler without C++20's <barrier> or _Float16
         raise AssertionError(built.stderr[-3000:])
     return ctypes.CDLL(str(workdir / "emulated.so"))
 
@@ -382,9 +436,19 @@ def test_cuda_reference_logic_on_the_cpu(challenge, functional, tmp_path):
     library = emulate_cuda(REFERENCE / "solution.cu", tmp_path)
     if library is None:
         pytest.skip("needs g++ with C++20 <barrier>")
-    # small cases: GQA 4 with -1 padding, GQA 3 over three chunks (the merge), head_dim 8 and
-    # block_size 1 (VEC 8)
-    cases = [challenge.generate_example_test()] + [functional[i] for i in (0, 1, 8, 9)]
+    # float32 kernel: the example, head_dim 40 with GQA 3 over three chunks (the merge), head_dim
+    # 8 and block_size 1 (VEC 8). Tensor-core kernel (head_dim 64/128, block_size % 16 == 0):
+    # heads per tile 1 (MHA), 2, 4 (with -1 padding; logits in the hundreds), 8 (GQA 8, and GQA 16
+    # as two tiles), block_size 256, v_scale over six decades (the weights' exponent tracking),
+    # tiny and huge queries (their power-of-two normalisation).
+    extra = [challenge._case(21, [40, 129], 16, 2, 128, 16),
+             challenge._case(22, [70, 3], 4, 2, 64, 16),
+             challenge._case(23, [33, 97], 16, 1, 64, 16),
+             challenge._case(24, [100, 20], 4, 1, 128, 32, v_scale_range=(1e-4, 30.0)),
+             challenge._case(25, [50], 8, 2, 64, 16, q_scale=1e-4),
+             challenge._case(26, [50], 8, 2, 128, 16, q_scale=1e3),
+             challenge._case(27, [300, 17], 4, 4, 128, 256)]
+    cases = [challenge.generate_example_test()] + [functional[i] for i in (0, 1, 8, 9)] + extra
     for i, case in enumerate(cases):
         got = call_emulated(library, challenge, case)["output"]
         result = grade.compare_output(challenge, "output", got, reference(challenge, case), case)
