@@ -26,14 +26,15 @@ from runner.timing import L2Flusher, time_cuda  # noqa: E402
 
 SOLUTION = Path(__file__).resolve().parent.parent / "reference" / "paged_int8_decode_attention" / "solution.cu"
 VARIANTS: Dict[str, List[str]] = {
-    "tensor cores (default)": [],
+    "default": [],
     "float32 FMA kernel (PG_NO_TC)": ["-DPG_NO_TC"],
-    "tc MINB2": ["-DPG_TC_MINB=2"],
-    "tc MINB4": ["-DPG_TC_MINB=4"],
-    "tc chunk256": ["-DPG_TC_CHUNK=256"],
-    "tc chunk1024": ["-DPG_TC_CHUNK=1024"],
-    "tc chunk2048": ["-DPG_TC_CHUNK=2048"],
-    "tc MINB2 chunk1024": ["-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
+    "regs MINB2 chunk1024": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
+    "ring3 MINB3 chunk512": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=512"],
+    "ring3 MINB3 chunk1024": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024"],
+    "ring3 MINB3 chunk2048": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=2048"],
+    "ring2 MINB3 chunk1024": ["-DPG_TC_STAGES=2", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024"],
+    "ring4 MINB2 chunk1024": ["-DPG_TC_STAGES=4", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
+    "ring6 MINB2 chunk1024": ["-DPG_TC_STAGES=6", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
 }
 
 
