@@ -29,12 +29,12 @@ VARIANTS: Dict[str, List[str]] = {
     "default": [],
     "float32 FMA kernel (PG_NO_TC)": ["-DPG_NO_TC"],
     "regs MINB2 chunk1024": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
-    "ring3 MINB3 chunk512": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=512"],
+    "regs MINB2 chunk1024 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
+    "regs MINB2 chunk512 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=512", "-DPG_TC_L2PF=1"],
+    "regs MINB2 chunk2048 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=2048", "-DPG_TC_L2PF=1"],
     "ring3 MINB3 chunk1024": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024"],
-    "ring3 MINB3 chunk2048": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=2048"],
-    "ring2 MINB3 chunk1024": ["-DPG_TC_STAGES=2", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024"],
-    "ring4 MINB2 chunk1024": ["-DPG_TC_STAGES=4", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
-    "ring6 MINB2 chunk1024": ["-DPG_TC_STAGES=6", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
+    "ring3 MINB3 chunk1024 L2PF": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
+    "ring4 MINB2 chunk1024 L2PF": ["-DPG_TC_STAGES=4", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
 }
 
 

@@ -404,7 +404,9 @@ def emulate_cuda(source, workdir, defines=()):
                   + r",\s*".join([operand] * 4) + r"\s*:\s*" + r",\s*".join([operand] * 6) + r"\);",
                   lambda m: "emu_mma(" + ", ".join(m.groups()) + ");", text, flags=re.S)
     # cp.async: a copy made at once (each lane reads back only its own pieces); groups vanish
-    text = re.sub(r'asm volatile\("cp\.async\.c[ag]\.shared\.global \[%0\], \[%1\], (?:%2|(\d+));"[^;]*;',
+    text = re.sub(r'asm\("ld\.global\.nc\.L2::256B\.v4\.u32 [^"]*"[^;]*"l"\((\w+)\)\);',
+                  r"v = *reinterpret_cast<const uint4*>(\1);", text)
+    text = re.sub(r'asm volatile\("cp\.async\.c[ag]\.shared\.global(?:\.L2::256B)? \[%0\], \[%1\], (?:%2|(\d+));"[^;]*;',
                   lambda m: f"memcpy(smem, gmem, {m.group(1) or 'N'});", text)
     text = re.sub(r'asm volatile\("cp\.async\.(commit_group|wait_group %0);"[^;]*;', "(void)0;", text)
     text = re.sub(r"extern __shared__ __align__\(16\) unsigned char (\w+)\[\];",
@@ -450,7 +452,8 @@ def call_emulated(library, challenge, case):
     return args
 
 
-@pytest.mark.parametrize("defines", [(), ("PG_TC_STAGES 0",), ("PG_TC_STAGES 3",)],
+@pytest.mark.parametrize("defines", [(), ("PG_TC_STAGES 0", "PG_TC_L2PF 1"),
+                                     ("PG_TC_STAGES 3", "PG_TC_L2PF 1")],
                          ids=["default", "register-prefetch", "cp.async-ring"])
 def test_cuda_reference_logic_on_the_cpu(challenge, functional, tmp_path, defines):
     library = emulate_cuda(REFERENCE / "solution.cu", tmp_path, defines)

@@ -349,7 +349,8 @@ paged_merge(const int* __restrict__ LENS, float* __restrict__ out, int H, int D,
 // {row g+8, k 2t..}, {row g, k 2t+8..}, {row g+8, k 2t+8..}; B regs {k 2t.., n g}, {k 2t+8.., n g};
 // C {row g, n 2t, 2t+1}, {row g+8, n 2t, 2t+1}. The contraction order is ours to choose:
 //  - Q.K^T: rows = (head, hi|lo), n = token (two n-tiles: tokens g and g + 8), k = dims; lane
-//    (g, t) reads dims [t * D/4, (t + 1) * D/4) of its token, one 32-bit word per k-step.
+//    (g, t) reads dims 64c + 16t + [0, 16) of its token for each 64 dims c (the four lanes of a
+//    token read 64 contiguous bytes per load: whole 32-byte sectors), one 32-bit word per k-step.
 //  - P.V: rows = (head, hi|lo), k = the tile's 16 tokens (the C layout of Q.K^T is already the
 //    A layout), n = dims; lane (g, t) reads dims [g * D/8, (g + 1) * D/8) of tokens 2t, 2t + 1,
 //    2t + 8, 2t + 9, so n-tile j's column n is dim n * D/8 + j.
@@ -403,9 +404,24 @@ __device__ __forceinline__ void pg_mma_top(float& d0, float& d1, unsigned int a0
                  : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
 }
 
+#ifndef PG_TC_L2PF
+#define PG_TC_L2PF 0        // 1: loads ask L2 to fetch the whole 256-byte span around them
+#endif
+
+__device__ __forceinline__ uint4 pg_ldg16(const signed char* p) {
+#if PG_TC_L2PF
+    uint4 v;
+    asm("ld.global.nc.L2::256B.v4.u32 {%0,%1,%2,%3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+#else
+    return __ldg(reinterpret_cast<const uint4*>(p));
+#endif
+}
+
 template <int D>
 struct PgTile {
-    unsigned int k[2][D / 16];      // K: tokens g and g + 8, dims [t * D/4, +D/4)
+    unsigned int k[2][D / 16];      // K: tokens g and g + 8, dims 64c + 16t + [0, 16) per 64 dims c
     unsigned int v[4][D / 32];      // V: tokens 2t, 2t+1, 2t+8, 2t+9, dims [g * D/8, +D/8)
     float ks[4], vs[4];             // scales of tokens 2t, 2t+1, 2t+8, 2t+9
 };
@@ -421,7 +437,7 @@ __device__ __forceinline__ void pg_load_tile(PgTile<D>& tl, const signed char* K
         const signed char* p = KC + row0 * D + koff[n];
 #pragma unroll
         for (int w = 0; w < D / 16; w += 4) {
-            const uint4 x = __ldg(reinterpret_cast<const uint4*>(p + 4 * w));
+            const uint4 x = pg_ldg16(p + 16 * w);                        // w / 4 = c: +64 bytes
             tl.k[n][w] = x.x; tl.k[n][w + 1] = x.y; tl.k[n][w + 2] = x.z; tl.k[n][w + 3] = x.w;
         }
     }
@@ -429,7 +445,7 @@ __device__ __forceinline__ void pg_load_tile(PgTile<D>& tl, const signed char* K
     for (int r = 0; r < 4; ++r) {
         const signed char* p = VC + row0 * D + voff[r];
         if constexpr (D / 32 == 4) {
-            const uint4 x = __ldg(reinterpret_cast<const uint4*>(p));
+            const uint4 x = pg_ldg16(p);
             tl.v[r][0] = x.x; tl.v[r][1] = x.y; tl.v[r][2] = x.z; tl.v[r][3] = x.w;
         } else {
             const uint2 x = __ldg(reinterpret_cast<const uint2*>(p));
@@ -445,7 +461,9 @@ __device__ __forceinline__ void pg_load_tile(PgTile<D>& tl, const signed char* K
 template <int N>
 __device__ __forceinline__ void pg_cp_async(void* smem, const void* gmem) {
     const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem);
-    if constexpr (N == 16)
+    if constexpr (N == 16 && PG_TC_L2PF)
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" :: "r"(dst), "l"(gmem) : "memory");
+    else if constexpr (N == 16)
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(gmem) : "memory");
     else
         asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" :: "r"(dst), "l"(gmem), "n"(N) : "memory");
@@ -472,7 +490,7 @@ __device__ __forceinline__ void pg_issue_tile(PgStage<D>& st, int lane, const si
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
 #pragma unroll
-        for (int c = 0; c < D / 64; ++c) pg_cp_async<16>(&st.k[n][c][lane], KC + row0 * D + koff[n] + 16 * c);
+        for (int c = 0; c < D / 64; ++c) pg_cp_async<16>(&st.k[n][c][lane], KC + row0 * D + koff[n] + 64 * c);
     }
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
@@ -652,7 +670,7 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
     for (int i = 0; i < D / 4; i += 4) {
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
         if (head < ng)
-            v = __ldg(reinterpret_cast<const float4*>(Q + ((long long)b * H + h0 + head) * D + t * (D / 4) + i));
+            v = __ldg(reinterpret_cast<const float4*>(Q + ((long long)b * H + h0 + head) * D + 64 * (i / 16) + 16 * t + i % 16));
         q[i] = v.x * qk_scale; q[i + 1] = v.y * qk_scale; q[i + 2] = v.z * qk_scale; q[i + 3] = v.w * qk_scale;
     }
     float amax = 0.0f;
@@ -687,7 +705,7 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
 
     // per-lane offsets inside a tile (in rows of the [slots * KVH] view, and bytes within a row)
     const int rs = KVH * D;                                            // bytes per token
-    const int koff[2] = {g * rs + t * (D / 4), (g + 8) * rs + t * (D / 4)};
+    const int koff[2] = {g * rs + 16 * t, (g + 8) * rs + 16 * t};
     int voff[4];
     int soff[4];
 #pragma unroll
