@@ -28,13 +28,12 @@ SOLUTION = Path(__file__).resolve().parent.parent / "reference" / "paged_int8_de
 VARIANTS: Dict[str, List[str]] = {
     "default": [],
     "float32 FMA kernel (PG_NO_TC)": ["-DPG_NO_TC"],
-    "regs MINB2 chunk1024": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024"],
-    "regs MINB2 chunk1024 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
-    "regs MINB2 chunk512 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=512", "-DPG_TC_L2PF=1"],
-    "regs MINB2 chunk2048 L2PF": ["-DPG_TC_STAGES=0", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=2048", "-DPG_TC_L2PF=1"],
-    "ring3 MINB3 chunk1024": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024"],
-    "ring3 MINB3 chunk1024 L2PF": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
-    "ring4 MINB2 chunk1024 L2PF": ["-DPG_TC_STAGES=4", "-DPG_TC_MINB=2", "-DPG_TC_CHUNK=1024", "-DPG_TC_L2PF=1"],
+    "chunk1024": ["-DPG_TC_CHUNK=1024"],
+    "chunk3072": ["-DPG_TC_CHUNK=3072"],
+    "chunk4096": ["-DPG_TC_CHUNK=4096"],
+    "no L2 prefetch hint": ["-DPG_TC_L2PF=0"],
+    "MINB3 (spills)": ["-DPG_TC_MINB=3"],
+    "ring3 MINB3": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3"],
 }
 
 

@@ -349,6 +349,8 @@ inline int __any_sync(unsigned, int pred) {
     int any = 0; for (int i = 0; i < 32; ++i) any |= w.u[i]; w.bar.arrive_and_wait(); return any;
 }
 inline size_t __cvta_generic_to_shared(const void* p) { return (size_t)p; }
+inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }  // blocks run one at a time
+inline void __threadfence() {}
 enum { cudaFuncAttributeMaxDynamicSharedMemorySize };
 template <class F> inline int cudaFuncSetAttribute(F, int, int) { return 0; }
 struct MmaLane { unsigned a[4], b[2]; };

@@ -51,6 +51,7 @@
 
 __device__ float pg_ws_acc[PG_WS_FLOATS];
 __device__ float2 pg_ws_ml[PG_WS_PARTIALS];
+__device__ int pg_done[256 * 64];             // per (sequence, KV head x head tile): chunks done
 
 namespace {
 
@@ -359,10 +360,10 @@ paged_merge(const int* __restrict__ LENS, float* __restrict__ out, int H, int D,
 // hi and lo halves of head g in the same lane.
 
 #ifndef PG_TC_MINB
-#define PG_TC_MINB 3        // blocks per SM the tensor-core kernel's registers are sized for
+#define PG_TC_MINB 2        // blocks per SM the tensor-core kernel's registers are sized for
 #endif
 #ifndef PG_TC_CHUNK
-#define PG_TC_CHUNK 512     // preferred tokens per block of the tensor-core kernel
+#define PG_TC_CHUNK 2048    // preferred tokens per block of the tensor-core kernel
 #endif
 #ifndef PG_TC_STAGES
 #define PG_TC_STAGES 0      // 0: each warp prefetches one tile into registers; >= 2: a cp.async
@@ -405,7 +406,7 @@ __device__ __forceinline__ void pg_mma_top(float& d0, float& d1, unsigned int a0
 }
 
 #ifndef PG_TC_L2PF
-#define PG_TC_L2PF 0        // 1: loads ask L2 to fetch the whole 256-byte span around them
+#define PG_TC_L2PF 1        // 1: loads ask L2 to fetch the whole 256-byte span around them
 #endif
 
 __device__ __forceinline__ uint4 pg_ldg16(const signed char* p) {
@@ -639,6 +640,7 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
                  const int* __restrict__ LENS, float* __restrict__ out, int H, int KVH, int bs,
                  int max_blocks, int max_chunks, int chunk, int group, int head_tiles,
                  float qk_scale) {
+    const int gridDim_x = KVH * head_tiles;
     constexpr int NW = PG_TC_WARPS, KSTEPS = D / 16, NT = D / 8;
     constexpr int QA = HT == 8 ? 4 : 2;
     const int kvh = blockIdx.x / head_tiles, tile = blockIdx.x % head_tiles;
@@ -807,9 +809,38 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
         else
             pg_ws_acc[(oh * max_chunks + c) * D + d] = a;
     }
-    if (!single && tid < ng) {
+    if (single) return;
+    if (tid < ng) {
         const long long oh = (long long)b * H + h0 + tid;
         pg_ws_ml[oh * max_chunks + c] = make_float2(sm_M[tid], sm_L[tid]);
+    }
+    // ---- the last block of this (sequence, head tile) to finish merges every chunk ----
+    __shared__ bool sm_last;
+    __threadfence();                                                   // partials visible first
+    __syncthreads();
+    if (tid == 0) {
+        const int n = (len + chunk - 1) / chunk;
+        int* counter = pg_done + (long long)b * gridDim_x + blockIdx.x;
+        sm_last = atomicAdd(counter, 1) == n - 1;
+        if (sm_last) *counter = 0;                                     // ready for the next call
+    }
+    __syncthreads();
+    if (!sm_last) return;
+    __threadfence();
+    const int n = (len + chunk - 1) / chunk;
+    for (int idx = tid; idx < ng * D; idx += 32 * NW) {
+        const int hh = idx / D, d = idx % D;
+        const long long first = ((long long)b * H + h0 + hh) * max_chunks;
+        float M = -1e30f;
+        for (int i = 0; i < n; ++i) M = fmaxf(M, __ldcg(&pg_ws_ml[first + i].x));
+        float L = 0.0f, a = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const float2 ml = __ldcg(&pg_ws_ml[first + i]);
+            const float w = pg_exp2(ml.x - M);
+            L += ml.y * w;
+            a += w * __ldcg(&pg_ws_acc[(first + i) * D + d]);
+        }
+        out[((long long)b * H + h0 + hh) * D + d] = a / L;
     }
 }
 
@@ -887,7 +918,7 @@ bool launch_tc(const float* Q, const int8_t* KC, const int8_t* VC, const float* 
     const int head_tiles = (group + HT - 1) / HT;
     const ChunkPlan plan = plan_chunks(batch, H, D, (long long)batch * KVH * head_tiles,
                                        (long long)max_blocks * bs, 16 * PG_TC_WARPS, PG_TC_CHUNK);
-    if (plan.chunk > PG_TC_MAX_CHUNK) return false;
+    if (plan.chunk > PG_TC_MAX_CHUNK || (long long)batch * KVH * head_tiles > 256 * 64) return false;
     const float qk_scale = (float)(1.4426950408889634 / std::sqrt((double)D));
     const dim3 grid((unsigned)(KVH * head_tiles), (unsigned)plan.max_chunks, (unsigned)batch);
     int ring_bytes = 0;
@@ -902,9 +933,7 @@ bool launch_tc(const float* Q, const int8_t* KC, const int8_t* VC, const float* 
     paged_partial_tc<D, HT><<<grid, 32 * PG_TC_WARPS, ring_bytes>>>(
         Q, reinterpret_cast<const signed char*>(KC), reinterpret_cast<const signed char*>(VC), KS, VS,
         BT, LENS, out, H, KVH, bs, max_blocks, plan.max_chunks, plan.chunk, group, head_tiles, qk_scale);
-    if (plan.max_chunks > 1)
-        paged_merge<<<dim3((unsigned)H, (unsigned)batch), PG_NT>>>(LENS, out, H, D, plan.max_chunks, plan.chunk);
-    return true;
+    return true;                                                        // (pass 1 merges too)
 }
 
 template <int D>
