@@ -1,25 +1,31 @@
-// Paged INT8 decode attention with grouped-query heads (challenge 98): split-K, two kernels.
+// Paged INT8 decode attention with grouped-query heads (challenge 98): split-K.
 //
-// Pass 1, block (kv head x head tile, chunk, sequence): streams tokens [chunk * CH, ...) of one
-// sequence for one KV head and serves up to GT of that KV head's query heads at once, so each
-// K/V byte is read once per KV head (GT = 4 covers the common GQA ratio 4 in one tile; larger
-// groups take several tiles, whose blocks run side by side and share the bytes through L2).
-// The blocks of one chunk's KV heads are adjacent in launch order, so the 32-byte sectors of
-// scales and the block-table entries they share are read from DRAM once.
-//
-// Each group of LPR lanes owns one token row at a time; each lane owns VEC (16 or 8) dims of
-// it and reads them with one 16- or 8-byte load. Token p of sequence b is at physical row
+// Two pass-1 kernels share one plan. Block (kv head x head tile, chunk, sequence) streams tokens
+// [chunk * CH, ...) of one sequence for one KV head and serves that KV head's query heads at
+// once, so each K/V byte is read once per KV head. The blocks of one chunk's KV heads are
+// adjacent in launch order, so the 32-byte sectors of scales and the block-table entries they
+// share are read from DRAM once. Token p of sequence b is at physical row
 //     (block_table[b][p / block_size] * block_size + p % block_size) * num_kv_heads + kv_head.
 // Scales are factored out of the dot products (log2 domain):
 //     score = k_scale * (q . k_int8) * log2(e) / sqrt(d),   acc += exp2(score - m) * v_scale * v_int8
-// int8 -> float is one byte-permute and one add ("magic number": the byte, biased by 128, becomes
-// the low mantissa byte of 2^23) instead of a conversion instruction, which on Hopper runs at a
-// fraction of the FMA rate. Each lane keeps a running max, sum and accumulator per query head
-// (rescaled only when the max grows); the block merges its lanes at the end. A sequence that
-// fits in one chunk is written straight to the output; otherwise pass 2, block (head,
-// sequence), merges the chunks by log-sum-exp. No host synchronisation (the grid is sized from
-// max_blocks_per_seq, and blocks past a sequence's end exit at once), no allocation (the
-// partials live in fixed device arrays; the chunk length grows when they would not fit).
+// int8 -> float/half is a byte-permute and one subtract ("magic number": the byte, biased by
+// 128, becomes the low mantissa bits of a power of two), not a conversion instruction, which on
+// Hopper runs at a fraction of the FMA rate.
+//
+//  - paged_partial_tc (head_dim 64 or 128, block_size a multiple of 16: the perf case): both
+//    products on tensor cores, see the section below. 204 us on the perf case on an H100
+//    (2.42 TB/s, 72% of HBM peak).
+//  - paged_partial (every other shape): float32 FMAs; each group of LPR lanes owns one token
+//    row at a time, each lane VEC (16 or 8) dims of it, read with one 16- or 8-byte load, and
+//    keeps a running max, sum and accumulator per query head (rescaled only when the max
+//    grows). 386 us on the perf case (38% of peak): issue-bound on the conversions and FMAs.
+//
+// A sequence that fits in one chunk is written straight to the output; otherwise the chunks are
+// merged by log-sum-exp: by the last block of the sequence to finish (tensor-core path, an
+// atomic counter per sequence and head tile) or by a second kernel, block (head, sequence)
+// (float32 path). No host synchronisation (the grid is sized from max_blocks_per_seq, and
+// blocks past a sequence's end exit at once), no allocation (the partials live in fixed device
+// arrays; the chunk length grows when they would not fit).
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
