@@ -46,7 +46,8 @@ LOG2E = 1.4426950408889634
 # Launch and tiling knobs (benchmarks/tune_triton_98.py assigns to this dict to compare variants).
 CONFIG = {
     "block_n": 64,          # tokens per tile
-    "num_warps": 4,
+    "num_warps": 2,         # H100, perf case (benchmarks/tune_triton_98.py): 2 warps 226 us,
+                            # 4 warps 253 us
     "num_stages": 3,        # software-pipelining depth of the K/V loads
     "stack": True,          # hi/lo halves as rows of one dot when the group has <= 8 heads
     "asm_cvt": True,        # inline-PTX int8 -> fp16 (CUDA only)
