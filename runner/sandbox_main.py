@@ -1,7 +1,9 @@
-"""The child process of a sandboxed grading: ``python -m runner.sandbox_main JOB_DIR FD``.
+"""The child process of a sandboxed grading: ``python -m runner.sandbox_main JOB_DIR FD [PARENT]``.
 
 Before any submission code is imported it drops into its own network namespace where the OS
-allows, sets resource limits, and opens its report pipe; then it runs :func:`execute`.
+allows, sets resource limits, makes itself a subreaper (orphans of the submission's processes
+stay in its tree, where the parent finds and kills them) and asks for SIGKILL when its parent
+dies, and opens its report pipe; then it runs :func:`execute`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def main() -> None:
     job_dir, fd = Path(sys.argv[1]), int(sys.argv[2])
     network = isolate_network()
     set_limits()
+    from runner import procs
+    procs.become_subreaper()
+    procs.die_with_parent()      # after unshare(), which may clear it
+    if len(sys.argv) > 3 and os.getppid() != int(sys.argv[3]):
+        os._exit(1)              # the parent died before that: nobody would read the report
     channel = PipeChannel(fd, job_dir / "msgs")
     channel.send("sandbox", {"notes": [] if network.startswith("network: isolated") else [network]})
     try:
@@ -82,6 +89,7 @@ def main() -> None:
             pass
     sys.stdout.flush()
     sys.stderr.flush()
+    procs.kill_tree(os.getpid(), include_root=False)   # what the submission left running
     os._exit(0)  # skip atexit handlers and CUDA teardown the submission may have hooked
 
 

@@ -153,10 +153,27 @@ def _tokens(raw: Any, path: Optional[Path]) -> List[TokenSpec]:
     return specs
 
 
+SECTION_KEYS = {
+    "store": {"url", "url_env", "url_file"},
+    "queue": {"backend", "redis_url", "redis_url_env", "redis_url_file", "namespace",
+              "heartbeat_timeout_ms", "maintenance_chance", "repair_interval_s"},
+    "limits": {"queue_capacity", "max_in_flight", "rate_limit", "rate_window_s",
+               "max_message_bytes", "max_file_bytes", "time_limit_s", "first_message_timeout_s",
+               "max_queue_wait_s", "host_memory_bytes"},
+    "leases": {"lease_s", "heartbeat_s", "max_retries", "reap_interval_s",
+               "avoid_failed_worker_s", "watchdog_margin_s"},
+}
+
+
 def _section(data: Dict[str, Any], key: str, path) -> Dict[str, Any]:
     value = data.get(key) or {}
     if not isinstance(value, dict):
         raise ConfigError(f"{_where(path, key)} must be a mapping")
+    # a misplaced setting (say, limits.watchdog_margin_s) would otherwise be silently ignored
+    unknown = sorted(set(value) - SECTION_KEYS.get(key, set(value)))
+    if unknown:
+        raise ConfigError(f"{_where(path, key)}: unknown keys {', '.join(map(str, unknown))} "
+                          f"(known: {', '.join(sorted(SECTION_KEYS[key]))})")
     return value
 
 

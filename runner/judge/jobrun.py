@@ -8,6 +8,12 @@ the grader nor an author's challenge code (which the trusted side imports to com
 expected outputs) can reach the worker's credentials. The submission itself runs one level
 further down, in :func:`runner.sandbox.grade_isolated`'s sandboxed child. If the worker dies,
 this process notices (its parent changes), kills its children and exits.
+
+It is a subreaper (what the submission orphans is re-parented here, not to init, so it is
+killed with the rest), SIGTERM kills its whole tree and ends it at once, and once the result
+is written it kills whatever is left and leaves with ``os._exit``: no Python or CUDA teardown
+(which a GPU in a bad state can stall) stands between the result and the exit. The worker
+reads the result as soon as it is written and never waits for this process without a bound.
 """
 
 from __future__ import annotations
@@ -25,28 +31,21 @@ from typing import Any, Dict, TextIO
 CUSTOM_FOLDER = "0_custom"
 
 
-def _children_of(pid: int):
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[1]) == pid:
-                yield int(entry)
-        except (OSError, ValueError, IndexError):
-            continue
-
-
 def kill_descendants(pid: int) -> None:
-    """SIGKILL every child of ``pid`` and its process group (the sandbox's children lead their
-    own groups)."""
-    for child in list(_children_of(pid)):
-        for kill in (lambda: os.killpg(child, signal.SIGKILL), lambda: os.kill(child, signal.SIGKILL)):
-            try:
-                kill()
-            except (ProcessLookupError, PermissionError):
-                pass
+    """SIGKILL every descendant of ``pid`` (the sandbox's children lead their own groups and
+    sessions: they are found through the process tree, and their groups are killed too)."""
+    from runner import procs
+
+    table = procs.process_table()
+    tree = procs.descendants(pid, table)
+    procs.kill_tree(pid, include_root=False,
+                    groups=[table[p].pgid for p in tree if p in table and table[p].pgid != pid])
+
+
+def _die_now(*_) -> None:
+    """SIGTERM: kill everything below us and leave (no cleanup that could block)."""
+    kill_descendants(os.getpid())
+    os._exit(143)
 
 
 def _watch_parent(parent: int) -> None:
@@ -90,7 +89,7 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
         out.write(json.dumps({kind: value}, default=str) + "\n")
         out.flush()
 
-    with tempfile.TemporaryDirectory(prefix="judge-job-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="judge-job-", ignore_cleanup_errors=True) as tmp:
         info, solution, language = stage(job, Path(tmp), spec.get("challengeDirs") or [])
         limits = Limits(timeout_s=float(spec["timeLimitSeconds"]),
                         host_memory_bytes=int(spec["hostMemoryBytes"]), private_caches=True)
@@ -104,12 +103,19 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
 
 
 def main() -> int:
+    from runner import procs
+
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
+    procs.become_subreaper()
+    signal.signal(signal.SIGTERM, _die_now)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     spec = json.loads(sys.stdin.read())
     run(spec, out)
-    return 0
+    out.close()
+    kill_descendants(os.getpid())       # nothing of the grading outlives it
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

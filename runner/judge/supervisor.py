@@ -104,6 +104,9 @@ class Supervisor:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    log.warning("worker pid %d has not exited 10 s after SIGKILL", proc.pid)
         if self._thread is not None:
             self._thread.join(timeout=2)

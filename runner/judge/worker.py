@@ -8,6 +8,16 @@ forwards progress as events, and stores the result. Faults of its own (the job p
 without a result) are reported with ``release``, which retries the submission elsewhere;
 a lease taken back (``409`` on a heartbeat) stops the job at once.
 
+Nothing in a job's path waits without a bound, however the job process is stuck (in native
+code, ignoring SIGTERM, with descendants holding its pipes, or not reaped for seconds after
+SIGKILL while the GPU driver tears its context down): its output is read without blocking; the
+result is stored as soon as it is written, before the process has exited; the watchdog
+(``timeLimitSeconds`` + ``--watchdog-margin``) stores ``time_limit_exceeded``; the process is
+stopped with SIGTERM, then SIGKILL of its whole tree, each with a bounded wait, and one that
+still has not exited is reaped in the background while the worker goes on. As a last resort,
+a worker whose job thread is stuck past every one of those bounds stops renewing the lease,
+releases it and exits, so that its supervisor starts a fresh one and the submission is retried.
+
 ``python -m runner.judge.worker --url URL --accelerator NAME (--gpu N | --cpu SLOT)`` with the
 token in ``$JUDGE_WORKER_TOKEN``.
 """
@@ -19,10 +29,12 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,14 +43,17 @@ from typing import Any, Dict, List, Optional
 
 import httpx
 
+from runner import procs
 from runner.isolation import ENV_PASSTHROUGH, RUNNER_ROOT
-from runner.judge.jobrun import kill_descendants
 from runner.judge.protocol import status_of_progress
 
 log = logging.getLogger("runner.judge.worker")
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
 LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
+EXIT_STUCK = 70                         # the worker's job thread was stuck past every bound
+MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
+MAX_EVENTS_PER_READ = 5                 # more progress lines at once: only the latest is posted
 
 
 def crash_point(name: str) -> None:
@@ -75,6 +90,9 @@ class WorkerSettings:
     heartbeat_timeout_ms: int = 60_000
     maintenance_chance: int = 1000
     result_retry_s: float = 120.0      # keep offering a result this long while the API is down
+    term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
+    kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
+    stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
 
     @property
     def slot_name(self) -> str:
@@ -150,7 +168,7 @@ class Api:
 
     def event(self, sid: str, lease: str, status: str, output: Any) -> None:
         r = self._post(f"/api/v1/worker/{sid}/events", {"lease": lease, "status": status,
-                                                         "output": output})
+                                                         "output": output}, timeout=10.0)
         if r.status_code == 409:
             raise LeaseLost(sid)
         r.raise_for_status()
@@ -177,6 +195,9 @@ class Worker:
         self.api = Api(settings)
         self.stop = threading.Event()
         self.feed = None
+        self._current_job: Optional[JobProcess] = None
+        self._must_finish_by: Optional[float] = None
+        self._subreaper = False
         if settings.redis_url:
             from runner.judge.queues import BrokerFeed
             self.feed = BrokerFeed(settings.redis_url, settings.accelerator, settings.namespace,
@@ -191,6 +212,10 @@ class Worker:
 
     def run_forever(self) -> None:
         lock = hold_slot(self.settings)
+        remove_stale_jobs(self.settings)      # we hold the slot: nobody else uses its folder
+        # orphans of a job (a process that left its session) are re-parented here, where
+        # _stop_job finds them before the next job starts on this GPU
+        self._subreaper = procs.become_subreaper()
         if self.settings.parent_pid is not None:
             threading.Thread(target=self._watch_parent, daemon=True).start()
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
@@ -238,36 +263,103 @@ class Worker:
         crash_point("claimed")
         lost = threading.Event()
         done = threading.Event()
+        limit = float(claim["timeLimitSeconds"])
+        stop_bound = self._stop_bound()
+        # the heartbeat thread gives up on this worker if the job thread is still busy here
+        self._must_finish_by = (time.monotonic() + limit + self.settings.watchdog_margin_s
+                                + stop_bound + self.settings.stuck_grace_s)
         beat = threading.Thread(target=self._heartbeats,
                                 args=(sid, lease, float(claim["heartbeatSeconds"]), lost, done),
                                 daemon=True)
         beat.start()
+        job: Optional[JobProcess] = None
         try:
-            verdict = self._run_job(claim, lost)
+            verdict, job = self._run_job(claim, lost)
+            if verdict["kind"] == "result" and verdict.get("early"):
+                # the job process wrote its result: store it now, then stop the process (its
+                # exit may take seconds: a GPU context torn down)
+                self._must_finish_by = (time.monotonic() + self.settings.result_retry_s
+                                        + stop_bound + self.settings.stuck_grace_s)
+                crash_point("result")
+                self._deliver(sid, lease, verdict["result"])
+                self._stop_job(job, wait_for_exit=True)
+                return
+            self._must_finish_by = (time.monotonic() + stop_bound + self.settings.result_retry_s
+                                    + self.settings.stuck_grace_s)
+            self._stop_job(job)
+            if verdict["kind"] == "lost":
+                log.info("%s: lease taken back; dropped", sid)
+            elif verdict["kind"] == "fault":
+                log.warning("%s: %s; releasing it for a retry", sid, verdict["reason"])
+                self._quietly(self.api.release, sid, lease, verdict["reason"])
+            else:
+                crash_point("result")
+                self._deliver(sid, lease, verdict["result"])
         finally:
+            job = job or self._current_job
+            if job is not None:
+                self._stop_job(job)
+            self._current_job = None
+            self._must_finish_by = None
             done.set()
             beat.join(timeout=5)
-        if verdict["kind"] == "lost":
-            log.info("%s: lease taken back; dropped", sid)
-        elif verdict["kind"] == "fault":
-            log.warning("%s: %s; releasing it for a retry", sid, verdict["reason"])
-            self._quietly(self.api.release, sid, lease, verdict["reason"])
-        else:
-            crash_point("result")
-            self._deliver(sid, lease, verdict["result"])
+
+    def _stop_bound(self) -> float:
+        """The longest :meth:`_stop_job` can take."""
+        return 2 * self.settings.term_grace_s + 2 * self.settings.kill_wait_s
+
+    def _stop_job(self, job: "JobProcess", wait_for_exit: bool = False) -> None:
+        """Stop the job process (if still running) and everything it started, with bounded
+        waits; at most once per job."""
+        if job.stopped:
+            return
+        grace = self.settings.term_grace_s if wait_for_exit else 0.0
+        left = job.stop(exit_grace_s=grace, term_grace_s=self.settings.term_grace_s,
+                        kill_wait_s=self.settings.kill_wait_s, sweep_all=self._subreaper)
+        if left:
+            log.warning("%d process(es) of the last job had not exited %g s after SIGKILL (a GPU "
+                        "context still being torn down?): %s; taking the next job anyway",
+                        len(left), self.settings.kill_wait_s, left)
+        if self._subreaper:
+            procs.reap_zombie_children(skip=[p.pid for p in _UNREAPED if p.poll() is None])
 
     def _heartbeats(self, sid: str, lease: str, interval: float, lost: threading.Event,
                     done: threading.Event) -> None:
         while not done.wait(interval):
+            limit = self._must_finish_by
+            if limit is not None and time.monotonic() > limit:
+                self._abandon(sid, lease)
+                return
+            if lost.is_set():
+                continue          # no lease to renew; still watching the job thread
             try:
                 self.api.heartbeat(sid, lease)
             except LeaseLost:
                 lost.set()
-                return
+                continue
             except (httpx.HTTPError, OSError) as exc:
                 log.warning("%s: heartbeat failed (%s); grading goes on", sid, exc)
             if self.feed is not None:
                 self._quietly(self.feed.heartbeat)
+
+    def _abandon(self, sid: str, lease: str) -> None:
+        """The job thread is stuck past every bound (a bug, or a wait nothing here bounds):
+        stop renewing the lease, kill the job, hand the submission back and exit; the
+        supervisor starts a fresh worker and the submission is retried."""
+        log.critical("%s: the job thread is stuck past every time bound; releasing the "
+                     "submission and exiting (code %d) so that a fresh worker takes over",
+                     sid, EXIT_STUCK)
+        job = self._current_job
+        if job is not None:
+            job.kill_now()
+        try:
+            self.api.http.post(f"/api/v1/worker/{sid}/release",
+                               json={"worker": self.settings.name, "lease": lease,
+                                     "reason": "the worker was stuck and restarted"}, timeout=5)
+        except Exception:  # noqa: BLE001 - the lease expires anyway
+            pass
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
 
     def _quietly(self, fn, *args) -> None:
         try:
@@ -275,71 +367,62 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - best effort; the reaper covers the rest
             log.warning("%s failed: %s", getattr(fn, "__name__", fn), exc)
 
-    def _run_job(self, claim: Dict[str, Any], lost: threading.Event) -> Dict[str, Any]:
+    def _post_progress(self, sid: str, lease: str, lines: List[str], lost: threading.Event) -> None:
+        if len(lines) > MAX_EVENTS_PER_READ:
+            lines = lines[-1:]        # a burst: the latest says where grading is
+        for line in lines:
+            try:
+                self.api.event(sid, lease, status_of_progress(line), line)
+            except LeaseLost:
+                lost.set()
+                return
+            except (httpx.HTTPError, OSError):
+                pass      # progress is best effort; the result is not
+
+    def _run_job(self, claim: Dict[str, Any], lost: threading.Event):
+        """Start the job process and follow it until its result, the watchdog, a lost lease or
+        the worker's stop: (verdict, job process). Returns as soon as the result is read,
+        without waiting for the process to exit (``verdict["early"]``)."""
         sid, lease = claim["submissionId"], claim["lease"]
         spec = {"job": claim["job"], "device": self.settings.device,
                 "timeLimitSeconds": claim["timeLimitSeconds"],
                 "hostMemoryBytes": claim["hostMemoryBytes"],
                 "challengeDirs": self.settings.challenge_dirs}
-        home = Path(os.environ.get("TMPDIR") or "/tmp")
-        proc = subprocess.Popen([sys.executable, "-s", "-m", "runner.judge.jobrun"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                cwd=str(home), env=job_environment(self.settings, home),
-                                start_new_session=True)
-        proc.stdin.write(json.dumps(spec).encode())
-        proc.stdin.close()
-        stderr_tail: List[bytes] = []
-        threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True).start()
-        lines: "list[Optional[bytes]]" = []
-        cond = threading.Condition()
-        threading.Thread(target=_lines, args=(proc.stdout, lines, cond), daemon=True).start()
-        deadline = time.monotonic() + float(claim["timeLimitSeconds"]) + self.settings.watchdog_margin_s
-        result = None
-        try:
-            while True:
-                with cond:
-                    cond.wait_for(lambda: lines, timeout=0.2)
-                    batch, lines[:] = list(lines), []
-                for raw in batch:
-                    if raw is None:
-                        proc.wait()
-                        if result is not None:
-                            return {"kind": "result", "result": result}
-                        tail = b"".join(stderr_tail).decode("utf-8", "replace")[-2000:]
-                        return {"kind": "fault", "reason": f"the grading process ended with code "
-                                f"{proc.returncode} and no result: {tail.strip()[-500:]}"}
-                    msg = json.loads(raw)
-                    if "result" in msg:
-                        result = msg["result"]
-                    elif "progress" in msg:
-                        line = str(msg["progress"])[:300]
-                        try:
-                            self.api.event(sid, lease, status_of_progress(line), line)
-                        except LeaseLost:
-                            lost.set()
-                        except (httpx.HTTPError, OSError):
-                            pass      # progress is best effort; the result is not
-                if lost.is_set():
-                    return {"kind": "lost"}
-                if time.monotonic() > deadline:
-                    limit = float(claim["timeLimitSeconds"])
-                    return {"kind": "result", "result": {
-                        "verdict": "time_limit_exceeded",
-                        "message": f"grading did not finish within the limit of {limit:g} s "
-                                   f"(stopped by the worker's watchdog)",
-                        "challenge": claim["job"]["challenge"],
-                        "language": claim["job"]["language"], "action": claim["job"]["action"],
-                        "seed": claim["job"]["seed"]}}
-                if self.stop.is_set():
-                    return {"kind": "fault", "reason": "the worker was stopped"}
-        finally:
-            if proc.poll() is None:
-                kill_descendants(proc.pid)
+        limit = float(claim["timeLimitSeconds"])
+        deadline = time.monotonic() + limit + self.settings.watchdog_margin_s
+        job = JobProcess(spec, self.settings)
+        self._current_job = job
+        while True:
+            progress: List[str] = []
+            for raw in job.read(timeout=0.2):
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if "result" in msg and isinstance(msg["result"], dict):
+                    self._post_progress(sid, lease, progress, lost)
+                    return {"kind": "result", "result": msg["result"], "early": True}, job
+                if "progress" in msg:
+                    progress.append(str(msg["progress"])[:300])
+            self._post_progress(sid, lease, progress, lost)
+            if job.output_closed():
+                code = job.returncode(wait_s=2.0)
+                return {"kind": "fault", "reason": f"the grading process ended with code {code} "
+                        f"and no result: {job.stderr_tail().strip()[-500:]}"}, job
+            if lost.is_set():
+                return {"kind": "lost"}, job
+            if time.monotonic() > deadline:
+                return {"kind": "result", "result": {
+                    "verdict": "time_limit_exceeded",
+                    "message": f"grading did not finish within the limit of {limit:g} s "
+                               f"(stopped by the worker's watchdog)",
+                    "challenge": claim["job"]["challenge"],
+                    "language": claim["job"]["language"], "action": claim["job"]["action"],
+                    "seed": claim["job"]["seed"]}}, job
+            if self.stop.is_set():
+                return {"kind": "fault", "reason": "the worker was stopped"}, job
 
     def _deliver(self, sid: str, lease: str, result: Dict[str, Any]) -> None:
         """Offer the result until the API answers (stored, or refused as stale/duplicate)."""
@@ -357,21 +440,128 @@ class Worker:
                 time.sleep(1.0)
 
 
-def _drain(stream, tail: List[bytes]) -> None:
-    for chunk in iter(lambda: stream.read(4096), b""):
-        tail.append(chunk)
-        while sum(map(len, tail)) > 16384:
-            tail.pop(0)
+_UNREAPED: List[subprocess.Popen] = []     # job processes being reaped in the background
 
 
-def _lines(stream, lines: list, cond: threading.Condition) -> None:
-    for raw in iter(stream.readline, b""):
-        with cond:
-            lines.append(raw)
-            cond.notify()
-    with cond:
-        lines.append(None)
-        cond.notify()
+def jobs_folder(settings: WorkerSettings) -> Path:
+    """Where this slot's jobs keep their temporary files (only its lock holder uses it)."""
+    return Path(os.environ.get("TMPDIR") or "/tmp") / f"judge-jobs-{settings.slot_name}"
+
+
+def remove_stale_jobs(settings: WorkerSettings) -> None:
+    """What jobs of an earlier worker of this slot left (it was killed before cleaning up)."""
+    folder = jobs_folder(settings)
+    try:
+        stale = list(folder.iterdir())
+    except OSError:
+        return
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class JobProcess:
+    """One grading's process (:mod:`runner.judge.jobrun`), in a session of its own and a
+    private temporary folder, with its stdout read without blocking."""
+
+    command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
+
+    def __init__(self, spec: Dict[str, Any], settings: WorkerSettings):
+        # every temporary file of the job (the sandbox's too) goes here, removed after the job
+        # even when the job process was SIGKILLed before cleaning up (and, after a crash of the
+        # worker, by the next worker of this slot)
+        folder = jobs_folder(settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.home = Path(tempfile.mkdtemp(prefix="job-", dir=folder))
+        self.stopped = False
+        # the job goes in through a file, not a pipe: no write can block on a child that
+        # does not read
+        with tempfile.TemporaryFile(dir=self.home) as spec_file:
+            spec_file.write(json.dumps(spec).encode())
+            spec_file.seek(0)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            try:
+                self.proc = subprocess.Popen(list(self.command), stdin=spec_file, stdout=out_w,
+                                             stderr=err_w, cwd=str(self.home),
+                                             env=job_environment(settings, self.home),
+                                             start_new_session=True)
+            except BaseException:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+        self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
+        self.err = procs.TailReader(err_r)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def read(self, timeout: float) -> List[bytes]:
+        lines = self.out.read(timeout)
+        self.err.pump()
+        return lines
+
+    def output_closed(self) -> bool:
+        return self.out.finished
+
+    def returncode(self, wait_s: float) -> Optional[int]:
+        procs.wait_exited(self.proc, wait_s)
+        return self.proc.returncode
+
+    def stderr_tail(self) -> str:
+        self.err.pump()
+        return self.err.text()
+
+    def _groups(self) -> List[int]:
+        table = procs.process_table()
+        return sorted({self.pid} | {table[p].pgid for p in procs.descendants(self.pid, table)
+                                    if p in table})
+
+    def kill_now(self) -> None:
+        """SIGKILL the process and its whole tree; never waits."""
+        alive = self.proc.poll() is None
+        procs.kill_tree(self.pid if alive else None, groups=self._groups() if alive else [self.pid],
+                        sessions=[self.pid])
+
+    def stop(self, exit_grace_s: float, term_grace_s: float, kill_wait_s: float,
+             sweep_all: bool = False) -> List[int]:
+        """Let it exit by itself for ``exit_grace_s`` s; then SIGTERM its process group (the
+        job process then kills its sandbox and leaves), for ``term_grace_s`` s; then SIGKILL
+        its whole tree, its groups and its session, for ``kill_wait_s`` s. Then kill what is
+        left of it (``sweep_all``: every descendant of this worker, which is a subreaper).
+        Returns the pids still not exited; a job process among them is reaped in the
+        background. Never blocks longer than the three waits together."""
+        self.stopped = True
+        try:
+            if self.proc.poll() is None and exit_grace_s > 0:
+                procs.wait_exited(self.proc, exit_grace_s)
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                procs.wait_exited(self.proc, term_grace_s)
+            signalled = set()
+            if self.proc.poll() is None:
+                signalled |= procs.kill_tree(self.pid, groups=self._groups(), sessions=[self.pid])
+                procs.wait_exited(self.proc, kill_wait_s)
+            # what it left behind: its session and group, and orphans re-parented here
+            signalled |= procs.kill_tree(None, groups=[self.pid], sessions=[self.pid])
+            if sweep_all:
+                signalled |= procs.kill_tree(os.getpid(), include_root=False)
+            left = procs.wait_gone(signalled - {self.pid}, kill_wait_s if signalled else 0)
+            if self.proc.poll() is None:
+                _UNREAPED[:] = [p for p in _UNREAPED if p.poll() is None] + [self.proc]
+                procs.reap_later(self.proc)
+                left = [self.pid] + left
+            return left
+        finally:
+            self.out.close()
+            self.err.close()
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

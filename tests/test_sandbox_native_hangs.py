@@ -1,0 +1,205 @@
+"""Submissions stuck in native code, graded in the sandbox: each ends ``time_limit_exceeded``
+within its limit plus a bounded margin (however it is stuck, and even when its process is not
+reaped after SIGKILL), nothing it started outlives the grading, and a correct solution graded
+right after by the same process is accepted. Also: files the child plants in its job folder
+(FIFOs) cannot block the grader."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import native_hangs
+from runner import procs
+from runner.challenge import find_challenge
+from runner.grade import GradeOptions
+from runner.isolation import Limits
+from runner.sandbox import grade_isolated
+
+pytestmark = pytest.mark.timeout(180)
+
+REPO = Path(__file__).resolve().parent.parent
+CORRECT = REPO / "reference/int8_kv_cache_attention/solution.pytorch.py"
+PARAMS = ["Q", "K_int8", "V_int8", "k_scale", "v_scale", "output", "num_heads", "seq_len",
+          "head_dim"]
+LIMIT_S = 3.0
+MARGIN_S = 15.0      # generous: the child's start and torch import, the kill, the reap
+
+
+def grade(path: Path, **limits):
+    options = GradeOptions(action="run", device=torch.device("cpu"), time_budget_s=0.5)
+    started = time.monotonic()
+    result = grade_isolated(find_challenge("96"), path, "pytorch", options, Limits(**limits))
+    return result, time.monotonic() - started
+
+
+def assert_next_grading_is_clean() -> None:
+    result, _ = grade(CORRECT)
+    assert result.verdict == "accepted", (result.verdict, result.message, result.details[-2000:])
+
+
+def write(tmp_path: Path, kind: str, so=None) -> Path:
+    path = tmp_path / f"{kind}.pytorch.py"
+    path.write_text(native_hangs.solution(kind, PARAMS, tmp_path, so))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["pause", "gil_spin", "ignores_signals", "escapee"])
+def test_a_native_hang_ends_time_limit_exceeded_and_the_next_grading_is_clean(tmp_path, kind):
+    so = None
+    if kind == "gil_spin":
+        so = native_hangs.build_spin_library(tmp_path)
+        if so is None:
+            pytest.skip("no C compiler here to build the spinning library")
+    result, seconds = grade(write(tmp_path, kind, so), timeout_s=LIMIT_S)
+    assert result.verdict == "time_limit_exceeded", (result.verdict, result.message,
+                                                     result.details[-2000:])
+    assert f"within the limit of {LIMIT_S:g} s" in result.message
+    assert "running example" in result.message      # it was stuck in solve
+    assert seconds < LIMIT_S + MARGIN_S, seconds
+    if kind == "escapee":
+        native_hangs.assert_gone(native_hangs.escapee_pid(tmp_path, kind))
+    assert_next_grading_is_clean()
+
+
+def test_a_grandchild_left_behind_by_a_process_that_exited_is_killed(tmp_path):
+    """The submission's process starts a grandchild in a session of its own, which keeps the
+    report pipe open, and exits. ``run_challenge.py`` is a subreaper: the orphan is
+    re-parented to it, and the sandbox kills it."""
+    path = write(tmp_path, "escapee_exit")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(REPO / "run_challenge.py"), "96", "--solution",
+                           str(path), "--language", "pytorch", "--device", "cpu", "--timeout",
+                           str(LIMIT_S), "--json"], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    seconds = time.monotonic() - started
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "runtime_error", (result, done.stderr[-2000:])
+    assert "exited with code 0" in result["message"]
+    assert seconds < LIMIT_S + MARGIN_S, seconds
+    native_hangs.assert_gone(native_hangs.escapee_pid(tmp_path, "escapee_exit"))
+
+
+def test_a_child_not_reaped_after_sigkill_is_reported_without_waiting(tmp_path, monkeypatch):
+    """As when the GPU driver takes long to tear a killed process's context down: the
+    verdict comes kill_wait_s after the kill, and the child is reaped later."""
+    real_send = procs._send
+    held = []
+
+    def send_all_but_the_kill(pid, sig, group=False):
+        if sig == signal.SIGKILL:
+            held.append((pid, group))
+            return True
+        return real_send(pid, sig, group)
+
+    monkeypatch.setattr(procs, "_send", send_all_but_the_kill)
+    try:
+        result, seconds = grade(write(tmp_path, "pause"), timeout_s=LIMIT_S, kill_wait_s=1.0)
+    finally:
+        monkeypatch.setattr(procs, "_send", real_send)
+        for pid, group in held:             # the kills we held back
+            real_send(pid, signal.SIGKILL, group)
+    assert result.verdict == "time_limit_exceeded", (result.verdict, result.message)
+    assert any("had not exited 1 s after it was killed" in n for n in result.notes), result.notes
+    assert seconds < LIMIT_S + MARGIN_S, seconds
+    assert held, "the child was never sent SIGKILL"
+    assert_next_grading_is_clean()
+
+
+FIFO_TRAP = '''
+def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
+    import json, os, sys
+    job = os.path.dirname(os.getcwd())
+    os.mkfifo(os.path.join(job, "msgs", "trap.pt"))
+    for name in ("stdout.txt", "stderr.txt"):
+        os.unlink(os.path.join(job, name))
+        os.mkfifo(os.path.join(job, name))
+    with os.fdopen(int(sys.argv[2]), "w", closefd=False) as report:
+        case = {"kind": "case", "payload": {"index": 0}, "tensors": "trap.pt"}
+        report.write(json.dumps(case) + "\\n")
+        report.write(json.dumps({"kind": "done", "payload": {}}) + "\\n")
+    os._exit(0)
+'''
+
+
+def test_fifos_planted_in_the_job_folder_do_not_block_the_grader(tmp_path):
+    path = tmp_path / "fifo_trap.pytorch.py"
+    path.write_text(FIFO_TRAP)
+    result, seconds = grade(path, timeout_s=LIMIT_S)
+    assert result.verdict == "runtime_error", (result.verdict, result.message)
+    assert "without reporting" in result.message
+    assert any("not a regular file" in n for n in result.notes), result.notes
+    assert seconds < LIMIT_S + MARGIN_S, seconds
+    assert_next_grading_is_clean()
+
+
+def test_a_progress_flood_is_not_passed_on_line_by_line(tmp_path):
+    path = tmp_path / "flood.pytorch.py"
+    path.write_text('''
+def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
+    import json, os, sys
+    with os.fdopen(int(sys.argv[2]), "w", closefd=False) as report:
+        for k in range(200000):
+            report.write(json.dumps({"kind": "progress", "payload": {"message": f"x{k}"}}) + "\\n")
+    while True:
+        pass
+''')
+    seen = []
+    options = GradeOptions(action="run", device=torch.device("cpu"), progress=seen.append)
+    started = time.monotonic()
+    result = grade_isolated(find_challenge("96"), path, "pytorch", options,
+                            Limits(timeout_s=LIMIT_S))
+    assert result.verdict == "time_limit_exceeded", (result.verdict, result.message)
+    assert time.monotonic() - started < LIMIT_S + MARGIN_S
+    assert len(seen) <= 1000
+
+
+def test_kill_tree_finds_descendants_that_left_the_session(tmp_path):
+    """procs.kill_tree on its own: a subreaper's grandchild in a session of its own dies."""
+    script = ("import os, sys, subprocess, time\n"
+              "from runner import procs\n"
+              "procs.become_subreaper()\n"
+              f"subprocess.Popen([sys.executable, '-c', {native_hangs._ESCAPEE!r}, "
+              f"{native_hangs.ESCAPEE_MARK!r}, sys.argv[1]])\n"
+              "time.sleep(60)\n")
+    pidfile = tmp_path / "grandchild.pid"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(pidfile)], start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        grandchild = int(pidfile.read_text())
+        assert grandchild in procs.descendants(proc.pid)
+        assert os.getsid(grandchild) != proc.pid
+        procs.kill_tree(proc.pid, groups=[proc.pid], sessions=[proc.pid])
+        assert procs.wait_exited(proc, 5)
+        native_hangs.assert_gone(grandchild)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_line_reader_never_blocks_and_splits_long_lines():
+    r, w = os.pipe()
+    reader = procs.LineReader(r, max_line=8)
+    try:
+        started = time.monotonic()
+        assert reader.read(timeout=0.1) == []              # nothing written: returns
+        assert time.monotonic() - started < 2
+        os.write(w, b"ab\ncdefghijklmn\npartial")
+        assert reader.read(timeout=1) == [b"ab\n", b"cdefghij", b"klmn\n"]
+        os.close(w)
+        assert reader.read(timeout=1) == [b"partial"] and reader.finished
+    finally:
+        reader.close()
+    assert json.loads(b'{"a": 1}\n') == {"a": 1}
