@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +19,18 @@ STATUS_OF_VERDICT = {
     "internal_error": "error",
     "interrupted": "interrupted",
 }
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (a NaN output, an infinite error) as None: strict
+    JSON, which browsers, httpx (``allow_nan=False``) and Starlette's responses require."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 @dataclass
@@ -58,9 +71,8 @@ class Result:
         return self.verdict == "accepted"
 
     def to_dict(self) -> Dict[str, Any]:
-        data = asdict(self)
-        data = {"status": self.status, **data}
-        return data
+        """Strict JSON data: non-finite numbers are None (the text report still shows them)."""
+        return json_safe({"status": self.status, **asdict(self)})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)

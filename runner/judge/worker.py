@@ -44,6 +44,7 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
+from runner.report import json_safe
 from runner.isolation import ENV_PASSTHROUGH, RUNNER_ROOT
 from runner.judge.protocol import status_of_progress
 
@@ -295,6 +296,13 @@ class Worker:
             else:
                 crash_point("result")
                 self._deliver(sid, lease, verdict["result"])
+        except (httpx.HTTPError, OSError):
+            raise                                   # the judge unreachable: the loop retries
+        except Exception:
+            # our bug: say so in full, and hand the submission back now rather than when its
+            # lease expires (it is retried, within the retry budget)
+            log.exception("%s: grading failed inside the worker; releasing it for a retry", sid)
+            self._quietly(self.api.release, sid, lease, "the worker failed (an internal error)")
         finally:
             job = job or self._current_job
             if job is not None:
@@ -427,6 +435,7 @@ class Worker:
     def _deliver(self, sid: str, lease: str, result: Dict[str, Any]) -> None:
         """Offer the result until the API answers (stored, or refused as stale/duplicate)."""
         deadline = time.monotonic() + self.settings.result_retry_s
+        result = json_safe(result)     # an inf/NaN would make httpx refuse the body, every time
         while True:
             try:
                 outcome = self.api.complete(sid, lease, result)

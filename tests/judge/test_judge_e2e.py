@@ -39,6 +39,7 @@ def test_leetgpu_client_gets_progress_then_the_full_result(judge):
 
 @pytest.mark.parametrize("file, status, verdict", [
     ("wrong.pytorch.py", "error", "wrong_answer"),
+    ("nan_output.pytorch.py", "error", "wrong_answer"),     # non-finite numbers in the result
     ("syntax_error.pytorch.py", "error", "compile_error"),
     ("crash.pytorch.py", "error", "runtime_error"),
     ("hang.pytorch.py", "timeout", "time_limit_exceeded"),
@@ -50,6 +51,9 @@ def test_bad_submissions_get_their_verdict_once_and_are_never_retried(judge, fil
     record = judge.record(log[-1]["submissionId"])
     assert record["attempts"] == 1 and record["retries"] == 0     # a user's fault is not retried
     assert len(terminal_events(judge.events(log[-1]["submissionId"]))) == 1
+    if file == "nan_output.pytorch.py":
+        worst = log[-1]["output"]["tests"][0]
+        assert worst["passed"] is False and worst["max_abs_error"] is None, worst
 
 
 def test_the_job_sees_no_gpu_and_no_worker_token(judge):
