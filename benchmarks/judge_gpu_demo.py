@@ -44,6 +44,7 @@ SUBMISSIONS = {
     "wrong": REPO / "tests" / "solutions" / "cuda_wrong.cu",
     "crashing": REPO / "tests" / "corpus" / "illegal_address.cu",
     "hanging": REPO / "tests" / "corpus" / "gpu_hang.cu",
+    "after_hang": REPO / "tests" / "solutions" / "cuda_correct.cu",   # the same worker, next job
 }
 EXPECTED = {"correct": "accepted", "wrong": "wrong_answer", "crashing": "runtime_error",
             "hanging": "time_limit_exceeded"}
