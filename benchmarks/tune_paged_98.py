@@ -33,7 +33,6 @@ VARIANTS: Dict[str, List[str]] = {
     "chunk4096": ["-DPG_TC_CHUNK=4096"],
     "no L2 prefetch hint": ["-DPG_TC_L2PF=0"],
     "MINB3 (spills)": ["-DPG_TC_MINB=3"],
-    "ring3 MINB3": ["-DPG_TC_STAGES=3", "-DPG_TC_MINB=3"],
 }
 
 

@@ -93,27 +93,6 @@ def child_environment(job_dir: Path, device: str, limits: Limits) -> Dict[str, s
     return env
 
 
-def _group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in the group (Linux /proc; 0 elsewhere)."""
-    total = 0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid:     # field 5 (pgrp), counted after the comm field
-                continue
-            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24 (rss, pages)
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 def _read_bounded(f, limit: int) -> Tuple[str, bool]:
     """The first ``limit`` bytes of an open file (read by offset: the child shares it)."""
     try:
@@ -247,7 +226,7 @@ def _watch(proc: subprocess.Popen, reader: "procs.LineReader", job_dir: Path, li
                 break
             elif now > next_memory_check:
                 next_memory_check = now + 0.25
-                if _group_rss_bytes(proc.pid) > limits.host_memory_bytes:
+                if procs.group_rss_bytes(proc.pid) > limits.host_memory_bytes:
                     killed_for = "memory"
                     break
     finally:

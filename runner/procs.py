@@ -19,7 +19,7 @@ import selectors
 import signal
 import threading
 import time
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Set
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -64,24 +64,46 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     return _prctl(PR_SET_PDEATHSIG, int(sig))
 
 
-def process_table() -> Dict[int, Proc]:
-    """pid -> (ppid, pgid, sid, state) of every process visible in /proc ({} without /proc)."""
-    table: Dict[int, Proc] = {}
+def _stat_fields() -> Iterator[Tuple[int, List[bytes]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every visible process;
+    field k of proc(5) is at index k - 3. Nothing without /proc."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return table
+        return
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            table[int(entry)] = Proc(int(fields[1]), int(fields[2]), int(fields[3]),
-                                     fields[0].decode("ascii", "replace"))
-        except (OSError, ValueError, IndexError):
+        except (OSError, IndexError):
+            continue
+        yield int(entry), fields
+
+
+def process_table() -> Dict[int, Proc]:
+    """pid -> (ppid, pgid, sid, state) of every process visible in /proc ({} without /proc)."""
+    table: Dict[int, Proc] = {}
+    for pid, fields in _stat_fields():
+        try:
+            table[pid] = Proc(int(fields[1]), int(fields[2]), int(fields[3]),
+                              fields[0].decode("ascii", "replace"))
+        except (ValueError, IndexError):
             continue
     return table
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in the group (0 without /proc)."""
+    pages = 0
+    for _, fields in _stat_fields():
+        try:
+            if int(fields[2]) == pgid:          # pgrp
+                pages += int(fields[21])        # rss, in pages
+        except (ValueError, IndexError):
+            continue
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def descendants(pid: int, table: Optional[Dict[int, Proc]] = None) -> List[int]:

@@ -29,3 +29,41 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def device() -> torch.device:
     return torch.device("cuda" if HAS_GPU else "cpu")
+
+
+class HeldKills(list):
+    """The (pid, group) of every SIGKILL held back; ``release()`` sends them for real."""
+
+    def __init__(self, real_send, restore):
+        super().__init__()
+        self._real_send, self._restore = real_send, restore
+
+    def release(self) -> None:
+        import signal
+
+        self._restore()
+        while self:
+            pid, group = self.pop()
+            self._real_send(pid, signal.SIGKILL, group)
+
+
+@pytest.fixture
+def held_sigkills(monkeypatch):
+    """SIGKILLs sent through runner.procs are held back, as when the GPU driver takes long to
+    tear a killed process's context down; released at the latest when the test ends."""
+    import signal
+
+    from runner import procs
+
+    real_send = procs._send
+    held = HeldKills(real_send, lambda: monkeypatch.setattr(procs, "_send", real_send))
+
+    def send_all_but_the_kill(pid, sig, group=False):
+        if sig == signal.SIGKILL:
+            held.append((pid, group))
+            return True
+        return real_send(pid, sig, group)
+
+    monkeypatch.setattr(procs, "_send", send_all_but_the_kill)
+    yield held
+    held.release()

@@ -348,11 +348,8 @@ inline int __any_sync(unsigned, int pred) {
     w.u[lane] = pred != 0; w.bar.arrive_and_wait();
     int any = 0; for (int i = 0; i < 32; ++i) any |= w.u[i]; w.bar.arrive_and_wait(); return any;
 }
-inline size_t __cvta_generic_to_shared(const void* p) { return (size_t)p; }
 inline int atomicAdd(int* p, int v) { int old = *p; *p += v; return old; }  // blocks run one at a time
 inline void __threadfence() {}
-enum { cudaFuncAttributeMaxDynamicSharedMemorySize };
-template <class F> inline int cudaFuncSetAttribute(F, int, int) { return 0; }
 struct MmaLane { unsigned a[4], b[2]; };
 inline MmaLane g_mma[64][32];
 inline void emu_mma(float& d0, float& d1, float& d2, float& d3, unsigned a0, unsigned a1,
@@ -405,26 +402,12 @@ def emulate_cuda(source, workdir, defines=()):
     text = re.sub(r'asm\("mma\.sync\.aligned\.m16n8k16\.row\.col\.f32\.f16\.f16\.f32 ".*?:\s*'
                   + r",\s*".join([operand] * 4) + r"\s*:\s*" + r",\s*".join([operand] * 6) + r"\);",
                   lambda m: "emu_mma(" + ", ".join(m.groups()) + ");", text, flags=re.S)
-    # cp.async: a copy made at once (each lane reads back only its own pieces); groups vanish
     text = re.sub(r'asm\("ld\.global\.nc\.L2::256B\.v4\.u32 [^"]*"[^;]*"l"\((\w+)\)\);',
                   r"v = *reinterpret_cast<const uint4*>(\1);", text)
-    text = re.sub(r'asm volatile\("cp\.async\.c[ag]\.shared\.global(?:\.L2::256B)? \[%0\], \[%1\], (?:%2|(\d+));"[^;]*;',
-                  lambda m: f"memcpy(smem, gmem, {m.group(1) or 'N'});", text)
-    text = re.sub(r'asm volatile\("cp\.async\.(commit_group|wait_group %0);"[^;]*;', "(void)0;", text)
-    text = re.sub(r"extern __shared__ __align__\(16\) unsigned char (\w+)\[\];",
-                  r"alignas(16) static unsigned char \1[1 << 18];", text)
     assert "asm(" not in text and "asm volatile(" not in text, "inline PTX the emulation does not know"
 
     def launch(match):
-        depth, parts, start = 0, [], 0          # <<<grid, block[, shared bytes]>>>
-        config = match.group(2)
-        for i, ch in enumerate(config):
-            depth += ch in "(<" and 1 or (ch in ")>" and -1 or 0)
-            if ch == "," and depth == 0:
-                parts.append(config[start:i])
-                start = i + 1
-        parts.append(config[start:])
-        grid, block = parts[0], parts[1]
+        grid, block = match.group(2).rsplit(",", 1)
         return (f"emu_launch(emu_dim({grid}), emu_dim({block}), "
                 f"[=]() {{ {match.group(1)}({match.group(3)}); }});")
 
@@ -454,9 +437,7 @@ def call_emulated(library, challenge, case):
     return args
 
 
-@pytest.mark.parametrize("defines", [(), ("PG_TC_STAGES 0", "PG_TC_L2PF 1"),
-                                     ("PG_TC_STAGES 3", "PG_TC_L2PF 1")],
-                         ids=["default", "register-prefetch", "cp.async-ring"])
+@pytest.mark.parametrize("defines", [(), ("PG_TC_L2PF 0",)], ids=["default", "plain-loads"])
 def test_cuda_reference_logic_on_the_cpu(challenge, functional, tmp_path, defines):
     library = emulate_cuda(REFERENCE / "solution.cu", tmp_path, defines)
     if library is None:

@@ -33,7 +33,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 #ifndef PG_NT
 #define PG_NT 128           // threads per block
@@ -371,9 +370,6 @@ paged_merge(const int* __restrict__ LENS, float* __restrict__ out, int H, int D,
 #ifndef PG_TC_CHUNK
 #define PG_TC_CHUNK 2048    // preferred tokens per block of the tensor-core kernel
 #endif
-#ifndef PG_TC_STAGES
-#define PG_TC_STAGES 0      // 0: each warp prefetches one tile into registers; >= 2: a cp.async
-#endif                      // ring of that many tiles per warp in shared memory
 #define PG_TC_WARPS 4
 #define PG_TC_MAX_CHUNK 8192                // tokens: bounds the block-table slice kept in shared
 #define PG_TC_TABLE (PG_TC_MAX_CHUNK / 16 + 2)
@@ -460,74 +456,6 @@ __device__ __forceinline__ void pg_load_tile(PgTile<D>& tl, const signed char* K
         }
         tl.ks[r] = __ldg(KS + row0 + soff[r]);
         tl.vs[r] = __ldg(VS + row0 + soff[r]);
-    }
-}
-
-// ---- the cp.async ring: each lane copies its own 16/8/4-byte pieces of a tile into a per-warp
-// stage and later reads back exactly those, so a wait_group (no barrier) makes them visible ----
-template <int N>
-__device__ __forceinline__ void pg_cp_async(void* smem, const void* gmem) {
-    const unsigned int dst = (unsigned int)__cvta_generic_to_shared(smem);
-    if constexpr (N == 16 && PG_TC_L2PF)
-        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;" :: "r"(dst), "l"(gmem) : "memory");
-    else if constexpr (N == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(gmem) : "memory");
-    else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" :: "r"(dst), "l"(gmem), "n"(N) : "memory");
-}
-
-__device__ __forceinline__ void pg_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-template <int N>
-__device__ __forceinline__ void pg_cp_wait() { asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory"); }
-
-template <int D>
-struct PgStage {                    // one warp's copy of one tile, lane-interleaved (no bank conflicts)
-    uint4 k[2][D / 64][32];
-    typename std::conditional<D == 128, uint4, uint2>::type v[4][32];
-    float s[8][32];                 // k_scale then v_scale of tokens 2t, 2t+1, 2t+8, 2t+9
-};
-
-template <int D>
-__device__ __forceinline__ void pg_issue_tile(PgStage<D>& st, int lane, const signed char* KC,
-                                              const signed char* VC, const float* KS,
-                                              const float* VS, long long row0,
-                                              const int (&koff)[2], const int (&voff)[4],
-                                              const int (&soff)[4]) {
-#pragma unroll
-    for (int n = 0; n < 2; ++n) {
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) pg_cp_async<16>(&st.k[n][c][lane], KC + row0 * D + koff[n] + 64 * c);
-    }
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        pg_cp_async<D / 8>(&st.v[r][lane], VC + row0 * D + voff[r]);
-        pg_cp_async<4>(&st.s[r][lane], KS + row0 + soff[r]);
-        pg_cp_async<4>(&st.s[4 + r][lane], VS + row0 + soff[r]);
-    }
-}
-
-template <int D>
-__device__ __forceinline__ void pg_read_tile(PgTile<D>& tl, const PgStage<D>& st, int lane) {
-#pragma unroll
-    for (int n = 0; n < 2; ++n) {
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-            const uint4 x = st.k[n][c][lane];
-            tl.k[n][4 * c] = x.x; tl.k[n][4 * c + 1] = x.y; tl.k[n][4 * c + 2] = x.z; tl.k[n][4 * c + 3] = x.w;
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        if constexpr (D == 128) {
-            const uint4 x = st.v[r][lane];
-            tl.v[r][0] = x.x; tl.v[r][1] = x.y; tl.v[r][2] = x.z; tl.v[r][3] = x.w;
-        } else {
-            const uint2 x = st.v[r][lane];
-            tl.v[r][0] = x.x; tl.v[r][1] = x.y;
-        }
-        tl.ks[r] = st.s[r][lane];
-        tl.vs[r] = st.s[4 + r][lane];
     }
 }
 
@@ -737,28 +665,6 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
         return ((long long)blk * bs + pos % bs) * KVH + kvh;
     };
     const int ntiles = (t1 - t0 + 15) / 16;                            // warp w takes w, w + NW, ...
-#if PG_TC_STAGES >= 2
-    constexpr int S = PG_TC_STAGES;
-    extern __shared__ __align__(16) unsigned char pg_dyn_smem[];
-    PgStage<D>* ring = reinterpret_cast<PgStage<D>*>(pg_dyn_smem) + warp * S;
-    const int mine = warp < ntiles ? (ntiles - warp + NW - 1) / NW : 0;
-#pragma unroll
-    for (int k = 0; k < S - 1; ++k) {
-        if (k < mine) pg_issue_tile<D>(ring[k], lane, KC, VC, KS, VS, row_of(warp + k * NW), koff, voff, soff);
-        pg_cp_commit();                                                // (empty groups keep the count)
-    }
-    for (int k = 0; k < mine; ++k) {
-        const int ahead = k + S - 1;
-        if (ahead < mine)
-            pg_issue_tile<D>(ring[ahead % S], lane, KC, VC, KS, VS, row_of(warp + ahead * NW), koff, voff, soff);
-        pg_cp_commit();
-        pg_cp_wait<S - 1>();                                           // tile k has landed
-        PgTile<D> tl;
-        pg_read_tile<D>(tl, ring[k % S], lane);
-        const int i = warp + k * NW;
-        pg_tile_step<D, HT>(st, tl, qa, qinv, t1 - (t0 + 16 * i), role, t);
-    }
-#else
     PgTile<D> ta, tb;
     if (warp < ntiles) pg_load_tile<D>(ta, KC, VC, KS, VS, row_of(warp), koff, voff, soff);
     for (int i = warp; i < ntiles; i += 2 * NW) {
@@ -768,7 +674,6 @@ paged_partial_tc(const float* __restrict__ Q, const signed char* __restrict__ KC
         if (i + 2 * NW < ntiles) pg_load_tile<D>(ta, KC, VC, KS, VS, row_of(i + 2 * NW), koff, voff, soff);
         pg_tile_step<D, HT>(st, tb, qa, qinv, t1 - (t0 + 16 * (i + NW)), role, t);
     }
-#endif
 
     // ---- the warp's result per head: hi + lo halves, the weight scale undone ----
     float lsum = st.l;
@@ -927,16 +832,7 @@ bool launch_tc(const float* Q, const int8_t* KC, const int8_t* VC, const float* 
     if (plan.chunk > PG_TC_MAX_CHUNK || (long long)batch * KVH * head_tiles > 256 * 64) return false;
     const float qk_scale = (float)(1.4426950408889634 / std::sqrt((double)D));
     const dim3 grid((unsigned)(KVH * head_tiles), (unsigned)plan.max_chunks, (unsigned)batch);
-    int ring_bytes = 0;
-#if PG_TC_STAGES >= 2
-    ring_bytes = (int)(PG_TC_WARPS * PG_TC_STAGES * sizeof(PgStage<D>));
-    static bool opted_in = false;                                       // per instantiation
-    if (!opted_in) {
-        cudaFuncSetAttribute(paged_partial_tc<D, HT>, cudaFuncAttributeMaxDynamicSharedMemorySize, ring_bytes);
-        opted_in = true;
-    }
-#endif
-    paged_partial_tc<D, HT><<<grid, 32 * PG_TC_WARPS, ring_bytes>>>(
+    paged_partial_tc<D, HT><<<grid, 32 * PG_TC_WARPS>>>(
         Q, reinterpret_cast<const signed char*>(KC), reinterpret_cast<const signed char*>(VC), KS, VS,
         BT, LENS, out, H, KVH, bs, max_blocks, plan.max_chunks, plan.chunk, group, head_tiles, qk_scale);
     return true;                                                        // (pass 1 merges too)

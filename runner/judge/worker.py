@@ -44,7 +44,6 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
-from runner.report import json_safe
 from runner.isolation import ENV_PASSTHROUGH, RUNNER_ROOT
 from runner.judge.protocol import status_of_progress
 
@@ -435,7 +434,6 @@ class Worker:
     def _deliver(self, sid: str, lease: str, result: Dict[str, Any]) -> None:
         """Offer the result until the API answers (stored, or refused as stale/duplicate)."""
         deadline = time.monotonic() + self.settings.result_retry_s
-        result = json_safe(result)     # an inf/NaN would make httpx refuse the body, every time
         while True:
             try:
                 outcome = self.api.complete(sid, lease, result)

@@ -6,7 +6,6 @@ process to exit, every wait is bounded, and the process tree is gone afterwards.
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -117,29 +116,16 @@ def test_the_watchdog_stops_a_job_that_writes_nothing_and_ignores_sigterm(stand_
     assert took < 0.5 + 0.5 + w._stop_bound() + 5, took
 
 
-def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_in, monkeypatch):
+def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_in, held_sigkills):
     """SIGKILL held back (as when the driver takes long to tear a GPU context down): the
     worker gives up waiting after kill_wait_s and reaps the process in the background."""
     stand_in("result")
-    real_send = procs._send
-    held: List[tuple] = []
-
-    def no_kill(pid, sig, group=False):
-        if sig == signal.SIGKILL:
-            held.append((pid, group))
-            return True
-        return real_send(pid, sig, group)
-
-    monkeypatch.setattr(procs, "_send", no_kill)
     w = make_worker()
     started = time.monotonic()
-    try:
-        w.grade(claim())
-        took = time.monotonic() - started
-    finally:
-        monkeypatch.setattr(procs, "_send", real_send)
-        for pid, group in held:
-            real_send(pid, signal.SIGKILL, group)
+    w.grade(claim())
+    took = time.monotonic() - started
+    held = list(held_sigkills)
+    held_sigkills.release()
     assert [c[1]["verdict"] for c in w.api.calls if c[0] == "complete"] == ["accepted"]
     assert took < 10 + w._stop_bound(), took
     assert held
