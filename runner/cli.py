@@ -103,7 +103,7 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     from runner import devices
     from runner.grade import GradeOptions, grade_safely
-    from runner.isolation import Limits
+    from runner.sandbox.parent import Limits
     from runner.report import render_text
 
     solution, language = resolve_solution(info, args.solution, args.language)

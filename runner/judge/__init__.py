@@ -1,6 +1,6 @@
 """The online judge: a service that takes untrusted submissions over LeetGPU's WebSocket
 protocol (or HTTP), stores them, queues them per accelerator and has workers grade them with
-:func:`runner.sandbox.grade_isolated`, one job per GPU, without losing or double-counting one.
+:mod:`runner.sandbox`'s jailed child, one job per GPU, without losing or double-counting one.
 
 Modules, one job each:
 

@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
-from runner.isolation import ENV_PASSTHROUGH, RUNNER_ROOT
+from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 from runner.judge.protocol import status_of_progress
 
 log = logging.getLogger("runner.judge.worker")
