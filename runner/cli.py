@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="FLAG", help="an extra nvcc flag for CUDA solutions (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock limit for the whole grading")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                        help="host memory for the submission, every process it starts counted "
+                             "(default 16)")
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="run the solution in this process (faster start, easier debugging; "
                              "no isolation or limits)")
@@ -110,7 +113,16 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     device = devices.resolve_device(args.device)
     if args.device == "auto" and device.type == "cpu":
         log("no CUDA GPU found: grading on the CPU (timing is skipped)")
-    limits = Limits(timeout_s=args.timeout) if args.timeout else Limits()
+    if args.sandbox:
+        from runner.sandbox import jail
+        usable, why = jail.probe()
+        if not usable:
+            log(f"warning: this grading is not isolated: {why}")
+    limits = Limits()
+    if args.timeout:
+        limits.timeout_s = args.timeout
+    if args.memory_limit:
+        limits.host_memory_bytes = int(args.memory_limit * 2**30)
     options = GradeOptions(action=args.action, device=device, seed=args.seed,
                            nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox, limits=limits,
                            progress=lambda msg: log(f"... {msg}"))

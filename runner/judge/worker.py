@@ -85,6 +85,7 @@ class WorkerSettings:
     lock_dir: Path = field(default_factory=lambda: Path(
         os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"))
     parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
+    sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
     redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
     namespace: str = "judge"
     heartbeat_timeout_ms: int = 60_000
@@ -394,7 +395,8 @@ class Worker:
         spec = {"job": claim["job"], "device": self.settings.device,
                 "timeLimitSeconds": claim["timeLimitSeconds"],
                 "hostMemoryBytes": claim["hostMemoryBytes"],
-                "challengeDirs": self.settings.challenge_dirs}
+                "challengeDirs": self.settings.challenge_dirs,
+                "sandbox": self.settings.sandbox}
         limit = float(claim["timeLimitSeconds"])
         deadline = time.monotonic() + limit + self.settings.watchdog_margin_s
         job = JobProcess(spec, self.settings)
@@ -595,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"$XDG_RUNTIME_DIR or /tmp)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="stop when this process (the supervisor) is gone")
+    p.add_argument("--allow-unsandboxed", action="store_true",
+                   help="grade even where no bubblewrap jail can be made (trusted code only)")
     return p
 
 
@@ -610,6 +614,13 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
                        maintenance_chance=args.maintenance_chance, parent_pid=args.parent_pid)
     if args.lock_dir:
         s.lock_dir = args.lock_dir
+    s.sandbox = "auto" if args.allow_unsandboxed else "require"
+    if s.sandbox == "require":
+        from runner.sandbox import jail
+        usable, why = jail.probe()
+        if not usable:
+            raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
+                             f"bubblewrap, or pass --allow-unsandboxed for trusted code only")
     return s
 
 

@@ -66,7 +66,11 @@ class JailSpec:
 
 
 def bwrap_path() -> Optional[str]:
-    return os.environ.get("GRADER_BWRAP") or shutil.which("bwrap")
+    """``$GRADER_BWRAP`` (a bubblewrap unpacked somewhere of its own), else bwrap on PATH."""
+    override = os.environ.get("GRADER_BWRAP")
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
+    return shutil.which("bwrap")
 
 
 @functools.lru_cache(maxsize=1)
