@@ -19,8 +19,9 @@ import torch
 from pathlib import Path
 
 from runner import languages, protocol
-from runner.buffers import GuardedOutput, PreparedCall, directions_of, poison_, prepare_call
-from runner.digest import digest, digest_many
+from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of, poison_,
+                            prepare_call)
+from runner.digest import digest
 from runner.perturb import perturb, run_generator
 from runner.challenge import ChallengeBase, find_challenge, load_challenge
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
@@ -142,10 +143,13 @@ class PerfBench:
     """The performance case's input copies and the output sets of timed runs.
 
     Run ``i`` reads input copy ``i % copies``, rewritten from its pristine base by the
-    challenge's perturbation under the parent's nonce, and writes output set ``i % sets``;
-    every output set is kept until the parent has picked which runs it checks, and a digest of
-    each run's outputs is sent first (a commitment made before the child knows the pick).
+    challenge's perturbation under the parent's nonce, and writes output set ``i % sets``.
+    The output sets are rows of one buffer per output, kept until the parent has picked which
+    runs it checks. Timed runs commit to their outputs with a digest sent with the timing;
+    the calls of a burst, with the bytes at positions the parent names once the burst is over.
     """
+
+    ROW_ALIGN = 256
 
     def __init__(self, challenge, solve_call, copies: List[PreparedCall],
                  initial: List[Dict[str, torch.Tensor]], directions: Dict[str, str],
@@ -154,11 +158,18 @@ class PerfBench:
         self.initial, self.directions, self.device = initial, directions, device
         self.bases = [{name: snap.clone() for name, snap in c.input_snapshots.items()}
                       for c in copies]
-        per_set = sum(o.storage.numel() for o in copies[0].outputs.values()) or 1
-        count = max(1, min(max_runs, retain_bytes // per_set))
+        rows = {}
+        for name in copies[0].outputs:
+            t = initial[0][name]
+            need = t.numel() * t.element_size() + 2 * GUARD_BYTES
+            rows[name] = -(-need // self.ROW_ALIGN) * self.ROW_ALIGN
+        count = max(1, min(max_runs, retain_bytes // max(sum(rows.values()), 1)))
+        self.stores = {name: torch.empty((count, width), dtype=torch.uint8, device=device)
+                       for name, width in rows.items()}
         self.sets: List[Dict[str, GuardedOutput]] = [
-            {name: GuardedOutput.like(name, initial[0][name]) for name in copies[0].outputs}
-            for _ in range(count)]
+            {name: GuardedOutput.in_row(name, self.stores[name][k], initial[0][name])
+             for name in rows} for k in range(count)]
+        self.generator = torch.Generator(device=device)
 
     def _copy_of(self, run: int) -> int:
         return run % len(self.copies)
@@ -175,13 +186,15 @@ class PerfBench:
             else:
                 out.written().copy_(initial[name])
 
-    def prepare(self, nonce: int, run: int) -> Dict[str, Any]:
-        """Perturb the run's input copy and return the arguments of its call."""
-        c = self._copy_of(run)
-        copy = self.copies[c]
-        perturb(self.challenge, copy.args, self.bases[c], self.directions,
-                run_generator(self.device, nonce, run))
+    def arguments(self, run: int) -> Dict[str, Any]:
+        copy = self.copies[self._copy_of(run)]
         return {**copy.args, **{name: out.view for name, out in self._set_of(run).items()}}
+
+    def perturb(self, nonce: int, run: int) -> None:
+        """Rewrite the run's input copy from its base under the parent's nonce."""
+        c = self._copy_of(run)
+        perturb(self.challenge, self.copies[c].args, self.bases[c], self.directions,
+                run_generator(self.device, nonce, run, self.generator))
 
     def outputs(self, run: int) -> Dict[str, torch.Tensor]:
         return {name: out.written() for name, out in self._set_of(run).items()}
@@ -193,7 +206,8 @@ class PerfBench:
 
         def before(i: int) -> None:
             self.reset_set(i)
-            pending[i] = self.prepare(nonce, i)
+            self.perturb(nonce, i)
+            pending[i] = self.arguments(i)
 
         def call(i: int) -> None:
             self.solve_call(pending[i])
@@ -211,18 +225,31 @@ class PerfBench:
         data["digests"] = [digests[i] for i in timing.run_ids]
         return data
 
-    def burst(self, nonce: int, calls: int) -> List[str]:
+    def burst(self, nonce: int, calls: int, cover_cycles: int) -> int:
         """``calls`` runs back to back (the parent times them on its own clock), each after an
-        L2 flush as in the timed runs: the flush also keeps the GPU busy while the next call's
-        Python is enqueued, so what the parent measures is the GPU's work."""
+        L2 flush as in the timed runs (which also keeps the GPU busy while the next call's
+        Python runs), behind a spin that lets the first launches queue up."""
         calls = max(1, min(calls, len(self.sets)))
+        arguments = [self.arguments(j) for j in range(calls)]
         flush = L2Flusher(self.device) if self.device.type == "cuda" else (lambda: None)
         synchronize(self.device)
+        if self.device.type == "cuda" and cover_cycles > 0:
+            torch.cuda._sleep(int(cover_cycles))
         for j in range(calls):
             flush()
-            self.solve_call(self.prepare(nonce, j))
+            self.perturb(nonce, j)
+            self.solve_call(arguments[j])
         synchronize(self.device)
-        return digest_many([self.outputs(j) for j in range(calls)])
+        return calls
+
+    def probe(self, calls: int, positions: Dict[str, List[int]]) -> Dict[str, torch.Tensor]:
+        """The bytes at ``positions`` of each output of the first ``calls`` runs."""
+        out = {}
+        for name, store in self.stores.items():
+            index = torch.tensor([GUARD_BYTES + int(p) for p in positions.get(name, [])][:4096],
+                                 dtype=torch.long, device=store.device)
+            out[name] = store[:calls].index_select(1, index).to("cpu")
+        return out
 
     def reveal(self, indices: List[int]) -> List[Tuple[int, Dict[str, torch.Tensor], List[str]]]:
         """The outputs (on the CPU) and guard damage of each run in ``indices``; afterwards
@@ -270,9 +297,12 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
                 return
             channel.send(protocol.TIMING, data)
         elif name == protocol.CMD_BURST and bench is not None:
-            digests = _guarded(lambda: bench.burst(int(command["nonce"]), int(command["calls"])),
-                               device)
-            channel.send(protocol.BURST_DONE, {"digests": digests})
+            calls = _guarded(lambda: bench.burst(int(command["nonce"]), int(command["calls"]),
+                                                 int(command.get("cover_cycles", 0))), device)
+            channel.send(protocol.BURST_DONE, {"calls": calls})
+        elif name == protocol.CMD_PROBE and bench is not None:
+            values = bench.probe(int(command.get("calls", 0)), dict(command.get("positions", {})))
+            channel.send(protocol.BURST_PROBE, {}, values)
         elif name == protocol.CMD_REVEAL and bench is not None:
             phase = str(command.get("phase"))
             for index, outputs, damage in bench.reveal(list(command.get("indices", []))):

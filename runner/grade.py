@@ -25,18 +25,19 @@ from runner import devices, protocol
 from runner.buffers import directions_of, prepare_call
 from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
 from runner.check import Comparison, default_comparison
-from runner.digest import digest, digest_many
+from runner.digest import digest
 from runner.execute import (FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,
                             performance_case, test_cases, with_seed)
 from runner.perturb import perturb, run_generator
 from runner.protocol import Message, ProtocolViolation, Verdict
 from runner.report import Result, TestReport
 from runner.sandbox.parent import ChildOutcome, Limits, SandboxUnavailable, run_in_child
-from runner.timing import L2Flusher, time_cuda
+from runner.timing import L2Flusher, LaunchCover, time_cuda
 
 PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured ceiling
 CLOCK_BAND = 0.25            # the child's median may be this much below the parent's clock
-CLOCK_SLACK_S = 1e-3         # fixed cost of a burst (pipes, wake-ups), spread over its calls
+CLOCK_SLACK_S = 3e-3         # fixed cost of a burst (pipes, wake-ups), spread over its calls
+BURST_COVER_S = 1e-3         # the spin the burst starts behind
 
 
 @dataclass
@@ -284,6 +285,10 @@ class Grading:
         self.awaiting: Dict[str, set] = {"timed": set(), "burst": set()}
         self.burst_sent_at = 0.0
         self.burst_seconds = 0.0
+        self.burst_calls = 0
+        self.cover_s = 0.0
+        self.positions: Dict[str, List[int]] = {}
+        self.probed: Dict[str, torch.Tensor] = {}
         self._bases: Dict[int, Dict[str, Any]] = {}
         self._rng = secrets.SystemRandom()
 
@@ -310,6 +315,8 @@ class Grading:
             return self._on_sample(payload, tensors)
         elif kind == protocol.BURST_DONE:
             return self._on_burst_done(payload, received_at)
+        elif kind == protocol.BURST_PROBE:
+            return self._on_burst_probe(tensors, received_at)
         elif kind == protocol.PERF_FRESH:
             check = check_outputs(self.challenge, "performance (fresh inputs)",
                                   self.plan.fresh_case, payload, tensors, self.plan.fresh_expected)
@@ -361,7 +368,7 @@ class Grading:
         if index not in self.awaiting[phase]:
             raise ProtocolViolation(f"outputs of {phase} run {index}, which were not asked for")
         self.awaiting[phase].discard(index)
-        if digest(tensors) != self.commitments[phase].get(index):
+        if not self._committed(phase, index, tensors):
             raise ProtocolViolation(f"the outputs sent for {phase} run {index} are not the ones "
                                     f"the submission committed to when the run ended")
         case, expected = self._run_case(phase, index)
@@ -386,17 +393,52 @@ class Grading:
         floor_s = self._floor_s()
         per_call = max(median_s, floor_s, 1e-6)
         calls = int(min(1000, max(8, math.ceil(self.options.burst_s / per_call))))
+        self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
         self.transcript.expect(protocol.BURST_DONE)
         self.burst_sent_at = time.perf_counter()
-        return [{"command": protocol.CMD_BURST, "nonce": self.nonces["burst"], "calls": calls}]
+        return [{"command": protocol.CMD_BURST, "nonce": self.nonces["burst"], "calls": calls,
+                 "cover_cycles": cycles}]
 
     def _on_burst_done(self, payload: Dict[str, Any], received_at: float):
+        calls = payload["calls"]
+        if calls > 1000:
+            raise ProtocolViolation("a burst that reports more calls than were asked")
+        self.burst_calls = calls
+        # which bytes of every call's outputs must come back: named only now, after the burst
+        self.positions = {}
+        for name, expected in (self.plan.perf_expected or {}).items():
+            nbytes = expected.numel() * expected.element_size()
+            self.positions[name] = sorted(self._rng.sample(range(nbytes), min(nbytes, 64)))
+        self.transcript.expect(protocol.BURST_PROBE)
+        return [{"command": protocol.CMD_PROBE, "calls": calls, "positions": self.positions}]
+
+    def _on_burst_probe(self, tensors: Dict[str, torch.Tensor], received_at: float):
         self.burst_seconds = received_at - self.burst_sent_at
-        digests = payload["digests"]
-        if not digests or len(digests) > 1000:
-            raise ProtocolViolation("a burst that reports no calls, or more than were asked")
-        self.commitments["burst"] = dict(enumerate(digests))
-        return self._reveal("burst", self._pick(list(range(len(digests))), [len(digests) - 1]))
+        for name, positions in self.positions.items():
+            got = tensors.get(name)
+            if (got is None or got.dtype != torch.uint8
+                    or tuple(got.shape) != (self.burst_calls, len(positions))):
+                raise ProtocolViolation("a burst probe that does not hold the bytes asked for")
+        self.probed = tensors
+        calls = list(range(self.burst_calls))
+        return self._reveal("burst", self._pick(calls, [calls[-1]]))
+
+    def _committed(self, phase: str, index: int, tensors: Dict[str, torch.Tensor]) -> bool:
+        """Whether revealed outputs match the commitment: the digest sent with the timing, or
+        the bytes probed right after the burst."""
+        if phase == "timed":
+            return digest(tensors) == self.commitments["timed"].get(index)
+        for name, positions in self.positions.items():
+            got = tensors.get(name)
+            if got is None:
+                return False
+            flat = got.contiguous().view(-1).view(torch.uint8)
+            if flat.numel() <= (max(positions) if positions else -1):
+                return False
+            if not torch.equal(flat[torch.tensor(positions, dtype=torch.long)],
+                               self.probed[name][index]):
+                return False
+        return True
 
     # -- the inputs of one timed run, as the child must have had them ------------------------------
     def _run_case(self, phase: str, index: int) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
@@ -417,40 +459,35 @@ class Grading:
             return 0.0
         return nbytes / (ceiling.gbps * 1e9)
 
-    def _overheads_s(self, calls: int) -> Tuple[float, float]:
-        """(per call, per burst): what the parent's clock holds besides the calls themselves,
-        measured here, on this device, with the child's own code: each call's L2 flush and
-        input perturbation, and the digests of every call's outputs."""
+    def _overhead_s(self) -> float:
+        """What each call of the burst costs besides the call itself, measured here, on this
+        device, with the child's own code: its L2 flush and its input perturbation."""
         device = self.options.device
         base = self._bases.get(0) or performance_case(self.challenge, copy_seed(self.options.seed, 0))
         self._bases[0] = base
         args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in base.items()}
-        outputs = {n: args[n] for n, d in self.directions.items() if d != "in"}
-        probe = min(calls, 16)
+        probe = 16
         flush = L2Flusher(device) if device.type == "cuda" else (lambda: None)
+        generator = torch.Generator(device=device)
 
         def prepare_all():
             for i in range(probe):
                 flush()
-                perturb(self.challenge, args, base, self.directions, run_generator(device, 1, i))
-                dict(args, **outputs)
-
-        def digest_all():
-            digest_many([outputs] * calls)     # as many as the burst had: its cost is not linear
+                perturb(self.challenge, args, base, self.directions,
+                        run_generator(device, 1, i, generator))
 
         prepare_all()    # warm-up
         per_call = min(_device_seconds(prepare_all, device) for _ in range(3)) / probe
-        per_burst = min(_device_seconds(digest_all, device) for _ in range(3))
-        del args, outputs
-        return per_call, per_burst
+        del args
+        return per_call
 
     def _finish_clock(self) -> None:
-        calls = len(self.commitments["burst"])
-        per_call_overhead, digests = self._overheads_s(calls)
-        per_call = max(0.0, (self.burst_seconds - digests) / calls - per_call_overhead)
+        calls = self.burst_calls
+        overhead = self._overhead_s()
+        per_call = max(0.0, (self.burst_seconds - self.cover_s) / calls - overhead)
         self.clock = {"calls": calls, "seconds": self.burst_seconds,
-                      "overhead_per_call_ms": per_call_overhead * 1e3,
-                      "digest_ms": digests * 1e3, "per_call_ms": per_call * 1e3}
+                      "overhead_per_call_ms": overhead * 1e3, "cover_ms": self.cover_s * 1e3,
+                      "per_call_ms": per_call * 1e3}
 
     def physics_problem(self, median_ms: float) -> str:
         nbytes = self.challenge.bytes_moved(self.plan.perf_case) if self.plan.perf_case else None
@@ -558,6 +595,23 @@ class Grading:
         if protocol.PERF_FRESH not in seen and not self.sample_failures and self.perf_reports[0].passed:
             return "the fresh-inputs check"
         return ""
+
+
+def _cover(device: torch.device, seconds: float) -> Tuple[float, int]:
+    """(its measured length, its cycles) of a spin kernel of about ``seconds`` on ``device``:
+    the burst starts behind it so that its first launches queue up."""
+    if device.type != "cuda":
+        return 0.0, 0
+    cycles = int(LaunchCover().cycles_per_us * seconds * 1e6)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    lengths = []
+    for _ in range(3):
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+        end.synchronize()
+        lengths.append(start.elapsed_time(end) / 1e3)
+    return min(lengths), cycles
 
 
 def _device_seconds(work: Callable[[], None], device: torch.device) -> float:

@@ -17,11 +17,13 @@ from typing import Any, Dict
 import torch
 
 
-def run_generator(device: torch.device, nonce: int, index: int) -> torch.Generator:
-    """The generator of timed run ``index`` under ``nonce`` (the same in parent and child)."""
+def run_generator(device: torch.device, nonce: int, index: int,
+                  reuse: "torch.Generator | None" = None) -> torch.Generator:
+    """The generator of timed run ``index`` under ``nonce`` (the same in parent and child);
+    ``reuse`` is reseeded instead of making a new one (cheaper inside a timed burst)."""
     seed = int.from_bytes(hashlib.blake2b(f"{nonce}:{index}".encode(), digest_size=8).digest(),
                           "little") >> 1
-    return torch.Generator(device=device).manual_seed(seed)
+    return (reuse or torch.Generator(device=device)).manual_seed(seed)
 
 
 def default_perturbation(args: Dict[str, Any], base: Dict[str, Any], directions: Dict[str, str],

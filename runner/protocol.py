@@ -67,7 +67,8 @@ READY = "ready"              # {}: the harness is up; the grading clock starts n
 CASE = "case"                # {index, name, modified_inputs, guard_damage} + outputs
 PERF_FIRST = "perf_first"    # the performance case, untimed: {modified_inputs, guard_damage} + outputs
 TIMING = "timing"            # the child's own event timing: {samples_ms, host_us, ..., digests}
-BURST_DONE = "burst_done"    # {digests}: the burst the parent timed on its own clock has ended
+BURST_DONE = "burst_done"    # {calls}: the burst the parent times on its own clock has ended
+BURST_PROBE = "burst_probe"  # {} + the bytes at the parent's positions of every call's outputs
 SAMPLE = "sample"            # {phase, index, modified_inputs, guard_damage} + outputs of one run
 PERF_FRESH = "perf_fresh"    # fresh inputs in the same buffers: {modified_inputs, guard_damage} + outputs
 ERROR = "error"              # {verdict, message, details}: the child's own failure
@@ -78,7 +79,8 @@ DONE = "done"                # {}: nothing more follows
 # -- commands (parent -> child) ---------------------------------------------------------------
 
 CMD_TIME = "time"            # {nonce, budget_s, max_runs}: time the performance case
-CMD_BURST = "burst"          # {nonce, calls}: run calls back to back, then report digests
+CMD_BURST = "burst"          # {nonce, calls, cover_cycles}: run calls back to back
+CMD_PROBE = "probe"          # {positions: {output: [byte offsets]}}: those bytes of every call
 CMD_REVEAL = "reveal"        # {phase, indices}: send the outputs of these runs
 CMD_FRESH = "fresh"          # {}: the fresh-inputs check
 CMD_FINISH = "finish"        # {}: say done and exit
@@ -117,8 +119,8 @@ SCHEMA = {
     CASE: (lambda p: _is_int(p.get("index")) and _call_report(p), True),
     PERF_FIRST: (_call_report, True),
     TIMING: (_timing, False),
-    BURST_DONE: (lambda p: isinstance(p.get("digests"), list)
-                 and all(isinstance(d, str) and len(d) <= 128 for d in p["digests"]), False),
+    BURST_DONE: (lambda p: _is_int(p.get("calls")) and 0 < p["calls"] <= 100_000, False),
+    BURST_PROBE: (lambda p: True, True),
     SAMPLE: (lambda p: p.get("phase") in ("timed", "burst") and _is_int(p.get("index"))
              and _call_report(p), True),
     PERF_FRESH: (_call_report, True),

@@ -128,6 +128,11 @@ def main() -> None:
         if network:
             notes.append(network)
     set_limits(jailed)
+    if jailed:
+        from runner.sandbox.jail import load_filter
+        refused = load_filter()
+        if refused:
+            notes.append(refused)
     from runner import procs
     procs.become_subreaper()
     procs.die_with_parent()

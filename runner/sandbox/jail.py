@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -176,42 +175,66 @@ def gpu_minor_of(pci_bus_id: str) -> Optional[int]:
     return int(nodes[0].name[6:]) if len(nodes) == 1 else None
 
 
-def seccomp_filter() -> Tuple[Optional[int], str]:
-    """A readable fd holding the BPF program, or (None, why not)."""
+def _seccomp_module():
     try:
         import pyseccomp as seccomp
     except ImportError:
         try:
             import seccomp  # libseccomp's own bindings (Debian: python3-seccomp)
         except ImportError:
-            return None, "no seccomp filter (pip install pyseccomp)"
+            return None
+    return seccomp
+
+
+def build_filter():
+    """The jail's filter as a libseccomp ``SyscallFilter`` (None without libseccomp)."""
+    seccomp = _seccomp_module()
+    if seccomp is None:
+        return None
+    filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    deny = seccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            filt.add_rule(deny, name)
+        except Exception:  # noqa: BLE001 - a call this kernel/arch does not have
+            continue
+    for bit in range(32):   # clone() asking for any new namespace
+        flag = 1 << bit
+        if CLONE_NAMESPACE_FLAGS & flag:
+            filt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # clone3 passes its flags in memory, where a filter cannot read them: ENOSYS makes glibc
+    # fall back to clone, whose flags are checked above (what Docker and Flatpak do)
+    filt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    return filt
+
+
+def load_filter() -> str:
+    """Install the filter on this process (the jail's first process, before any submission
+    code runs); '' when done, else why not. Loaded here rather than by bwrap so that the
+    kernel's speculative-store-bypass mitigation, which a plain seccomp load switches on and
+    which slows Python by half, stays as it is (libseccomp's CTL_SSB)."""
     try:
-        filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-        deny = seccomp.ERRNO(errno.EPERM)
-        for name in DENIED_SYSCALLS:
-            try:
-                filt.add_rule(deny, name)
-            except Exception:  # noqa: BLE001 - a call this kernel/arch does not have
-                continue
-        for bit in range(32):   # clone() asking for any new namespace
-            flag = 1 << bit
-            if CLONE_NAMESPACE_FLAGS & flag:
-                filt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-        # clone3 passes its flags in memory, where a filter cannot read them: ENOSYS makes
-        # glibc fall back to clone, whose flags are checked above (what Docker and Flatpak do)
-        filt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
-        handle = tempfile.TemporaryFile()
-        filt.export_bpf(handle)
-        handle.seek(0)
-        fd = os.dup(handle.fileno())
-        handle.close()
-        return fd, "seccomp"
+        filt = build_filter()
+        if filt is None:
+            return "no seccomp filter (pip install pyseccomp)"
+        try:
+            filt.set_attr(7, 1)      # SCMP_FLTATR_CTL_SSB: SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        except Exception:  # noqa: BLE001 - an older libseccomp: the mitigation stays on
+            pass
+        filt.load()
+        return ""
     except Exception as exc:  # noqa: BLE001 - libseccomp missing or refusing
-        return None, f"no seccomp filter ({str(exc)[:120]})"
+        return f"no seccomp filter ({str(exc)[:120]})"
 
 
-def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str],
-            seccomp_fd: Optional[int]) -> List[str]:
+def seccomp_available() -> Tuple[bool, str]:
+    try:
+        return build_filter() is not None, "no seccomp filter (pip install pyseccomp)"
+    except Exception as exc:  # noqa: BLE001
+        return False, f"no seccomp filter ({str(exc)[:120]})"
+
+
+def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[str]:
     """The bwrap command line that runs ``inner`` in the jail described by ``spec``."""
     bwrap = bwrap_path()
     assert bwrap, "probe() first"
@@ -247,8 +270,6 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str],
     args += ["--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
-    if seccomp_fd is not None:
-        args += ["--seccomp", str(seccomp_fd)]
     return args + ["--", *inner]
 
 

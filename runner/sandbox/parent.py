@@ -206,7 +206,6 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     jailed = usable
     report_r, report_w = os.pipe()
     command_r, command_w = os.pipe()
-    seccomp_fd: Optional[int] = None
     job_data = job.to_dict()
     if jailed and job.device.startswith("cuda"):
         job_data["device"] = "cuda"            # the jail shows one GPU, by UUID
@@ -217,17 +216,12 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     inner = [sys.executable, "-s", "-m", "runner.sandbox.child", str(job_dir / "job.json")]
     pass_fds = [report_w, command_r]
     if jailed:
-        seccomp_fd, filter_note = jail.seccomp_filter()
-        if seccomp_fd is None:
-            outcome.notes.append(filter_note)
-        else:
-            pass_fds.append(seccomp_fd)
         if job.device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(job.device)
         spec = jail.JailSpec(job_dir=job_dir, read_only=[p.resolve() for p in read_only],
                              writable=[] if limits.private_caches else shared_caches(env),
                              gpu=job.device.startswith("cuda"), gpu_minor=gpu_minor)
-        command = jail.command(spec, inner, env, seccomp_fd)
+        command = jail.command(spec, inner, env)
         popen_env = {"PATH": env["PATH"]}
         outcome.isolated = True
     else:
@@ -244,9 +238,8 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                                     pass_fds=tuple(pass_fds), start_new_session=True,
                                     preexec_fn=None if jailed else _unjailed_child_setup)
         finally:
-            for fd in (report_w, command_r, seccomp_fd):
-                if fd is not None:
-                    os.close(fd)
+            for fd in (report_w, command_r):
+                os.close(fd)
         reader = procs.LineReader(report_r, MAX_LINE_BYTES)
         try:
             _watch(proc, reader, command_w, job_dir, limits, conversation, progress, outcome)
