@@ -26,7 +26,7 @@ from runner.buffers import directions_of, prepare_call
 from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
 from runner.check import Comparison, default_comparison
 from runner.digest import digest
-from runner.execute import (FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,
+from runner.execute import (BURST_FLUSH_BYTES, FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,
                             performance_case, test_cases, with_seed)
 from runner.perturb import perturb, run_generator
 from runner.protocol import Message, ProtocolViolation, Verdict
@@ -52,7 +52,7 @@ class GradeOptions:
     limits: Limits = field(default_factory=Limits)
     progress: Callable[[str], None] = field(default=lambda message: None)
     time_on_cpu: bool = False             # time on the host clock without a GPU (tests)
-    burst_s: float = 0.05                 # length of the burst the parent times itself
+    burst_s: float = 0.15                 # length of the burst the parent times itself
     checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
 
 
@@ -390,9 +390,8 @@ class Grading:
 
     def _burst(self) -> List[Dict[str, Any]]:
         median_s = statistics.median(self.claim["samples_ms"]) / 1e3
-        floor_s = self._floor_s()
-        per_call = max(median_s, floor_s, 1e-6)
-        calls = int(min(1000, max(8, math.ceil(self.options.burst_s / per_call))))
+        per_call = max(median_s, self._floor_s(), 1e-6) + self._flush_s()
+        calls = int(min(1000, max(16, math.ceil(self.options.burst_s / per_call))))
         self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
         self.transcript.expect(protocol.BURST_DONE)
         self.burst_sent_at = time.perf_counter()
@@ -452,6 +451,11 @@ class Grading:
         return _release(args), reference_outputs(self.challenge, args, self.directions)
 
     # -- the parent's clock and physics --------------------------------------------------------
+    def _flush_s(self) -> float:
+        """How long the burst's flush of each call takes here (0 on the CPU)."""
+        ceiling = devices.ceiling(self.options.device)
+        return BURST_FLUSH_BYTES / (ceiling.gbps * 1e9) if ceiling else 0.0
+
     def _floor_s(self) -> float:
         nbytes = self.challenge.bytes_moved(self.plan.perf_case) if self.plan.perf_case else None
         ceiling = devices.ceiling(self.options.device)
@@ -467,7 +471,7 @@ class Grading:
         self._bases[0] = base
         args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in base.items()}
         probe = 16
-        flush = L2Flusher(device) if device.type == "cuda" else (lambda: None)
+        flush = L2Flusher(device, BURST_FLUSH_BYTES) if device.type == "cuda" else (lambda: None)
         generator = torch.Generator(device=device)
 
         def prepare_all():

@@ -78,10 +78,10 @@ class Timing:
 class L2Flusher:
     """Evicts L2 by reading a buffer several times its size (clean lines, no write-back)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, min_bytes: int = 256 * 2**20):
         props = torch.cuda.get_device_properties(device)
         l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
-        size = max(4 * l2, 256 * 2**20)
+        size = max(4 * l2, min_bytes)
         self._buffer = torch.ones(size // 4, dtype=torch.float32, device=device)
         self._sink = torch.empty((), dtype=torch.float32, device=device)
 

@@ -33,11 +33,30 @@ def submit(path: Path, **options):
     return grade_safely(find_challenge("96"), path, detect(path), opts)
 
 
+HONEST = '''
+import sys
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _correct import attention
+
+
+def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
+    output.copy_(attention(Q, K_int8, V_int8, k_scale, v_scale, head_dim))
+'''
+
+
 @pytest.mark.parametrize("name", ["forged_timing_patch.pytorch.py",
                                   "forged_timing_fd_swap.pytorch.py"])
-def test_forged_times_are_rejected(tmp_path, name):
+def test_forged_times_are_rejected_or_never_better_than_real(tmp_path, name):
     result = submit(stage(tmp_path, name))
-    assert result.verdict in ("rejected", "runtime_error"), (result.verdict, result.message)
+    if result.verdict == "accepted":    # the forgery did not reach the report: its real time
+        honest_path = tmp_path / "honest.pytorch.py"
+        honest_path.write_text(HONEST)
+        honest = submit(honest_path)
+        ratio = (result.performance["solution"]["median_ms"]
+                 / honest.performance["solution"]["median_ms"])
+        assert ratio > 0.8, (ratio, result.performance)
+    else:
+        assert result.verdict in ("rejected", "runtime_error"), (result.verdict, result.message)
 
 
 @pytest.mark.parametrize("name, honest_flag", [

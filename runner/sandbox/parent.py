@@ -93,8 +93,13 @@ def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) 
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     work = job_dir / "work"
+    # the project first, then what the grader's own interpreter was given (the jail shows it)
+    pythonpath = [str(RUNNER_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                       if p and Path(p).resolve() != RUNNER_ROOT
+                                       and Path(p).resolve() not in RUNNER_ROOT.parents]
     env.update(HOME=str(work / "home"), TMPDIR="/tmp" if jailed else str(job_dir / "tmp"),
-               PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(RUNNER_ROOT),
+               PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=os.pathsep.join(pythonpath),
                OMP_NUM_THREADS=str(max(1, min(os.cpu_count() or 1, 16))))
     if device == "cpu":
         env["TRITON_INTERPRET"] = "1"
