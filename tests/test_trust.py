@@ -146,11 +146,11 @@ def test_an_honest_solution_is_timed_and_its_runs_checked(tmp_path):
                                    "matmul/forged_timing_fd_swap.pytorch.py"])
 def test_a_forged_time_is_rejected_by_the_graders_clock(tmp_path, entry):
     result = grade(MATMUL, staged(tmp_path, entry), "submit", time_on_cpu=True)
-    # the in-process tamper check may see the patch first; the grader's clock sees every forger
+    # the in-process tamper check may see the patch first, the grader's clock sees every
+    # forger; a relay thread cut off by the child's exit ends in runtime_error instead
     assert result.verdict in ("rejected", "runtime_error"), (result.verdict, result.message)
     if result.verdict == "rejected":
-        assert ("contradicted by the grader's own clock" in result.message
-                or "functions were changed" in result.message), result.message
+        assert protocol.INTERFERENCE in result.message, result.message
 
 
 @pytest.mark.parametrize("entry, text", [
