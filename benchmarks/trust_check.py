@@ -45,6 +45,7 @@ def submit(number: str, solution: Path, mode: str, extra) -> dict:
             "mean_us": sol.get("mean_ms", 0) * 1e3 if sol else None,
             "clock_us": clock.get("per_call_ms", 0) * 1e3 if clock else None,
             "clock_ratio": clock.get("ratio"), "clock_calls": clock.get("calls"),
+            "clock": clock, "host_us": sol.get("host_us"),
             "headline": perf.get("headline"), "gbps": perf.get("gbps"),
             "floor_fraction": perf.get("floor_fraction"), "ceiling_gbps": perf.get("ceiling_gbps"),
             "reference_us": (perf.get("reference") or {}).get("median_ms", 0) * 1e3,
