@@ -68,7 +68,7 @@ CASE = "case"                # {index, name, modified_inputs, guard_damage} + ou
 PERF_FIRST = "perf_first"    # the performance case, untimed: {modified_inputs, guard_damage} + outputs
 TIMING = "timing"            # the child's own event timing: {samples_ms, host_us, ..., digests}
 BURST_DONE = "burst_done"    # {calls}: the burst the parent times on its own clock has ended
-BURST_PROBE = "burst_probe"  # {} + the bytes at the parent's positions of every call's outputs
+BURST_PROBE = "burst_probe"  # {values: {output: base64}}: the bytes at the parent's positions
 SAMPLE = "sample"            # {phase, index, modified_inputs, guard_damage} + outputs of one run
 PERF_FRESH = "perf_fresh"    # fresh inputs in the same buffers: {modified_inputs, guard_damage} + outputs
 ERROR = "error"              # {verdict, message, details}: the child's own failure
@@ -120,7 +120,9 @@ SCHEMA = {
     PERF_FIRST: (_call_report, True),
     TIMING: (_timing, False),
     BURST_DONE: (lambda p: _is_int(p.get("calls")) and 0 < p["calls"] <= 100_000, False),
-    BURST_PROBE: (lambda p: True, True),
+    BURST_PROBE: (lambda p: isinstance(p.get("values"), dict)
+                  and all(isinstance(k, str) and isinstance(v, str) and len(v) < 16_000_000
+                          for k, v in p["values"].items()), False),
     SAMPLE: (lambda p: p.get("phase") in ("timed", "burst") and _is_int(p.get("index"))
              and _call_report(p), True),
     PERF_FRESH: (_call_report, True),
