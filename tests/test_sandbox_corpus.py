@@ -40,7 +40,7 @@ GPU_CASES = [
     ("illegal_address.triton.py", "run", "runtime_error", "illegal memory access", {}),
     ("gpu_hang.triton.py", "run", "time_limit_exceeded", "never ends", {"timeout_s": 20}),
     ("gpu_out_of_memory.pytorch.py", "run", "memory_limit_exceeded", "out of memory", {}),
-    ("timer_patch.pytorch.py", "submit", "wrong_answer", "timing functions were changed", {}),
+    ("timer_patch.pytorch.py", "submit", "rejected", "functions were changed", {}),
 ]
 
 
