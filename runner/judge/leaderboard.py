@@ -382,11 +382,14 @@ class Leaderboard:
                 event = {"final": True, "state": UNCHANGED, "message": f"the leaderboard is "
                          f"unchanged: {reason}"}
             else:
+                what = (f"your {_fmt_ms(timing.median_ms)} is a new best: it is verified"
+                        if timing.timed else "your first accepted submit here (not timed) is "
+                                             "verified")
+                agree = (f"; the two medians must agree within {self.band:.0%}" if timing.timed
+                         else "")
                 event = {"final": False, "state": VERIFYING, "verificationId": verification_id,
-                         "message": f"your {_fmt_ms(timing.median_ms)} is a new best: it is "
-                                    f"verified by a second run with a new seed (submission "
-                                    f"{verification_id}) before it is ranked; the two medians "
-                                    f"must agree within {self.band:.0%}"}
+                         "message": f"{what} by a second run with a new seed (submission "
+                                    f"{verification_id}) before it is ranked{agree}"}
             self._event(cur, record, event, now)
         if created is not None:
             self.service._dispatch(created, record.accelerator)

@@ -259,15 +259,17 @@ function renderResult(result, status) {
     el("p", { class: "meta", text: `${result.challenge || ""} · ${result.language || ""} · ${result.action || ""} · device ${result.device || "?"} · seed ${result.seed ?? "?"} · submission ${result.submissionId || ""}` }));
   const tests = result.tests || [];
   if (tests.length) {
-    box.append(el("table", { class: "grid", id: "tests" },
-      el("caption", { text: "Tests" }),
+    const passed = tests.filter((t) => t.passed).length;
+    box.append(el("details", { id: "tests-details", open: passed < tests.length },
+      el("summary", { text: `Tests: ${passed} of ${tests.length} passed` }),
+      el("table", { class: "grid", id: "tests" },
       el("thead", {}, el("tr", {}, ["test", "sizes", "", "max abs err", "mismatches"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, tests.map((t) => el("tr", { class: t.passed ? "pass" : "fail" },
         el("td", { text: t.name }),
         el("td", { text: Object.entries(t.params || {}).map(([k, v]) => `${k}=${v}`).join(", ") }),
         el("td", { text: t.passed ? "pass" : "FAIL" }),
         el("td", { text: t.max_abs_error === null || t.max_abs_error === undefined ? "—" : Number(t.max_abs_error).toExponential(2) }),
-        el("td", { text: t.total ? `${num(t.mismatches)} of ${num(t.total)}` : "" }))))));
+        el("td", { text: t.total ? `${num(t.mismatches)} of ${num(t.total)}` : "" })))))));
     const failed = tests.find((t) => !t.passed);
     if (failed) {
       const w = failed.worst;
