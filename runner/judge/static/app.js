@@ -248,6 +248,7 @@ function addProgress(list, data) {
   const item = el("li", { class: `st-${data.status}`, "data-status": data.status },
                   el("span", { class: "badge", text: data.status }), " ", text);
   list.append(item);
+  list.scrollTop = list.scrollHeight;      // keep the latest event in view
 }
 
 function renderResult(result, status) {
