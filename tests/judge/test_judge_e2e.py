@@ -41,6 +41,8 @@ def test_leetgpu_client_gets_progress_then_the_full_result(judge):
     final = judge.wait_for_event(log[-1]["submissionId"], lambda e: e["status"] == "leaderboard"
                                  and e["output"].get("final"), timeout=120)
     assert final["output"]["state"] == "ranked" and final["seq"] > log[-1]["seq"]
+    entry = final["output"]["entry"]          # two workers: the other one verified it
+    assert entry["verifyWorker"] != entry["worker"] and entry["verifyVerdict"] == "accepted"
 
 
 @pytest.mark.parametrize("file, status, verdict", [
