@@ -12,6 +12,9 @@ Modules, one job each:
                      leases, admissions; :mod:`.store_pg` the same on PostgreSQL
 - :mod:`.queues`     delivery to workers: the store itself (embedded) or Dramatiq on Redis
 - :mod:`.service`    admission, leases, the reaper; :mod:`.app` its HTTP/WebSocket routes
+- :mod:`.leaderboard` boards per challenge x accelerator (and language): candidates verified by a
+                     second run with a new seed before they are ranked
+- :mod:`.web`        the web page (``static/``) and the leaderboard routes
 - :mod:`.metrics`    Prometheus metrics
 - :mod:`.worker`     a worker process bound to one GPU; :mod:`.jobrun` the process that grades
                      one job for it; :mod:`.supervisor` starts a host's workers

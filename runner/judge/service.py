@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from runner.judge.auth import Principal, TokenRegistry
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
+from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
 from runner.judge.metrics import Metrics
 from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitRequest
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
@@ -64,6 +65,7 @@ class JudgeService:
         lim = config.limits
         self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
                                          lim.rate_window_s)
+        self.leaderboard = Leaderboard(self)
 
     # -- building one from a config ---------------------------------------------------------
     @classmethod
@@ -163,6 +165,9 @@ class JudgeService:
     def claim(self, worker: str, accelerators: List[str], submission_id: Optional[str] = None,
               wait_s: float = 0.0) -> Optional[WorkerJob]:
         names = [self.accelerators.resolve(a) for a in accelerators]
+        self.leaderboard.seen(worker, names)
+        if submission_id is not None and self.leaderboard.skip_claim(worker, submission_id):
+            return None
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_CLAIM_WAIT_S))
         while True:
             lease = self.store.claim(worker, names, self.config.leases.lease_s, submission_id)
@@ -204,6 +209,7 @@ class JudgeService:
             self.metrics.outcomes.labels(rec.accelerator, status, verdict).inc()
             self.metrics.grading_seconds.labels(rec.accelerator).observe(
                 max(0.0, (rec.finished or 0) - (rec.started or 0)))
+            self.leaderboard.on_complete(rec)
         elif not outcome.stored:
             self.metrics.rejected_results.labels(outcome.reason).inc()
         return outcome
@@ -254,7 +260,8 @@ class JudgeService:
     def start(self) -> None:
         """Start the reaper (and, in a fleet, the repair loop) in background threads."""
         self._stop.clear()
-        loops = [(self.config.leases.reap_interval_s, self.reap_once)]
+        loops = [(self.config.leases.reap_interval_s, self.reap_once),
+                 (SWEEP_INTERVAL_S, self.leaderboard.sweep)]
         if getattr(self.dispatcher, "uses_broker", False):
             self.repair_once()
             loops.append((self.config.queue.repair_interval_s, self.repair_once))
