@@ -121,6 +121,7 @@ class Timing:
     gbps: Optional[float] = None
     bandwidth_fraction: Optional[float] = None
     floor_fraction: Optional[float] = None
+    corroborated: bool = True     # the grader's own clock agreed with the timed runs
 
     @classmethod
     def of(cls, result: Optional[Dict[str, Any]]) -> "Timing":
@@ -135,8 +136,9 @@ class Timing:
         floor = _number(perf.get("floor_fraction"))
         if floor is None and isinstance(perf.get("floor"), dict):
             floor = _number(perf["floor"].get("fraction"))
+        clock = perf.get("clock") if isinstance(perf.get("clock"), dict) else {}
         return cls(True, median, _number(perf.get("gbps")), _number(perf.get("bandwidth_fraction")),
-                   floor)
+                   floor, clock.get("agrees") is not False)
 
 
 @dataclass
@@ -437,6 +439,12 @@ class Leaderboard:
                           "held for review")
             elif not c.timed:
                 state, reason = RANKED, "verified correct by a second run with a new seed"
+            elif not (vt.corroborated and Timing.of(
+                    (self.store._record(cur, c.submission_id) or run).result).corroborated):
+                state = HELD
+                reason = ("the grader's own clock did not corroborate the time of one of the two "
+                          f"runs (submitted: {_fmt_ms(c.median_ms)}, verification: "
+                          f"{_fmt_ms(vt.median_ms)}); held for review")
             else:
                 lo, hi = sorted((c.median_ms, vt.median_ms))
                 apart = hi / lo - 1.0

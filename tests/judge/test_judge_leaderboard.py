@@ -71,8 +71,8 @@ def submit(svc, who: str, language: str = "cuda", accelerator: str = "H200",
     return record.id
 
 
-def result(median_ms=None, verdict="accepted", floor=None, message=""):
-    perf = {"timed": median_ms is not None}
+def result(median_ms=None, verdict="accepted", floor=None, message="", clock_agrees=True):
+    perf = {"timed": median_ms is not None, "clock": {"agrees": clock_agrees}}
     if median_ms is not None:
         perf.update(solution={"median_ms": median_ms}, gbps=66e6 / (median_ms * 1e-3) / 1e9,
                     bandwidth_fraction=0.5)
@@ -149,6 +149,18 @@ def test_medians_outside_the_band_are_held_for_review_with_both_figures(service)
     final = lb_events(service, sid)[-1]
     assert final["final"] and final["state"] == "held"
     assert held["disagreement"] == pytest.approx(0.11)
+
+
+@pytest.mark.parametrize("which", ["submitted", "verification"])
+def test_a_time_the_graders_clock_did_not_corroborate_is_held(service, which):
+    sid = submit(service, "alice")
+    grade(service, "w1", sid, result(0.0100, clock_agrees=which != "submitted"))
+    vid = verification_of(service, sid)
+    grade(service, "w1", vid, result(0.0101, clock_agrees=which != "verification"))
+    board = service.leaderboard.board(CHALLENGE, "H200")
+    assert board["entries"] == []
+    [held] = board["held"]
+    assert "clock did not corroborate" in held["reason"]
 
 
 def test_admin_review_approves_a_held_entry_and_removes_one(service):
