@@ -171,3 +171,18 @@ def test_serve_refuses_to_start_workers_without_a_sandbox(tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 2, done.stderr[-2000:]
     assert "refusing to start workers" in done.stderr and "--allow-unsandboxed" in done.stderr
+
+
+def test_the_jail_loads_its_seccomp_filter_and_it_names_the_escape_calls(tmp_path):
+    pytest.importorskip("pyseccomp")
+    filt = jail.build_filter()
+    with open(tmp_path / "filter.pfc", "w+") as f:
+        filt.export_pfc(f)
+        f.seek(0)
+        text = f.read()
+    for name in ("setns", "unshare", "mount", "ptrace", "bpf", "perf_event_open", "keyctl",
+                 "process_vm_readv", "init_module"):
+        assert name in text, name
+    result = cli(ESCAPES / "namespace_escape.pytorch.py", tmp_path, tmp_path / "none")
+    assert not any("seccomp" in note for note in result["notes"]), result["notes"]
+    assert "ptrace: EPERM" in result["logs"] and "bpf: EPERM" in result["logs"], result["logs"]
