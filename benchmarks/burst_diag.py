@@ -16,9 +16,7 @@ sys.path.insert(0, str(REPO))
 from runner import languages  # noqa: E402
 from runner.buffers import directions_of, prepare_call  # noqa: E402
 from runner.challenge import find_challenge, load_challenge  # noqa: E402
-from runner.execute import BURST_FLUSH_BYTES, PerfBench, copy_seed, performance_case  # noqa: E402
-from runner.perturb import perturb, run_generator  # noqa: E402
-from runner.timing import L2Flusher  # noqa: E402
+from runner.execute import PerfBench, copy_seed, performance_case  # noqa: E402
 
 device = torch.device("cuda")
 for solution in sys.argv[1:]:

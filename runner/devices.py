@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -88,10 +91,7 @@ _CEILINGS: dict = {}
 CEILING_VERSION = 1
 
 
-def _ceiling_cache_file(name: str) -> "Path":
-    from pathlib import Path
-    import os
-    import re
+def _ceiling_cache_file(name: str) -> Path:
 
     base = os.environ.get("CHALLENGE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),

@@ -491,9 +491,7 @@ class Grading:
                         run_generator(device, 1, i, generator))
 
         prepare_all()    # warm-up
-        per_call = min(_device_seconds(prepare_all, device) for _ in range(3)) / probe
-        del args
-        return per_call
+        return min(_device_seconds(prepare_all, device) for _ in range(3)) / probe
 
     def _finish_clock(self) -> None:
         calls = self.burst_calls

@@ -64,6 +64,21 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     return _prctl(PR_SET_PDEATHSIG, int(sig))
 
 
+def when_parent_dies(parent: int, on_gone, interval: float = 0.5,
+                     stop: Optional[threading.Event] = None) -> threading.Thread:
+    """Call ``on_gone()`` from a daemon thread once this process's parent is no longer
+    ``parent`` (it died, and this process was re-parented); ``stop`` ends the watch."""
+    def watch() -> None:
+        while not (stop.wait(interval) if stop is not None else time.sleep(interval)):
+            if os.getppid() != parent:
+                on_gone()
+                return
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"watch-parent-{parent}")
+    thread.start()
+    return thread
+
+
 def _stat_fields() -> Iterator[Tuple[int, List[bytes]]]:
     """(pid, the fields of /proc/<pid>/stat after the command name) of every visible process;
     field k of proc(5) is at index k - 3. Nothing without /proc."""

@@ -6,7 +6,6 @@ child; the GPU ones are in test_sandbox_corpus.py."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest

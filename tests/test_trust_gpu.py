@@ -5,7 +5,6 @@ Run on the device; skipped without a GPU."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest

@@ -23,8 +23,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
@@ -48,12 +46,10 @@ def _die_now(*_) -> None:
     os._exit(143)
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            kill_descendants(os.getpid())
-            os._exit(3)
+def _orphaned() -> None:
+    """The worker is gone: nobody will read the result."""
+    kill_descendants(os.getpid())
+    os._exit(3)
 
 
 def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
@@ -110,7 +106,7 @@ def main() -> int:
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
     procs.become_subreaper()
     signal.signal(signal.SIGTERM, _die_now)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    procs.when_parent_dies(os.getppid(), _orphaned)
     spec = json.loads(sys.stdin.read())
     run(spec, out)
     out.close()

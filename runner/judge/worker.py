@@ -205,11 +205,9 @@ class Worker:
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _watch_parent(self) -> None:
-        while not self.stop.wait(1.0):
-            if os.getppid() != self.settings.parent_pid:
-                log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
-                self.stop.set()
+    def _parent_gone(self) -> None:
+        log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
+        self.stop.set()
 
     def run_forever(self) -> None:
         lock = hold_slot(self.settings)
@@ -218,7 +216,7 @@ class Worker:
         # _stop_job finds them before the next job starts on this GPU
         self._subreaper = procs.become_subreaper()
         if self.settings.parent_pid is not None:
-            threading.Thread(target=self._watch_parent, daemon=True).start()
+            procs.when_parent_dies(self.settings.parent_pid, self._parent_gone, 1.0, self.stop)
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
