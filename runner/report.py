@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from runner.protocol import STATUS_OF_VERDICT as _STATUS
+from runner.protocol import Verdict
 
 STATUS_OF_VERDICT = {v.value: status for v, status in _STATUS.items()}
 
@@ -59,7 +60,7 @@ class Result:
 
     @property
     def accepted(self) -> bool:
-        return self.verdict == "accepted"
+        return self.verdict == Verdict.ACCEPTED
 
     def to_dict(self) -> Dict[str, Any]:
         """Strict JSON data: non-finite numbers are None (the text report still shows them)."""

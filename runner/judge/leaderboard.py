@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from runner.judge.store import DONE, QUEUED, Record
+from runner.protocol import Verdict
 
 if TYPE_CHECKING:   # pragma: no cover
     from runner.judge.service import JudgeService
@@ -58,7 +59,7 @@ SWEEP_INTERVAL_S = 3.0
 VERIFYING, RANKED, HELD, REJECTED, UNCHANGED, REMOVED = (
     "verifying", "ranked", "held", "rejected", "unchanged", "removed")
 ON_BOARD = (VERIFYING, RANKED, HELD)
-RETRYABLE_VERDICTS = ("interrupted", "internal_error")
+RETRYABLE_VERDICTS = (Verdict.INTERRUPTED.value, Verdict.INTERNAL_ERROR.value)
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS lb_candidates (
@@ -331,7 +332,7 @@ class Leaderboard:
     # -- decisions ---------------------------------------------------------------------------
     @staticmethod
     def _eligible(record: Record) -> bool:
-        return (record.action == "submit" and record.verdict == "accepted"
+        return (record.action == "submit" and record.verdict == Verdict.ACCEPTED
                 and record.owner != VERIFIER and record.challenge != "custom")
 
     def on_complete(self, record: Record) -> None:
@@ -423,10 +424,10 @@ class Leaderboard:
                 return
             c = found[0]
             result = run.result or {}
-            verdict = run.verdict or "internal_error"
+            verdict = run.verdict or Verdict.INTERNAL_ERROR.value
             vt = Timing.of(result)
             message = str(result.get("message") or "")[:300]
-            if verdict != "accepted":
+            if verdict != Verdict.ACCEPTED:
                 state = HELD if verdict in RETRYABLE_VERDICTS else REJECTED
                 reason = (f"the verification run (new seed) ended {verdict}"
                           + (f": {message}" if message else ""))

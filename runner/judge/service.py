@@ -23,6 +23,7 @@ from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitReques
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
 from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
                                 Refused, SqlStore, Transition, open_store)
+from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
 
 log = logging.getLogger("runner.judge")
@@ -195,7 +196,7 @@ class JudgeService:
         return seq
 
     def complete(self, submission_id: str, lease_id: str, result: Dict[str, Any]) -> CompleteOutcome:
-        verdict = str(result.get("verdict") or "internal_error")
+        verdict = str(result.get("verdict") or Verdict.INTERNAL_ERROR.value)
         status = STATUS_OF_VERDICT.get(verdict, "error")
         record = self.store.get(submission_id)
         result = {**result, "status": status, "submissionId": submission_id}
