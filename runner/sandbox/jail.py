@@ -146,9 +146,8 @@ def cuda_paths() -> List[Path]:
     return sorted({p for p in out if not str(p).startswith("/usr/") and p != Path("/")})
 
 
-def gpu_nodes(minor: Optional[int]) -> List[str]:
+def gpu_nodes(minor: Optional[int], dev: Path = Path("/dev")) -> List[str]:
     """The device nodes of one GPU (or of every GPU where its minor is unknown)."""
-    dev = Path("/dev")
     nodes = [dev / n for n in GPU_SHARED_NODES if (dev / n).exists()]
     if minor is not None and (dev / f"nvidia{minor}").exists():
         nodes.append(dev / f"nvidia{minor}")
@@ -160,9 +159,9 @@ def gpu_nodes(minor: Optional[int]) -> List[str]:
     return [str(n) for n in nodes]
 
 
-def gpu_minor_of(pci_bus_id: str) -> Optional[int]:
+def gpu_minor_of(pci_bus_id: str, root: Path = Path("/proc/driver/nvidia/gpus"),
+                 dev: Path = Path("/dev")) -> Optional[int]:
     """/dev/nvidia<minor> of the GPU at ``pci_bus_id`` (from the driver's /proc files)."""
-    root = Path("/proc/driver/nvidia/gpus")
     try:
         for folder in root.iterdir():
             if folder.name.lower().endswith(pci_bus_id.lower()[-7:]):
@@ -171,7 +170,7 @@ def gpu_minor_of(pci_bus_id: str) -> Optional[int]:
                         return int(line.split(":")[1])
     except (OSError, ValueError):
         pass
-    nodes = [p for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()]
+    nodes = [p for p in dev.glob("nvidia[0-9]*") if p.name[6:].isdigit()]
     return int(nodes[0].name[6:]) if len(nodes) == 1 else None
 
 
