@@ -290,6 +290,7 @@ class Grading:
         self.burst_seconds = 0.0
         self.burst_calls = 0
         self.cover_s = 0.0
+        self.timing_sensitive = False
         self.positions: Dict[str, List[int]] = {}
         self.probed: Dict[str, torch.Tensor] = {}
         self._bases: Dict[int, Dict[str, Any]] = {}
@@ -397,6 +398,7 @@ class Grading:
         calls = int(min(1000, max(16, math.ceil(self.options.burst_s / per_call))))
         self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
         self.transcript.expect(protocol.BURST_DONE)
+        self.timing_sensitive = True
         self.burst_sent_at = time.perf_counter()
         return [{"command": protocol.CMD_BURST, "nonce": self.nonces["burst"], "calls": calls,
                  "cover_cycles": cycles}]
@@ -418,6 +420,7 @@ class Grading:
 
     def _on_burst_probe(self, payload: Dict[str, Any], received_at: float):
         self.burst_seconds = received_at - self.burst_sent_at
+        self.timing_sensitive = False
         probed = {}
         for name, positions in self.positions.items():
             try:
