@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import difflib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -16,6 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from runner.buffers import promise_initial
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHALLENGES_DIR = REPO_ROOT / "challenges"
 STARTERS_DIR = REPO_ROOT / "starter_code"
@@ -25,6 +28,9 @@ Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]
 
 
+GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
+
+
 class ChallengeBase(ABC):
     """Base class of every challenge.
 
@@ -32,7 +38,22 @@ class ChallengeBase(ABC):
     generator is called; ``"cuda"`` by default, as LeetGPU's harness assumes).
     Random data is drawn on the CPU from ``self.generator(seed)`` and then moved, so a case
     reproduces bit for bit on any device.
+
+    Class attributes a challenge may set:
+
+    * ``initial_outputs``: ``{"out": 0.0}`` promises that the output ``out`` holds that value
+      when ``solve`` is called (a stream compaction that only writes what it keeps, say); the
+      generators' tensors are filled with it and the grader hands the buffer over so filled,
+      not poisoned.
+    * ``equal_nan = True``: NaN is a right answer where the reference gives NaN (matched only
+      by NaN); by default an expected NaN is a bug of the reference.
+    * ``allow_inf = True``: ±inf may be a right answer even where no input holds an infinity
+      (matched only by the same infinity); where an input does, it always may.
     """
+
+    initial_outputs: Dict[str, float] = {}
+    equal_nan: bool = False
+    allow_inf: bool = False
 
     def __init__(self, name: str, atol: float, rtol: float, num_gpus: int = 1,
                  access_tier: str = "free"):
@@ -43,6 +64,13 @@ class ChallengeBase(ABC):
         self.access_tier = access_tier
         self.device = torch.device("cuda")
         self.seed = 0  # the grading seed, mixed into every generator; the runner sets it
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        for method_name in GENERATORS:
+            method = cls.__dict__.get(method_name)
+            if callable(method) and not getattr(method, "_fills_initial_outputs", False):
+                setattr(cls, method_name, _filling_initial_outputs(method))
 
     # -- helpers for generators -------------------------------------------------------------
     def generator(self, seed: int) -> torch.Generator:
@@ -83,11 +111,42 @@ class ChallengeBase(ABC):
         """Check output ``name``: ``got`` (the solution's) against ``expected`` (the
         reference's), both on the CPU; ``case`` holds the inputs as generated (inout tensors
         as they were before the call). Returns a :class:`runner.check.Comparison`. The default
-        is elementwise atol/rtol for floats, bit for bit otherwise; override it only for a rule
-        the challenge's spec states."""
+        is ``torch.testing.assert_close``'s rule for floats (see :func:`runner.check.compare`:
+        an expected inf is matched only by the same inf; NaN only where ``equal_nan``), bit for
+        bit otherwise; override it only for a rule the challenge's spec states."""
         from runner.check import default_comparison
 
-        return default_comparison(name, got, expected, self.atol, self.rtol)
+        allow_nan, allow_inf = self.nonfinite_allowed(case)
+        return default_comparison(name, got, expected, self.atol, self.rtol, allow_nan, allow_inf)
+
+    def nonfinite_allowed(self, case: TestCase) -> Tuple[bool, bool]:
+        """(NaN, Inf) may appear in an expected output of ``case``: NaN only where the
+        challenge sets ``equal_nan = True``; ±inf where it sets ``allow_inf = True`` or an
+        input of the case holds an infinity. Anywhere else they are a bug of the reference."""
+        from runner.check import inputs_hold_inf
+
+        directions = {n: d for n, (_, d) in self.get_solve_signature().items()}
+        allow_inf = bool(getattr(self, "allow_inf", False)) or inputs_hold_inf(case, directions)
+        return bool(getattr(self, "equal_nan", False)), allow_inf
+
+
+def _filling_initial_outputs(method):
+    """A generator whose cases hold each declared ``initial_outputs`` value in that output,
+    marked for the grader (:func:`runner.buffers.promise_initial`)."""
+    @functools.wraps(method)
+    def generate(self, *args, **kwargs):
+        result = method(self, *args, **kwargs)
+        declared = getattr(self, "initial_outputs", None) or {}
+        if declared:
+            for case in (result if isinstance(result, (list, tuple)) else [result]):
+                for name, value in declared.items():
+                    tensor = case.get(name) if isinstance(case, dict) else None
+                    if isinstance(tensor, torch.Tensor):
+                        promise_initial(tensor.fill_(value), value)
+        return result
+
+    generate._fills_initial_outputs = True
+    return generate
 
 
 def is_pointer(ctype: Any) -> bool:

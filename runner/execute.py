@@ -151,15 +151,7 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
     # or from an earlier call now fail
     fresh = performance_case(challenge, job.seed + FRESH_SEED_OFFSET)
     target = copies[0]
-    for name, value in fresh.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        if directions.get(name, "in") == "in":
-            target.args[name].copy_(value)
-            target.input_snapshots[name].copy_(value)
-        else:
-            target.outputs[name].written().copy_(value)
-    target.poison(directions)
+    target.refill(fresh, directions)
     call_and_sync(solve_call, target, device)
     report_call(channel, "perf_fresh", {}, target, directions)
 
@@ -180,7 +172,8 @@ def execute(job: Job, channel: Channel) -> None:
         started = time.perf_counter()
         solve_call = languages.backend(job.language).load(
             _path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
-        channel.send("loaded", {"seconds": time.perf_counter() - started})
+        channel.send("loaded", {"seconds": time.perf_counter() - started,
+                                "notes": list(getattr(solve_call, "notes", []))})
         run_cases(challenge, solve_call, job, channel, device)
         if job.action == "submit":
             channel.send("cases_done", {})

@@ -216,7 +216,9 @@ def judge_messages(challenge: ChallengeBase, plan: Plan, outcome: ChildOutcome, 
     perf: Dict[str, Any] = {}
     perf_reports: List[TestReport] = []
     for kind, payload, tensors in outcome.messages:
-        if kind == "case":
+        if kind == "loaded":
+            result.notes += loaded_notes(payload)
+        elif kind == "case":
             k = int(payload["index"])
             name, case = plan.cases[k]
             result.tests.append(check_outputs(challenge, name, case, payload, tensors, plan.expected[k]))
@@ -269,6 +271,15 @@ def judge_messages(challenge: ChallengeBase, plan: Plan, outcome: ChildOutcome, 
     result.message = ("example test passed" if options.action == "run"
                       else f"all {len(result.tests)} tests passed")
     return result
+
+
+def loaded_notes(payload: Dict[str, Any]) -> List[str]:
+    """The loader's remarks (e.g. how parameters were bound), bounded: they come from the
+    submission's side."""
+    notes = payload.get("notes")
+    if not isinstance(notes, list):
+        return []
+    return [str(note)[:500] for note in notes[:3]]
 
 
 def missing_reports(plan: Plan, outcome: ChildOutcome, options: GradeOptions) -> str:

@@ -75,7 +75,9 @@ def test_answer_cached_by_shape_fails_on_fresh_inputs(capsys):
     ("syntax_error.pytorch.py", "compile_error", "syntax error in syntax_error.pytorch.py line 1"),
     ("import_error.pytorch.py", "compile_error", "flash_attn_not_installed_anywhere"),
     ("no_solve.pytorch.py", "compile_error", "defines no function `solve`"),
-    ("wrong_signature.pytorch.py", "compile_error", "use exactly these parameter names"),
+    ("wrong_signature.pytorch.py", "compile_error",
+     "takes (Q, K, V, k_scale, v_scale, output, num_heads, seq_len): 8 parameter(s), but the "
+     "challenge passes 9 arguments"),
     ("raises.pytorch.py", "runtime_error", "`solve` raised KeyError"),
 ])
 def test_broken_submissions_get_a_verdict_not_a_traceback(capsys, solution, verdict,

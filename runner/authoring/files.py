@@ -67,10 +67,13 @@ def static_problem(ctx: Context, path: Path) -> Optional[str]:
     expected = list(ctx.signature or {})
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == "solve":
+            # arguments are passed by position, as LeetGPU does: only their number matters
             names = [a.arg for a in node.args.posonlyargs + node.args.args]
-            if names != expected and not (node.args.vararg and not names):
-                return (f"`solve` in {path.name} takes ({', '.join(names)}) but the challenge "
-                        f"passes ({', '.join(expected)})")
+            required = len(names) - len(node.args.defaults)
+            if required > len(expected) or (len(names) < len(expected) and not node.args.vararg):
+                return (f"`solve` in {path.name} takes {len(names)} parameter(s) "
+                        f"({', '.join(names)}) but the challenge passes {len(expected)} "
+                        f"({', '.join(expected)})")
             return None
     return f"{path.name} defines no function `solve`"
 
@@ -91,8 +94,8 @@ def _cannot_run_here(ctx: Context, name: str, path: Path, why: str, what: str) -
         return skipped(name, f"{shown(path)} not checked: {why}")
     problem = static_problem(ctx, path)
     if problem:
-        return failed(name, problem, "give the file a module-level `def solve(...)` with the "
-                                     "signature's parameter names, in order")
+        return failed(name, problem, "give the file a module-level `def solve(...)` with one "
+                                     "parameter for each of the signature's, in its order")
     if ctx.device.type == "cpu" and what == "starter":
         # a starter is only meant to load: parsing it is what a machine without a GPU can do
         return passed(name, f"{shown(path)} parses and its solve() takes the signature's "

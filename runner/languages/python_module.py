@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
 from runner.errors import CompileError, MemoryLimitExceeded, UserRuntimeError
 
@@ -48,22 +48,39 @@ def import_user_module(path: Path, module_name: str = "user_solution") -> Module
     return module
 
 
-def find_solve(module: ModuleType, path: Path, expected: List[str]) -> Callable:
+def find_solve(module: ModuleType, path: Path,
+               expected: List[str]) -> Tuple[Callable, List[str]]:
+    """The module's ``solve``, checked to accept the challenge's arguments, and notes for the
+    report. Arguments are passed positionally, in the signature's order (as LeetGPU does), so
+    only their number must fit; different names get a note, not an error."""
     solve = getattr(module, "solve", None)
     if solve is None or not callable(solve):
         raise CompileError(f"{path.name} defines no function `solve`; define "
                            f"`def solve({', '.join(expected)}):`")
     try:
         params = list(inspect.signature(solve).parameters.values())
-    except (TypeError, ValueError):
-        return solve
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    has_varargs = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
-    if names != expected and not (has_varargs and not names):
-        raise CompileError(
-            f"`solve` in {path.name} takes ({', '.join(names)}) but the challenge passes "
-            f"({', '.join(expected)}); use exactly these parameter names, in this order")
-    return solve
+    except (TypeError, ValueError):   # Python cannot tell (a builtin, say): just call it
+        return solve, []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in positional]
+    takes = f"`solve` in {path.name} takes ({', '.join(names)})"
+    passes = f"the challenge passes {len(expected)} arguments ({', '.join(expected)}), in this order"
+    keyword_only = [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+    if keyword_only:
+        raise CompileError(f"{takes} and keyword-only {', '.join(keyword_only)}, but {passes}, "
+                           f"by position; make every parameter positional")
+    fewest = sum(1 for p in positional if p.default is p.empty)
+    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    if fewest > len(expected) or (not varargs and len(positional) < len(expected)):
+        raise CompileError(f"{takes}: {len(positional)} parameter(s), but {passes}; give "
+                           f"`solve` one parameter for each")
+    notes: List[str] = []
+    shown = names[:len(expected)]
+    if not varargs and shown != expected:
+        renamed = [f"{theirs} -> {mine}" for mine, theirs in zip(shown, expected) if mine != theirs]
+        notes.append(f"{takes}; arguments are bound by position, so it receives "
+                     f"{', '.join(renamed)}")
+    return solve, notes
 
 
 def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> None:
@@ -81,7 +98,13 @@ def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> Non
 
 
 def load_python_solution(path: Path, challenge) -> Callable[[dict], None]:
-    """Import the file, check its ``solve`` and return a caller taking the test case dict."""
+    """Import the file, check its ``solve`` and return a caller taking the test case dict; the
+    caller's ``notes`` say how parameters were bound where the names differ."""
     names = list(challenge.get_solve_signature())
-    solve = find_solve(import_user_module(path), path, names)
-    return lambda args: call_solve(solve, args, names, path)
+    solve, notes = find_solve(import_user_module(path), path, names)
+
+    def solve_call(args: dict) -> None:
+        call_solve(solve, args, names, path)
+
+    solve_call.notes = notes
+    return solve_call
