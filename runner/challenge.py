@@ -153,6 +153,19 @@ def is_pointer(ctype: Any) -> bool:
     return isinstance(ctype, type) and issubclass(ctype, ctypes._Pointer)
 
 
+def is_tensor_type(ctype: Any) -> bool:
+    """A signature type that stands for a tensor: a ctypes pointer, or ``torch.Tensor`` (a
+    tensor of any dtype, as in LeetGPU's PyTorch-only challenges)."""
+    return is_pointer(ctype) or (isinstance(ctype, type) and issubclass(ctype, torch.Tensor))
+
+
+def is_object_type(ctype: Any) -> bool:
+    """A signature type that stands for a Python object handed to ``solve`` as it is (e.g.
+    ``torch.nn.Module``): neither a tensor nor a ctypes scalar."""
+    return (isinstance(ctype, type) and not is_tensor_type(ctype)
+            and not issubclass(ctype, (ctypes._SimpleCData, ctypes._Pointer)))
+
+
 @dataclass
 class ChallengeInfo:
     """A challenge folder found on disk."""
@@ -183,7 +196,10 @@ def as_challenges_folder(path: Path) -> Path:
     """A checkout of a challenge repository (LeetGPU's keeps its set in ``challenges/``) or the
     challenges folder itself."""
     inner = path / "challenges"
-    return inner if inner.is_dir() and not list(path.glob("*/*/challenge.py")) else path
+    if inner.is_dir() and not (path / "challenge.py").is_file() \
+            and not any(path.glob("*/*/challenge.py")) and not any(path.glob("*/challenge.py")):
+        return inner
+    return path
 
 
 def challenge_roots() -> List[Path]:
@@ -199,14 +215,20 @@ def challenge_roots() -> List[Path]:
 
 
 def discover(root: Optional[Path] = None) -> List[ChallengeInfo]:
-    """Every ``<difficulty>/<number>_<slug>/challenge.py`` under ``root`` (default: every folder
-    of :func:`challenge_roots`, in that order), each root's sorted by number."""
+    """The challenges under ``root`` (default: every folder of :func:`challenge_roots`, in that
+    order), each root's sorted by number. ``root`` may be a challenges folder
+    (``<difficulty>/<number>_<slug>/challenge.py``), a checkout holding one in ``challenges/``,
+    a difficulty folder, or one challenge's folder."""
     if root is None:
         found: List[ChallengeInfo] = []
         for each in challenge_roots():
             found += discover(each)
         return found
-    found = [_info_for(p.parent) for p in Path(root).glob("*/*/challenge.py")]
+    root = as_challenges_folder(Path(root))
+    if (root / "challenge.py").is_file():
+        return [_info_for(root.resolve())]
+    found = [_info_for(p.parent) for p in [*root.glob("*/*/challenge.py"),
+                                           *root.glob("*/challenge.py")]]
     return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
 
 

@@ -29,8 +29,8 @@ import torch
 
 from runner.authoring import html as html_mod
 from runner.authoring.context import Context, case_bytes, fmt_bytes
-from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.challenge import is_pointer
+from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
+from runner.challenge import is_object_type, is_tensor_type
 
 KEYS = ("min", "max", "gt", "lt", "multiple_of")
 Rule = Dict[str, Any]
@@ -83,7 +83,7 @@ def declared(ctx: Context) -> Tuple[Optional[Rules], List[str]]:
                       f"{type(value).__name__}"]
     problems = []
     sig = ctx.signature or {}
-    scalars = [n for n, (t, _) in sig.items() if not is_pointer(t)]
+    scalars = [n for n, (t, _) in sig.items() if not is_tensor_type(t) and not is_object_type(t)]
     for name, rule in value.items():
         if name not in sig:
             problems.append(f"`constraints` names `{name}`, which is not a parameter")
@@ -251,10 +251,11 @@ def check_constraints(ctx: Context) -> CheckResult:
                       "constraints = {name: {'min': ..., 'max': ..., 'gt': ..., 'lt': ..., "
                       "'multiple_of': ...}} (see docs/authoring.md)")
     if rules is None:
-        return failed("constraints", "challenge.html states no constraint this validator can read",
-                      "list the bounds under <h3>Constraints</h3> as '1 &le; <code>N</code> &le; "
-                      "1,024', '<code>d</code> is a multiple of 8', '<code>x</code> is positive' "
-                      "(docs/authoring.md lists the forms)")
+        return stricter(ctx.format, "constraints",
+                        "challenge.html states no constraint this validator can read",
+                        "list the bounds under <h3>Constraints</h3> as '1 &le; <code>N</code> "
+                        "&le; 1,024', '<code>d</code> is a multiple of 8', '<code>x</code> is "
+                        "positive' (docs/authoring.md lists the forms)")
     labelled = ctx.cases.labelled(performance=False)
     performance = _performance_case(ctx)
     if performance is not None:
@@ -321,7 +322,7 @@ def size_parameters(ctx: Context, rules: Rules) -> Dict[str, Tuple[Rule, int]]:
     """Integer scalars of the signature with a numeric lower bound: name -> (rule, smallest)."""
     out = {}
     for name, (ctype, _) in (ctx.signature or {}).items():
-        if is_pointer(ctype) or name not in rules:
+        if is_tensor_type(ctype) or is_object_type(ctype) or name not in rules:
             continue
         low = _smallest_allowed(rules[name])
         if low is not None:
@@ -352,10 +353,10 @@ def check_coverage(ctx: Context) -> CheckResult:
         missing.append("no size parameter has a numeric lower bound in the constraints, so edge "
                        "sizes cannot be told")
     if missing:
-        return failed("coverage", "; ".join(missing),
-                      "the functional cases should include each size parameter's smallest value, "
-                      "sizes that are not powers of two, and a realistic size (at least "
-                      f"1/{REALISTIC_FRACTION} of the performance case's bytes)")
+        return stricter(ctx.format, "coverage", "; ".join(missing),
+                        "the functional cases should include each size parameter's smallest "
+                        "value, sizes that are not powers of two, and a realistic size (at least "
+                        f"1/{REALISTIC_FRACTION} of the performance case's bytes)")
     return passed("coverage", f"edge sizes ({', '.join(f'{n}={low}' for n, (_, low) in sizes.items())}), "
                               f"non-powers of two, and a realistic case ({fmt_bytes(largest)})")
 
@@ -369,6 +370,7 @@ def check_html_constraints(ctx: Context) -> CheckResult:
                       "add <h3>Constraints</h3> with a <ul> of the constraints and the bullet "
                       "'Performance is measured with <code>n</code> = ...'")
     problems = []
+    incomplete = []       # this project's stricter rule: the bullet names every size, only sizes
     performance = _performance_case(ctx)
     if perf_pairs is None:
         problems.append("the Constraints list has no 'Performance is measured with ...' bullet")
@@ -377,14 +379,14 @@ def check_html_constraints(ctx: Context) -> CheckResult:
                  if isinstance(v, int) and not isinstance(v, bool)}
         for name, value in sizes.items():
             if name not in perf_pairs:
-                problems.append(f"the performance bullet does not give {name} (= {value:,})")
+                incomplete.append(f"the performance bullet does not give {name} (= {value:,})")
             elif perf_pairs[name] != value:
                 problems.append(f"the performance bullet says {name} = {perf_pairs[name]:,} but "
                                 f"generate_performance_test() uses {value:,}")
         for name in perf_pairs:
             if name not in sizes:
-                problems.append(f"the performance bullet gives {name}, which is not an integer "
-                                f"of the performance case")
+                incomplete.append(f"the performance bullet gives {name}, which is not an "
+                                  f"integer of the performance case")
     rules, _ = declared(ctx)
     if rules is not None:
         for name in sorted(set(rules) | set(html_rules)):
@@ -399,11 +401,13 @@ def check_html_constraints(ctx: Context) -> CheckResult:
             else:
                 problems.append(f"`constraints` declares {describe_rule(name, mine)} but "
                                 f"challenge.html says {describe_rule(name, theirs)}")
+    hint = ("make challenge.html's Constraints list, the `constraints` attribute and "
+            "generate_performance_test() agree (write bounds as '1 &le; <code>n</code> &le; "
+            "1,024', and give every integer of the performance case in its bullet)")
     if problems:
-        return failed("html-constraints", "; ".join(problems[:4]),
-                      "make challenge.html's Constraints list, the `constraints` attribute and "
-                      "generate_performance_test() agree (write bounds as "
-                      "'1 &le; <code>n</code> &le; 1,024')")
+        return failed("html-constraints", "; ".join((problems + incomplete)[:4]), hint)
+    if incomplete:
+        return stricter(ctx.format, "html-constraints", "; ".join(incomplete[:4]), hint)
     agreed = " agrees with `constraints`, and its" if rules is not None else "'s"
     return passed("html-constraints", f"the Constraints list{agreed} performance bullet gives "
                                       f"the performance case's sizes exactly")

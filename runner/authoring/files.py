@@ -21,8 +21,8 @@ from typing import List, Optional, Tuple
 from runner import languages
 from runner.authoring.context import GRADING_SEED, Context
 from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.challenge import (REPO_ROOT, reference_files, reference_folders, starter_files,
-                              starter_folders)
+from runner.challenge import (REPO_ROOT, is_object_type, reference_files, reference_folders,
+                              starter_files, starter_folders)
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}
@@ -109,6 +109,11 @@ def check_starter(ctx: Context, language: str) -> CheckResult:
     suffix = languages.suffix(language)
     if path is None:
         places = " or ".join(shown(f / f"starter{suffix}") for f in starter_folders(ctx.info))
+        objects = [n for n, (t, _) in (ctx.signature or {}).items() if is_object_type(t)]
+        if objects and language != "pytorch":
+            return skipped(name, f"none ({places}); optional: `solve` takes "
+                                 f"{', '.join(objects)} as a Python object, which only a "
+                                 f"PyTorch solution is required to handle")
         if language not in REQUIRED_STARTERS[ctx.format]:
             return skipped(name, f"none ({places}); optional in LeetGPU's format")
         return failed(name, f"missing: no {places}",
