@@ -268,7 +268,11 @@ def load_challenge(info: ChallengeInfo, device: torch.device) -> ChallengeBase:
     runner's compatible ``core`` package (:mod:`runner.compat`) while it is imported.
     """
     from runner.compat import leetgpu_imports
+    from runner.languages import triton as triton_language
 
+    # before anything can import triton (generating a case may): on the CPU, Triton kernels,
+    # a solution's or the challenge's own, run under the interpreter
+    triton_language.prepare(torch.device(device))
     module_name = _module_name(info.path)
     spec = importlib.util.spec_from_file_location(module_name, info.path / "challenge.py")
     module = importlib.util.module_from_spec(spec)

@@ -22,6 +22,7 @@ Keys: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive), ``multiple_of`
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -359,6 +360,63 @@ def check_coverage(ctx: Context) -> CheckResult:
                         f"1/{REALISTIC_FRACTION} of the performance case's bytes)")
     return passed("coverage", f"edge sizes ({', '.join(f'{n}={low}' for n, (_, low) in sizes.items())}), "
                               f"non-powers of two, and a realistic case ({fmt_bytes(largest)})")
+
+
+# -- full-range inputs --------------------------------------------------------------------------
+
+FULL_RANGE_DTYPES = (torch.int8, torch.uint8)
+
+
+def allowed_range(dtype: torch.dtype, rule: Optional[Rule]) -> Tuple[int, int]:
+    """The lowest and highest value an input of ``dtype`` may hold under ``rule``."""
+    info = torch.iinfo(dtype)
+    low, high = info.min, info.max
+    rule = rule or {}
+    if isinstance(rule.get("min"), (int, float)):
+        low = max(low, math.ceil(rule["min"]))
+    if isinstance(rule.get("gt"), (int, float)):
+        low = max(low, math.floor(rule["gt"]) + 1)
+    if isinstance(rule.get("max"), (int, float)):
+        high = min(high, math.floor(rule["max"]))
+    if isinstance(rule.get("lt"), (int, float)):
+        high = min(high, math.ceil(rule["lt"]) - 1)
+    return low, high
+
+
+def check_value_range(ctx: Context) -> CheckResult:
+    """Each 8-bit integer input (quantized data) takes both its lowest and its highest allowed
+    value in some functional case: the type's range, narrowed by the stated constraints. A
+    solution that mishandles -128 (a clamp to +-127, a conversion trick that breaks on 0x80)
+    must fail somewhere."""
+    rules, _, _ = stated(ctx)
+    missing, covered = [], []
+    for name, (ctype, direction) in (ctx.signature or {}).items():
+        if direction == "out":
+            continue
+        tensors = [c[name] for c in ctx.cases.functional
+                   if isinstance(c.get(name), torch.Tensor) and c[name].numel()
+                   and c[name].dtype in FULL_RANGE_DTYPES]
+        if not tensors:
+            continue
+        low, high = allowed_range(tensors[0].dtype, (rules or {}).get(name))
+        seen_low = min(int(t.min()) for t in tensors)
+        seen_high = max(int(t.max()) for t in tensors)
+        dtype = str(tensors[0].dtype).replace("torch.", "")
+        if seen_low > low:
+            missing.append(f"no functional case has {low} in `{name}` (the lowest value {dtype} "
+                           f"and the constraints allow; the cases go down to {seen_low})")
+        if seen_high < high:
+            missing.append(f"no functional case has {high} in `{name}` (the highest value "
+                           f"{dtype} and the constraints allow; the cases go up to {seen_high})")
+        covered.append(f"{name} in [{low}, {high}]")
+    if not covered:
+        return skipped("value-range", "no 8-bit integer input")
+    if missing:
+        return stricter(ctx.format, "value-range", "; ".join(missing[:4]),
+                        "draw 8-bit inputs over their whole allowed range (torch.randint(-128, "
+                        "128, ...) for int8), and add a case where the extremes decide the "
+                        "answer; if a value is not allowed, say so in the Constraints list")
+    return passed("value-range", f"the functional cases reach both ends of {', '.join(covered)}")
 
 
 # -- challenge.html's list against the declaration and the performance case ---------------------

@@ -39,6 +39,7 @@ CHECKS: List[Tuple[str, CheckFn, Sequence[str]]] = [
     ("float64", numerics.check_float64, ("directions",)),
     ("constraints", constraints.check_constraints, ("signature", "generators")),
     ("coverage", constraints.check_coverage, ("signature", "generators")),
+    ("value-range", constraints.check_value_range, ("signature", "generators")),
     ("performance", numerics.check_performance, ("generators",)),
     ("html-sections", document.check_html_sections, ("load",)),
     ("html-example", document.check_html_example, ("signature", "generators", "directions")),
