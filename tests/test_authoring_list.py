@@ -27,8 +27,9 @@ def test_lists_this_repositorys_challenges(capsys, monkeypatch):
 
 def test_lists_a_folder_given_as_argument(capsys):
     entries = listed(capsys, FIXTURES / "leetgpu")       # a checkout: its challenges/ is used
-    assert [(e["number"], e["slug"], e["format"]) for e in entries] == [
+    assert [(e["number"], e["slug"], e["format"]) for e in entries][:2] == [
         (1, "vector_multiply", "leetgpu"), (2, "row_sum", "leetgpu")]
+    assert [e["number"] for e in entries] == [1, 2, 3, 4, 5, 6]
     assert entries[0]["starters"] == ["cuda", "triton", "pytorch"] and entries[0]["references"] == []
 
 
