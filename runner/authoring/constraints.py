@@ -266,9 +266,9 @@ def check_constraints(ctx: Context) -> CheckResult:
         bad += violations(rules, case, label)
     if bad:
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        return failed("constraints", "; ".join(bad[:3]) + more,
-                      "every generated case must satisfy the stated constraints: fix the case, "
-                      "or the constraints (and challenge.html) if they are wrong")
+        return stricter(ctx.format, "constraints", "; ".join(bad[:3]) + more,
+                        "every generated case must satisfy the stated constraints: fix the case, "
+                        "or the constraints (and challenge.html) if they are wrong")
     unknown = [name for name in rules if name not in (ctx.signature or {})]
     count = len(rules) - len(unknown)
     result = passed("constraints", f"all {len(labelled)} cases satisfy the {count} "
