@@ -134,8 +134,10 @@ def test_leetgpu_client_grades_both_same_named_challenges_by_their_text(tmp_path
                                                         "torch.add(A, B + 1, out=C)"))
         assert plus_one.read_text() != correct.read_text()
         twin = (other / "challenges" / "easy" / "1_vector_add" / "challenge.py").read_text()
-        for code, solution, verdict in [(twin, plus_one, "accepted"), (twin, correct, "wrong_answer"),
-                                        (None, correct, "accepted")]:
+        for code, solution, verdict, challenge in [
+                (twin, plus_one, "accepted", "other-checkout/1_vector_add"),
+                (twin, correct, "wrong_answer", "other-checkout/1_vector_add"),
+                (None, correct, "accepted", "judge/1_vector_add")]:
             msg = message(submission={"accelerator": "T4",
                                       "files": [{"name": "solution.py",
                                                  "content": solution.read_text()}]})
@@ -143,6 +145,7 @@ def test_leetgpu_client_grades_both_same_named_challenges_by_their_text(tmp_path
                 msg["submission"]["challengeCode"] = code
             log = leetgpu_client(judge.url, msg)
             assert log[-1]["output"]["verdict"] == verdict, (code is None, solution, log[-1])
+            assert log[-1]["output"]["challenge"] == challenge
     finally:
         judge.close()
         shutil.rmtree(tmp_path / "data", ignore_errors=True)
