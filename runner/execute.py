@@ -172,8 +172,7 @@ def execute(job: Job, channel: Channel) -> None:
         started = time.perf_counter()
         solve_call = languages.backend(job.language).load(
             _path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
-        channel.send("loaded", {"seconds": time.perf_counter() - started,
-                                "notes": list(getattr(solve_call, "notes", []))})
+        channel.send("loaded", {"seconds": time.perf_counter() - started})
         run_cases(challenge, solve_call, job, channel, device)
         if job.action == "submit":
             channel.send("cases_done", {})

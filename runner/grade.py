@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from runner import devices
+from runner import devices, languages
 from runner.buffers import directions_of, prepare_call
 from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
 from runner.check import Comparison, default_comparison
@@ -193,6 +193,7 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     if device.type == "cpu":
         result.notes.append("no GPU: grading on the CPU"
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
+    result.notes += languages.binding_notes(Path(solution), language, challenge)
     plan = make_plan(challenge, options)
     job = Job(challenge_path=str(info.path), solution_path=str(Path(solution).resolve()),
               language=language, device=str(device), action=options.action, seed=options.seed,
@@ -216,9 +217,7 @@ def judge_messages(challenge: ChallengeBase, plan: Plan, outcome: ChildOutcome, 
     perf: Dict[str, Any] = {}
     perf_reports: List[TestReport] = []
     for kind, payload, tensors in outcome.messages:
-        if kind == "loaded":
-            result.notes += loaded_notes(payload)
-        elif kind == "case":
+        if kind == "case":
             k = int(payload["index"])
             name, case = plan.cases[k]
             result.tests.append(check_outputs(challenge, name, case, payload, tensors, plan.expected[k]))
@@ -271,15 +270,6 @@ def judge_messages(challenge: ChallengeBase, plan: Plan, outcome: ChildOutcome, 
     result.message = ("example test passed" if options.action == "run"
                       else f"all {len(result.tests)} tests passed")
     return result
-
-
-def loaded_notes(payload: Dict[str, Any]) -> List[str]:
-    """The loader's remarks (e.g. how parameters were bound), bounded: they come from the
-    submission's side."""
-    notes = payload.get("notes")
-    if not isinstance(notes, list):
-        return []
-    return [str(note)[:500] for note in notes[:3]]
 
 
 def missing_reports(plan: Plan, outcome: ChildOutcome, options: GradeOptions) -> str:

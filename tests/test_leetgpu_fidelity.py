@@ -21,7 +21,7 @@ from runner.check import compare, unwritten_nan
 from runner.cli import main
 from runner.compat.fills import ConstantFills
 from runner.errors import CompileError
-from runner.languages.python_module import find_solve
+from runner.languages.python_module import find_solve, static_solve
 
 CHECKOUT = REPO / "tests" / "fixtures" / "leetgpu"
 FOLDERS = {p.name.split("_", 1)[1]: p for p in (CHECKOUT / "challenges").glob("*/*_*")}
@@ -51,7 +51,9 @@ def module_with(source: str, tmp_path: Path):
 ])
 def test_any_names_are_accepted_and_a_rename_is_noted(source, notes, tmp_path):
     module, path = module_with(source, tmp_path)
-    _, got = find_solve(module, path, ["A", "B", "C", "N"])
+    assert callable(find_solve(module, path, ["A", "B", "C", "N"]))
+    problem, got = static_solve(path, ["A", "B", "C", "N"])    # what the grader's side reads
+    assert problem is None
     assert len(got) == len(notes) and all(n in g for n, g in zip(notes, got)), got
 
 
@@ -65,6 +67,7 @@ def test_a_count_mismatch_is_a_compile_error_naming_both_lists(source, message, 
     with pytest.raises(CompileError) as info:
         find_solve(module, path, ["A", "B", "C", "N"])
     assert message in info.value.message and "(A, B, C, N)" in info.value.message
+    assert static_solve(path, ["A", "B", "C", "N"])[0] == info.value.message
 
 
 def test_leetgpu_style_lowercase_names_are_accepted_with_a_note(capsys):

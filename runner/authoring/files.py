@@ -14,7 +14,6 @@ verdict); CuPy files are parsed and their ``solve`` parameters compared with the
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -24,6 +23,7 @@ from runner.authoring.results import CheckResult, failed, passed, skipped
 from runner.challenge import (REPO_ROOT, is_object_type, reference_files, reference_folders,
                               starter_files, starter_folders)
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
+from runner.languages.python_module import static_solve
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}
 # LeetGPU's starters for languages this runner does not grade: suffix -> language
@@ -59,23 +59,8 @@ def load_here(ctx: Context, path: Path, language: str) -> Tuple[str, str, str]:
 
 def static_problem(ctx: Context, path: Path) -> Optional[str]:
     """For a Python file that cannot run here: a syntax error, or a module-level ``solve``
-    missing or taking other parameters than the signature's (None when it looks right)."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    except SyntaxError as exc:
-        return f"syntax error in {path.name} line {exc.lineno}: {exc.msg}"
-    expected = list(ctx.signature or {})
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "solve":
-            # arguments are passed by position, as LeetGPU does: only their number matters
-            names = [a.arg for a in node.args.posonlyargs + node.args.args]
-            required = len(names) - len(node.args.defaults)
-            if required > len(expected) or (len(names) < len(expected) and not node.args.vararg):
-                return (f"`solve` in {path.name} takes {len(names)} parameter(s) "
-                        f"({', '.join(names)}) but the challenge passes {len(expected)} "
-                        f"({', '.join(expected)})")
-            return None
-    return f"{path.name} defines no function `solve`"
+    missing or unable to take the signature's arguments by position (None when it can)."""
+    return static_solve(path, list(ctx.signature or {}))[0]
 
 
 def grade_file(ctx: Context, path: Path, language: str, action: str):

@@ -37,7 +37,7 @@ def load(path: Path, challenge, device, **settings):
         raise EnvironmentNotSupported(f"{NEEDS} ({where})")
     cupy = import_cupy()
     names = list(challenge.get_solve_signature())
-    solve, notes = find_solve(import_user_module(path), path, names)
+    solve = find_solve(import_user_module(path), path, names)
     index = device.index if device.index is not None else torch.cuda.current_device()
     compile_exception = _compile_exception_type(cupy)
 
@@ -60,7 +60,6 @@ def load(path: Path, challenge, device, **settings):
                 raise UserRuntimeError(f"`solve` raised {type(exc).__name__}: {exc}",
                                        user_traceback(exc, path))
 
-    solve_call.notes = notes
     return solve_call
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import sys
@@ -48,11 +49,10 @@ def import_user_module(path: Path, module_name: str = "user_solution") -> Module
     return module
 
 
-def find_solve(module: ModuleType, path: Path,
-               expected: List[str]) -> Tuple[Callable, List[str]]:
-    """The module's ``solve``, checked to accept the challenge's arguments, and notes for the
-    report. Arguments are passed positionally, in the signature's order (as LeetGPU does), so
-    only their number must fit; different names get a note, not an error."""
+def find_solve(module: ModuleType, path: Path, expected: List[str]) -> Callable:
+    """The module's ``solve``, checked to accept the challenge's arguments. They are passed
+    positionally, in the signature's order (as LeetGPU does), so only their number must fit;
+    the parameters' names do not matter (:func:`binding_notes` says how they were bound)."""
     solve = getattr(module, "solve", None)
     if solve is None or not callable(solve):
         raise CompileError(f"{path.name} defines no function `solve`; define "
@@ -60,27 +60,55 @@ def find_solve(module: ModuleType, path: Path,
     try:
         params = list(inspect.signature(solve).parameters.values())
     except (TypeError, ValueError):   # Python cannot tell (a builtin, say): just call it
-        return solve, []
+        return solve
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    names = [p.name for p in positional]
-    takes = f"`solve` in {path.name} takes ({', '.join(names)})"
+    problem = arity_problem(path.name, [p.name for p in positional],
+                            sum(1 for p in positional if p.default is p.empty),
+                            any(p.kind == p.VAR_POSITIONAL for p in params),
+                            [p.name for p in params
+                             if p.kind == p.KEYWORD_ONLY and p.default is p.empty], expected)
+    if problem:
+        raise CompileError(problem)
+    return solve
+
+
+def arity_problem(file_name: str, names: List[str], required: int, varargs: bool,
+                  keyword_only: List[str], expected: List[str]) -> Optional[str]:
+    """Why a ``solve`` taking these parameters cannot be called with the challenge's arguments,
+    by position; None when it can."""
+    takes = f"`solve` in {file_name} takes ({', '.join(names)})"
     passes = f"the challenge passes {len(expected)} arguments ({', '.join(expected)}), in this order"
-    keyword_only = [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
     if keyword_only:
-        raise CompileError(f"{takes} and keyword-only {', '.join(keyword_only)}, but {passes}, "
-                           f"by position; make every parameter positional")
-    fewest = sum(1 for p in positional if p.default is p.empty)
-    varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
-    if fewest > len(expected) or (not varargs and len(positional) < len(expected)):
-        raise CompileError(f"{takes}: {len(positional)} parameter(s), but {passes}; give "
-                           f"`solve` one parameter for each")
-    notes: List[str] = []
+        return (f"{takes} and keyword-only {', '.join(keyword_only)}, but {passes}, by "
+                f"position; make every parameter positional")
+    if required > len(expected) or (not varargs and len(names) < len(expected)):
+        return f"{takes}: {len(names)} parameter(s), but {passes}; give `solve` one parameter for each"
+    return None
+
+
+def static_solve(path: Path, expected: List[str]) -> Tuple[Optional[str], List[str]]:
+    """Read the file without running it: (why its module-level ``solve`` cannot take the
+    challenge's arguments, or None; notes on how its parameters are bound, by position, where
+    their names differ from the signature's)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    except SyntaxError as exc:
+        return f"syntax error in {path.name} line {exc.lineno}: {exc.msg}", []
+    solves = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and n.name == "solve"]
+    if not solves:
+        return f"{path.name} defines no function `solve`", []
+    args = solves[-1].args
+    names = [a.arg for a in args.posonlyargs + args.args]
+    keyword_only = [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None]
+    problem = arity_problem(path.name, names, len(names) - len(args.defaults),
+                            args.vararg is not None, keyword_only, expected)
     shown = names[:len(expected)]
-    if not varargs and shown != expected:
-        renamed = [f"{theirs} -> {mine}" for mine, theirs in zip(shown, expected) if mine != theirs]
-        notes.append(f"{takes}; arguments are bound by position, so it receives "
-                     f"{', '.join(renamed)}")
-    return solve, notes
+    if problem or args.vararg is not None or shown == expected:
+        return problem, []
+    renamed = [f"{theirs} -> {mine}" for mine, theirs in zip(shown, expected) if mine != theirs]
+    return None, [f"`solve` in {path.name} takes ({', '.join(shown)}); arguments are bound by "
+                  f"position, so it receives {', '.join(renamed)}"]
 
 
 def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> None:
@@ -98,13 +126,7 @@ def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> Non
 
 
 def load_python_solution(path: Path, challenge) -> Callable[[dict], None]:
-    """Import the file, check its ``solve`` and return a caller taking the test case dict; the
-    caller's ``notes`` say how parameters were bound where the names differ."""
+    """Import the file, check its ``solve`` and return a caller taking the test case dict."""
     names = list(challenge.get_solve_signature())
-    solve, notes = find_solve(import_user_module(path), path, names)
-
-    def solve_call(args: dict) -> None:
-        call_solve(solve, args, names, path)
-
-    solve_call.notes = notes
-    return solve_call
+    solve = find_solve(import_user_module(path), path, names)
+    return lambda args: call_solve(solve, args, names, path)
