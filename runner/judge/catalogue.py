@@ -60,15 +60,13 @@ class Catalogue:
             labels.append(label)
             if root is not None and not infos:
                 self.empty_roots.append(Path(root))
-            found += [(label, info) for info in infos]
+            paths = {info.path.resolve() for _, info in found}
+            # the same folder reached twice (a checkout and its challenges/): kept once
+            found += [(label, info) for info in infos if info.path.resolve() not in paths]
         names = [info.path.name for _, info in found]
         self.entries: List[Entry] = []
-        seen = set()
         for label, info in found:
             key = info.path.name if names.count(info.path.name) == 1 else f"{label}/{info.path.name}"
-            if key in seen:              # the same folder listed twice
-                continue
-            seen.add(key)
             text = (info.path / "challenge.py").read_text(encoding="utf-8", errors="replace")
             self.entries.append(Entry(key, info, code_digest(text), label))
         self._by_id = {e.id: e.info for e in self.entries}

@@ -54,6 +54,8 @@ def test_a_checkout_root_and_same_named_folders_of_two_roots(tmp_path):
     assert "judge/1_vector_add, other-checkout/1_vector_add" in info.value.message
     assert "challengeCode" in info.value.message
     assert catalogue.find("vector_multiply").path == OLD_STYLE     # unique: found as before
+    twice = Catalogue([CHECKOUT, CHECKOUT / "challenges"])           # one folder, two ways
+    assert [e.id for e in twice.entries] == [e.id for e in Catalogue([CHECKOUT]).entries]
 
 
 def test_a_challenges_folder_without_challenges_is_a_config_error(tmp_path):
