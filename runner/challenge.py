@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import difflib
+import functools
 import hashlib
 import importlib.util
 import os
@@ -16,6 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from runner.buffers import promise_initial
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHALLENGES_DIR = REPO_ROOT / "challenges"
 STARTERS_DIR = REPO_ROOT / "starter_code"
@@ -25,6 +28,9 @@ Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]
 
 
+GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
+
+
 class ChallengeBase(ABC):
     """Base class of every challenge.
 
@@ -32,7 +38,22 @@ class ChallengeBase(ABC):
     generator is called; ``"cuda"`` by default, as LeetGPU's harness assumes).
     Random data is drawn on the CPU from ``self.generator(seed)`` and then moved, so a case
     reproduces bit for bit on any device.
+
+    Class attributes a challenge may set:
+
+    * ``initial_outputs``: ``{"out": 0.0}`` promises that the output ``out`` holds that value
+      when ``solve`` is called (a stream compaction that only writes what it keeps, say); the
+      generators' tensors are filled with it and the grader hands the buffer over so filled,
+      not poisoned.
+    * ``equal_nan = True``: NaN is a right answer where the reference gives NaN (matched only
+      by NaN); by default an expected NaN is a bug of the reference.
+    * ``allow_inf = True``: ±inf may be a right answer even where no input holds an infinity
+      (matched only by the same infinity); where an input does, it always may.
     """
+
+    initial_outputs: Dict[str, float] = {}
+    equal_nan: bool = False
+    allow_inf: bool = False
 
     def __init__(self, name: str, atol: float, rtol: float, num_gpus: int = 1,
                  access_tier: str = "free"):
@@ -43,6 +64,13 @@ class ChallengeBase(ABC):
         self.access_tier = access_tier
         self.device = torch.device("cuda")
         self.seed = 0  # the grading seed, mixed into every generator; the runner sets it
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        for method_name in GENERATORS:
+            method = cls.__dict__.get(method_name)
+            if callable(method) and not getattr(method, "_fills_initial_outputs", False):
+                setattr(cls, method_name, _filling_initial_outputs(method))
 
     # -- helpers for generators -------------------------------------------------------------
     def generator(self, seed: int) -> torch.Generator:
@@ -97,15 +125,59 @@ class ChallengeBase(ABC):
         """Check output ``name``: ``got`` (the solution's) against ``expected`` (the
         reference's), both on the CPU; ``case`` holds the inputs as generated (inout tensors
         as they were before the call). Returns a :class:`runner.check.Comparison`. The default
-        is elementwise atol/rtol for floats, bit for bit otherwise; override it only for a rule
-        the challenge's spec states."""
+        is ``torch.testing.assert_close``'s rule for floats (see :func:`runner.check.compare`:
+        an expected inf is matched only by the same inf; NaN only where ``equal_nan``), bit for
+        bit otherwise; override it only for a rule the challenge's spec states."""
         from runner.check import default_comparison
 
-        return default_comparison(name, got, expected, self.atol, self.rtol)
+        allow_nan, allow_inf = self.nonfinite_allowed(case)
+        return default_comparison(name, got, expected, self.atol, self.rtol, allow_nan, allow_inf)
+
+    def nonfinite_allowed(self, case: TestCase) -> Tuple[bool, bool]:
+        """(NaN, Inf) may appear in an expected output of ``case``: NaN only where the
+        challenge sets ``equal_nan = True``; ±inf where it sets ``allow_inf = True`` or an
+        input of the case holds an infinity. Anywhere else they are a bug of the reference."""
+        from runner.check import inputs_hold_inf
+
+        directions = {n: d for n, (_, d) in self.get_solve_signature().items()}
+        allow_inf = bool(getattr(self, "allow_inf", False)) or inputs_hold_inf(case, directions)
+        return bool(getattr(self, "equal_nan", False)), allow_inf
+
+
+def _filling_initial_outputs(method):
+    """A generator whose cases hold each declared ``initial_outputs`` value in that output,
+    marked for the grader (:func:`runner.buffers.promise_initial`)."""
+    @functools.wraps(method)
+    def generate(self, *args, **kwargs):
+        result = method(self, *args, **kwargs)
+        declared = getattr(self, "initial_outputs", None) or {}
+        if declared:
+            for case in (result if isinstance(result, (list, tuple)) else [result]):
+                for name, value in declared.items():
+                    tensor = case.get(name) if isinstance(case, dict) else None
+                    if isinstance(tensor, torch.Tensor):
+                        promise_initial(tensor.fill_(value), value)
+        return result
+
+    generate._fills_initial_outputs = True
+    return generate
 
 
 def is_pointer(ctype: Any) -> bool:
     return isinstance(ctype, type) and issubclass(ctype, ctypes._Pointer)
+
+
+def is_tensor_type(ctype: Any) -> bool:
+    """A signature type that stands for a tensor: a ctypes pointer, or ``torch.Tensor`` (a
+    tensor of any dtype, as in LeetGPU's PyTorch-only challenges)."""
+    return is_pointer(ctype) or (isinstance(ctype, type) and issubclass(ctype, torch.Tensor))
+
+
+def is_object_type(ctype: Any) -> bool:
+    """A signature type that stands for a Python object handed to ``solve`` as it is (e.g.
+    ``torch.nn.Module``): neither a tensor nor a ctypes scalar."""
+    return (isinstance(ctype, type) and not is_tensor_type(ctype)
+            and not issubclass(ctype, (ctypes._SimpleCData, ctypes._Pointer)))
 
 
 @dataclass
@@ -138,7 +210,10 @@ def as_challenges_folder(path: Path) -> Path:
     """A checkout of a challenge repository (LeetGPU's keeps its set in ``challenges/``) or the
     challenges folder itself."""
     inner = path / "challenges"
-    return inner if inner.is_dir() and not list(path.glob("*/*/challenge.py")) else path
+    if inner.is_dir() and not (path / "challenge.py").is_file() \
+            and not any(path.glob("*/*/challenge.py")) and not any(path.glob("*/challenge.py")):
+        return inner
+    return path
 
 
 def challenge_roots() -> List[Path]:
@@ -154,14 +229,20 @@ def challenge_roots() -> List[Path]:
 
 
 def discover(root: Optional[Path] = None) -> List[ChallengeInfo]:
-    """Every ``<difficulty>/<number>_<slug>/challenge.py`` under ``root`` (default: every folder
-    of :func:`challenge_roots`, in that order), each root's sorted by number."""
+    """The challenges under ``root`` (default: every folder of :func:`challenge_roots`, in that
+    order), each root's sorted by number. ``root`` may be a challenges folder
+    (``<difficulty>/<number>_<slug>/challenge.py``), a checkout holding one in ``challenges/``,
+    a difficulty folder, or one challenge's folder."""
     if root is None:
         found: List[ChallengeInfo] = []
         for each in challenge_roots():
             found += discover(each)
         return found
-    found = [_info_for(p.parent) for p in Path(root).glob("*/*/challenge.py")]
+    root = as_challenges_folder(Path(root))
+    if (root / "challenge.py").is_file():
+        return [_info_for(root.resolve())]
+    found = [_info_for(p.parent) for p in [*root.glob("*/*/challenge.py"),
+                                           *root.glob("*/challenge.py")]]
     return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
 
 
@@ -201,7 +282,11 @@ def load_challenge(info: ChallengeInfo, device: torch.device) -> ChallengeBase:
     runner's compatible ``core`` package (:mod:`runner.compat`) while it is imported.
     """
     from runner.compat import leetgpu_imports
+    from runner.languages import triton as triton_language
 
+    # before anything can import triton (generating a case may): on the CPU, Triton kernels,
+    # a solution's or the challenge's own, run under the interpreter
+    triton_language.prepare(torch.device(device))
     module_name = _module_name(info.path)
     spec = importlib.util.spec_from_file_location(module_name, info.path / "challenge.py")
     module = importlib.util.module_from_spec(spec)

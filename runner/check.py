@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
 MAX_EXAMPLES = 5
+# the bits of the NaN that poisons a float output before a call (a quiet NaN with a payload of
+# ours), so an expected NaN is never matched by an element that was not written
+NAN_POISON_BITS = {torch.float16: 0x7E5B, torch.bfloat16: 0x7FDB, torch.float32: 0x7FDB5B5B,
+                   torch.float64: 0x7FFB5B5B5B5B5B5B}
+_INT_OF_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def unwritten_nan(tensor: torch.Tensor) -> torch.Tensor:
+    """A mask of the elements still holding the poison NaN (flattened)."""
+    bits = NAN_POISON_BITS.get(tensor.dtype)
+    if bits is None:
+        return torch.zeros(tensor.numel(), dtype=torch.bool)
+    raw = tensor.detach().to("cpu").contiguous().view(_INT_OF_SIZE[tensor.element_size()])
+    return (raw == bits).reshape(-1)
 
 
 @dataclass
@@ -57,38 +71,75 @@ def _element(flat_index: int, shape, got: torch.Tensor, exp: torch.Tensor,
                    abs_error=float(abs_err[flat_index]), rel_error=float(rel_err[flat_index]))
 
 
+def _first_index(mask: torch.Tensor, shape) -> str:
+    flat = int(torch.nonzero(mask.reshape(-1))[0])
+    index = [int(i) for i in torch.unravel_index(torch.tensor(flat), shape)] if shape else []
+    return _fmt_index(index)
+
+
 def compare(name: str, got: torch.Tensor, expected: torch.Tensor, atol: float,
-            rtol: float) -> Comparison:
-    """Elementwise ``|got - expected| <= atol + rtol * |expected|``; NaN or Inf never pass
-    where the reference is finite, and a non-finite reference is itself an error."""
+            rtol: float, allow_nan: bool = False, allow_inf: bool = False) -> Comparison:
+    """``torch.testing.assert_close``'s rule, element by element: a finite expected value is
+    matched within ``|got - expected| <= atol + rtol * |expected|`` (NaN or Inf never are); an
+    expected ±inf only by the same infinity; an expected NaN only by NaN, and only where
+    ``allow_nan`` (the challenge's ``equal_nan``). A reference output holding NaN, or Inf
+    where ``allow_inf`` is False, is a bug in the challenge and is reported as such."""
     total = expected.numel()
     if got.shape != expected.shape:
         return Comparison(name, False, total,
                           problem=f"shape {tuple(got.shape)}, expected {tuple(expected.shape)}")
     if got.dtype != expected.dtype:
         return Comparison(name, False, total, problem=f"dtype {got.dtype}, expected {expected.dtype}")
+    shape = tuple(expected.shape)
     exp = expected.detach().to("cpu", torch.float64).reshape(-1)
     out = got.detach().to("cpu", torch.float64).reshape(-1)
-    if not torch.isfinite(exp).all():
-        return Comparison(name, False, total, problem="the reference output has NaN or Inf "
-                          "(a bug in the challenge, not in your solution)")
-    abs_err = (out - exp).abs()
-    rel_err = abs_err / exp.abs().clamp_min(torch.finfo(torch.float64).tiny)
-    bad = ~(abs_err <= atol + rtol * exp.abs())  # NaN compares False, so it is bad
+    exp_nan, exp_inf = torch.isnan(exp), torch.isinf(exp)
+    if exp_nan.any() and not allow_nan:
+        return Comparison(name, False, total, problem=(
+            f"the reference output has NaN (first at {_first_index(exp_nan, shape)}): a bug in "
+            f"the challenge, not in your solution (a challenge whose answers may be NaN says so "
+            f"with `equal_nan = True`)"))
+    if exp_inf.any() and not allow_inf:
+        return Comparison(name, False, total, problem=(
+            f"the reference output has Inf (first at {_first_index(exp_inf, shape)}) although "
+            f"no input does: a bug in the challenge, not in your solution (a challenge whose "
+            f"answers may be infinite says so with `allow_inf = True`)"))
+    finite = ~(exp_nan | exp_inf)
+    same_special = (exp_inf & (out == exp)) | (exp_nan & torch.isnan(out))
+    if allow_nan and exp_nan.any():
+        same_special &= ~unwritten_nan(got)
+    diff = (out - exp).abs()
+    abs_err = torch.where(finite, diff, torch.where(same_special, torch.zeros_like(diff),
+                                                    torch.full_like(diff, float("inf"))))
     abs_err = torch.where(torch.isnan(abs_err), torch.full_like(abs_err, float("inf")), abs_err)
+    allowed = atol + rtol * torch.where(finite, exp.abs(), torch.zeros_like(exp))
+    rel_err = abs_err / torch.where(finite, exp.abs(), torch.ones_like(exp)).clamp_min(
+        torch.finfo(torch.float64).tiny)
     rel_err = torch.where(torch.isnan(rel_err), torch.full_like(rel_err, float("inf")), rel_err)
+    bad = torch.where(finite, ~(diff <= allowed), ~same_special)  # NaN compares False: bad
     mismatches = int(bad.sum())
     result = Comparison(name, mismatches == 0, total, mismatches=mismatches,
                         max_abs_error=float(abs_err.max()) if total else 0.0,
                         max_rel_error=float(rel_err.max()) if total else 0.0)
     if mismatches:
         # worst relative to the allowed error, so one huge value doesn't hide behind rtol
-        excess = abs_err / (atol + rtol * exp.abs())
-        worst = int(torch.argmax(torch.where(bad, excess, torch.zeros_like(excess))))
-        result.worst = _element(worst, tuple(expected.shape), out, exp, abs_err, rel_err)
+        excess = abs_err / allowed.clamp_min(torch.finfo(torch.float64).tiny)
+        worst = int(torch.argmax(torch.where(bad, excess, torch.full_like(excess, -1.0))))
+        result.worst = _element(worst, shape, out, exp, abs_err, rel_err)
         for flat in torch.nonzero(bad).reshape(-1)[:MAX_EXAMPLES].tolist():
-            result.examples.append(_element(flat, tuple(expected.shape), out, exp, abs_err, rel_err))
+            result.examples.append(_element(flat, shape, out, exp, abs_err, rel_err))
     return result
+
+
+def inputs_hold_inf(case: Dict[str, Any], directions: Dict[str, str]) -> bool:
+    """True when a floating-point input of ``case`` ("in" or "inout") holds ±inf: an infinite
+    answer is then no sign of a broken reference (e.g. +inf for "no path", a max over -inf)."""
+    for name, value in case.items():
+        if directions.get(name, "in") in ("in", "inout") and isinstance(value, torch.Tensor) \
+                and value.is_floating_point() and value.device.type != "meta" \
+                and bool(torch.isinf(value).any()):
+            return True
+    return False
 
 
 _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -112,9 +163,10 @@ def compare_exact(name: str, got: torch.Tensor, expected: torch.Tensor) -> Compa
 
 
 def default_comparison(name: str, got: torch.Tensor, expected: torch.Tensor, atol: float,
-                       rtol: float) -> Comparison:
-    """The rule used unless a challenge states its own: floats within ``atol + rtol *
-    |expected|``, every other dtype bit for bit."""
+                       rtol: float, allow_nan: bool = False,
+                       allow_inf: bool = False) -> Comparison:
+    """The rule used unless a challenge states its own: floats as :func:`compare`, every other
+    dtype bit for bit."""
     if expected.is_floating_point():
-        return compare(name, got, expected, atol, rtol)
+        return compare(name, got, expected, atol, rtol, allow_nan, allow_inf)
     return compare_exact(name, got, expected)

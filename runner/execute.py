@@ -20,8 +20,8 @@ import torch
 from pathlib import Path
 
 from runner import languages, protocol
-from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of, poison_,
-                            prepare_call)
+from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of,
+                            fill_initial_, prepare_call)
 from runner.digest import digest
 from runner.perturb import perturb, run_generator
 from runner.challenge import ChallengeBase, find_challenge, load_challenge
@@ -188,10 +188,11 @@ class PerfBench:
 
     def reset_set(self, run: int) -> None:
         """Output set of ``run`` as the run must find it: poisoned, or the initial contents."""
-        initial = self.initial[self._copy_of(run)]
+        c = self._copy_of(run)
+        initial = self.initial[c]
         for name, out in self._set_of(run).items():
-            if self.directions[name] == "out":
-                poison_(out.written())
+            if self.directions[name] == "out":   # poisoned, or the value the challenge promised
+                fill_initial_(out.written(), self.copies[c].outputs[name].initial)
             else:
                 out.written().copy_(initial[name])
 
@@ -346,15 +347,7 @@ def run_fresh(challenge, solve_call, job: Job, channel: Channel, device: torch.d
     """Fresh random inputs written into the same buffers: answers cached by shape, by pointer
     or from an earlier call now fail."""
     fresh = performance_case(challenge, job.seed + FRESH_SEED_OFFSET)
-    for name, value in fresh.items():
-        if not isinstance(value, torch.Tensor):
-            continue
-        if directions.get(name, "in") == "in":
-            target.args[name].copy_(value)
-            target.input_snapshots[name].copy_(value)
-        else:
-            target.outputs[name].written().copy_(value)
-    target.poison(directions)
+    target.refill(fresh, directions)
     call_and_sync(solve_call, target, device)
     report_call(channel, protocol.PERF_FRESH, {}, target, directions)
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from runner import devices, protocol
+from runner import devices, languages, protocol
 from runner.buffers import directions_of, prepare_call
 from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
 from runner.check import Comparison, default_comparison
@@ -218,6 +218,7 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     if device.type == "cpu":
         result.notes.append("no GPU: grading on the CPU"
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
+    result.notes += languages.binding_notes(Path(solution), language, challenge)
     plan = make_plan(challenge, options)
     solution = Path(solution).resolve()
     job = Job(challenge_path=str(info.path), solution_path=str(solution),

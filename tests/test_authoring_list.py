@@ -27,8 +27,9 @@ def test_lists_this_repositorys_challenges(capsys, monkeypatch):
 
 def test_lists_a_folder_given_as_argument(capsys):
     entries = listed(capsys, FIXTURES / "leetgpu")       # a checkout: its challenges/ is used
-    assert [(e["number"], e["slug"], e["format"]) for e in entries] == [
+    assert [(e["number"], e["slug"], e["format"]) for e in entries][:2] == [
         (1, "vector_multiply", "leetgpu"), (2, "row_sum", "leetgpu")]
+    assert [e["number"] for e in entries] == [1, 2, 3, 4, 5, 6]
     assert entries[0]["starters"] == ["cuda", "triton", "pytorch"] and entries[0]["references"] == []
 
 
@@ -54,3 +55,17 @@ def test_text_table_and_a_challenge_that_does_not_load(capsys, tmp_path):
 def test_a_missing_folder_is_a_usage_error(capsys, tmp_path):
     assert main([str(tmp_path / "nowhere"), "--action", "list"]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_lists_a_difficulty_folder_and_a_single_challenge(capsys, repo):
+    entries = listed(capsys, FIXTURES / "leetgpu" / "challenges" / "easy")
+    assert [(e["number"], e["slug"]) for e in entries][:1] == [(1, "vector_multiply")]
+    assert all(e["difficulty"] == "easy" for e in entries)
+    entries = listed(capsys, repo / "challenges" / "medium" / "96_int8_kv_cache_attention")
+    assert [(e["number"], e["slug"], e["format"]) for e in entries] == [
+        (96, "int8_kv_cache_attention", "repo")]
+
+
+def test_a_folder_without_challenges_says_what_was_looked_for(capsys, tmp_path):
+    assert main([str(tmp_path), "--action", "list"]) == 2
+    assert "no challenge found under" in capsys.readouterr().err

@@ -101,6 +101,34 @@ def test_functional_set_covers_the_promised_cases(challenge):
     assert any(overflowing)
     # and k_scale far from v_scale
     assert any((c["k_scale"].mean() / c["v_scale"].mean()) > 50 for c in cases)
+    # the full int8 range: -128 and 127 in both K and V
+    for name in ("K_int8", "V_int8"):
+        assert min(int(c[name].min()) for c in cases) == -128, name
+        assert max(int(c[name].max()) for c in cases) == 127, name
+
+
+def test_minus_128_decides_an_answer(challenge):
+    """On the case built for it, reading -128 as -127 moves the output far past the tolerance."""
+    case = challenge.generate_functional_test()[-1]
+    assert (case["K_int8"][:, 0] == -128).all() and (case["V_int8"][:, 0] == -128).all()
+    challenge.reference_impl(**case)
+    clamped = dict(case, K_int8=case["K_int8"].clamp(-127, 127),
+                   V_int8=case["V_int8"].clamp(-127, 127), output=torch.empty_like(case["output"]))
+    challenge.reference_impl(**clamped)
+    error = (clamped["output"] - case["output"]).abs()
+    allowed = challenge.atol + challenge.rtol * case["output"].abs()
+    assert bool((error > 5 * allowed).all()), (error / allowed).min()
+
+
+def test_a_solution_that_clamps_int8_to_127_is_rejected(capsys):
+    from helpers import SOLUTIONS, grade_json
+
+    code, result, _ = grade_json(capsys, "96", "--solution",
+                                 SOLUTIONS / "wrong_clamps_int8.pytorch.py", "--action", "submit",
+                                 "--no-sandbox")
+    assert (code, result["verdict"]) == (1, "wrong_answer")
+    failed = [t["params"] for t in result["tests"] if not t["passed"]]
+    assert {"num_heads": 4, "seq_len": 37, "head_dim": 16} in failed   # the extremes case
 
 
 def test_zero_query_gives_the_mean_of_values(challenge):

@@ -364,6 +364,29 @@ def test_wrong_solutions_are_rejected(capsys, tmp_path, name):
     assert message in result["message"]
 
 
+CLAMPS_THE_POOL = """
+import torch
+def solve(key, value, slot_mapping, k_cache, v_cache, k_scale, v_scale, N, num_kv_heads, head_dim, num_slots):
+    keep = slot_mapping >= 0
+    slots = slot_mapping[keep].long()
+    for x, c, s in ((key, k_cache, k_scale), (value, v_cache, v_scale)):
+        c.clamp_(-127, 127)     # the old rows read through the symmetric range: -128 -> -127
+        x = x[keep].float()
+        scale = x.abs().amax(-1) / 127
+        c[slots] = torch.round(x / torch.where(scale > 0, scale, 1.0)[..., None]).to(torch.int8)
+        s[slots] = scale
+"""
+
+
+def test_a_solution_that_loses_an_old_minus_128_is_rejected(capsys, tmp_path):
+    path = tmp_path / "clamps_the_pool.pytorch.py"
+    path.write_text(CLAMPS_THE_POOL)
+    code, result, _ = grade_json(capsys, "97", "--solution", path, "--action", "submit",
+                                 "--no-sandbox")
+    assert code == 1 and result["verdict"] == "wrong_answer", result["message"]
+    assert "not named in slot_mapping" in result["message"]
+
+
 def test_checker_on_the_performance_case(cpu_challenge):
     """Fast when right, and a wholly wrong output is counted value by value."""
     import time

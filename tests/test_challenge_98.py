@@ -100,6 +100,13 @@ def test_mistakes_are_caught_by_the_cases(challenge, functional):
                      .reshape(c["block_table"].shape) % c["num_blocks"])
         contiguous.append(not passes(challenge, numpy_attention(plain), reference(challenge, c), c))
     assert any(contiguous)
+    # int8 read through the symmetric range (-128 as -127) fails the cases built for it, on
+    # the tensor-core shape (head_dim 128, blocks of 16) and on an odd one
+    clamped = [c for c in functional if c["head_dim"] in (128, 40) and not passes(
+        challenge, numpy_attention(dict(c, k_cache=c["k_cache"].clamp(-127, 127),
+                                        v_cache=c["v_cache"].clamp(-127, 127))),
+        reference(challenge, c), c)]
+    assert {(c["head_dim"], c["block_size"]) for c in clamped} >= {(128, 16), (40, 5)}
     # the large-logit case overflows exp() in float32 unless the max is subtracted
     big = functional[7]
     q, k = big["Q"].double(), big["k_cache"].double() * big["k_scale"].double()[..., None]
@@ -143,6 +150,9 @@ def test_cases_are_valid_and_cover_the_promised_cases(challenge, functional, per
     assert any((c["block_table"] == -1).any() for c in functional)               # -1 padding
     assert max(c["num_heads"] for c in functional) == 64
     assert {8, 40, 256} <= {c["head_dim"] for c in functional}
+    for name in ("k_cache", "v_cache"):       # the full int8 range, -128 included
+        assert min(int(c[name].min()) for c in functional) == -128, name
+        assert max(int(c[name].max()) for c in functional) == 127, name
     # stale rows: a last block's unused tail holds data (not zeros) that would change the answer
     assert any(n % c["block_size"] and c["k_cache"].abs().sum() > 0
                for c in functional for n in c["context_lens"].tolist())

@@ -39,7 +39,7 @@ def test_correct_solutions_are_accepted(capsys, name, action):
     code, result, _ = grade(capsys, SOLUTIONS / name, action)
     assert code == 0 and result["verdict"] == "accepted", (result["message"], result["details"])
     if action == "submit":
-        assert len(result["tests"]) == 13 and all(t["passed"] for t in result["tests"])
+        assert len(result["tests"]) == 14 and all(t["passed"] for t in result["tests"])  # 13 + perf
         perf = result["performance"]
         assert perf["timed"] and perf["solution"]["median_ms"] > 0
         print(f"\n{name}: perf case median {perf['solution']['median_ms'] * 1e3:.1f} us, "

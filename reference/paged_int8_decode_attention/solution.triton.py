@@ -8,7 +8,7 @@ num_kv_heads query heads of that KV head at once: each K and V byte is read once
 Both products run on tensor cores (tl.dot, fp16 operands, float32 accumulation) yet stay close
 to float32:
 
-* int8 K and V are exact in fp16 (|x| <= 127). On CUDA the conversion is the "magic number"
+* int8 K and V are exact in fp16 (|x| <= 128). On CUDA the conversion is the "magic number"
   trick in inline PTX, five instructions per four bytes (xor 0x80 per byte, prmt each byte
   under an fp16 exponent byte 0x64: half(0x6400 | u) = 1024 + u, subtract 1152); Triton's own
   int8 -> fp16 emits two conversion instructions per element (cvt.s16.s8, cvt.rn.f16.s16).

@@ -64,6 +64,11 @@ def _differences(label: str, first: Dict[str, Any], second: Dict[str, Any],
                                f"{tuple(other.shape)} {other.dtype}")
             elif not bitwise_equal(value, other):
                 out.append(f"{label}: `{name}` differs")
+        elif isinstance(value, torch.nn.Module):
+            mine, theirs = value.state_dict(), getattr(other, "state_dict", dict)()
+            if set(mine) != set(theirs) or not all(bitwise_equal(mine[k], theirs[k])
+                                                   for k in mine):
+                out.append(f"{label}: `{name}`'s parameters differ")
         elif value != other:
             out.append(f"{label}: `{name}` = {value!r}, then {other!r}")
     return out

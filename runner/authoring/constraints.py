@@ -22,6 +22,7 @@ Keys: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive), ``multiple_of`
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -29,8 +30,8 @@ import torch
 
 from runner.authoring import html as html_mod
 from runner.authoring.context import Context, case_bytes, fmt_bytes
-from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.challenge import is_pointer
+from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
+from runner.challenge import is_object_type, is_tensor_type
 
 KEYS = ("min", "max", "gt", "lt", "multiple_of")
 Rule = Dict[str, Any]
@@ -83,7 +84,7 @@ def declared(ctx: Context) -> Tuple[Optional[Rules], List[str]]:
                       f"{type(value).__name__}"]
     problems = []
     sig = ctx.signature or {}
-    scalars = [n for n, (t, _) in sig.items() if not is_pointer(t)]
+    scalars = [n for n, (t, _) in sig.items() if not is_tensor_type(t) and not is_object_type(t)]
     for name, rule in value.items():
         if name not in sig:
             problems.append(f"`constraints` names `{name}`, which is not a parameter")
@@ -251,10 +252,11 @@ def check_constraints(ctx: Context) -> CheckResult:
                       "constraints = {name: {'min': ..., 'max': ..., 'gt': ..., 'lt': ..., "
                       "'multiple_of': ...}} (see docs/authoring.md)")
     if rules is None:
-        return failed("constraints", "challenge.html states no constraint this validator can read",
-                      "list the bounds under <h3>Constraints</h3> as '1 &le; <code>N</code> &le; "
-                      "1,024', '<code>d</code> is a multiple of 8', '<code>x</code> is positive' "
-                      "(docs/authoring.md lists the forms)")
+        return stricter(ctx.format, "constraints",
+                        "challenge.html states no constraint this validator can read",
+                        "list the bounds under <h3>Constraints</h3> as '1 &le; <code>N</code> "
+                        "&le; 1,024', '<code>d</code> is a multiple of 8', '<code>x</code> is "
+                        "positive' (docs/authoring.md lists the forms)")
     labelled = ctx.cases.labelled(performance=False)
     performance = _performance_case(ctx)
     if performance is not None:
@@ -264,9 +266,9 @@ def check_constraints(ctx: Context) -> CheckResult:
         bad += violations(rules, case, label)
     if bad:
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
-        return failed("constraints", "; ".join(bad[:3]) + more,
-                      "every generated case must satisfy the stated constraints: fix the case, "
-                      "or the constraints (and challenge.html) if they are wrong")
+        return stricter(ctx.format, "constraints", "; ".join(bad[:3]) + more,
+                        "every generated case must satisfy the stated constraints: fix the case, "
+                        "or the constraints (and challenge.html) if they are wrong")
     unknown = [name for name in rules if name not in (ctx.signature or {})]
     count = len(rules) - len(unknown)
     result = passed("constraints", f"all {len(labelled)} cases satisfy the {count} "
@@ -321,7 +323,7 @@ def size_parameters(ctx: Context, rules: Rules) -> Dict[str, Tuple[Rule, int]]:
     """Integer scalars of the signature with a numeric lower bound: name -> (rule, smallest)."""
     out = {}
     for name, (ctype, _) in (ctx.signature or {}).items():
-        if is_pointer(ctype) or name not in rules:
+        if is_tensor_type(ctype) or is_object_type(ctype) or name not in rules:
             continue
         low = _smallest_allowed(rules[name])
         if low is not None:
@@ -352,12 +354,69 @@ def check_coverage(ctx: Context) -> CheckResult:
         missing.append("no size parameter has a numeric lower bound in the constraints, so edge "
                        "sizes cannot be told")
     if missing:
-        return failed("coverage", "; ".join(missing),
-                      "the functional cases should include each size parameter's smallest value, "
-                      "sizes that are not powers of two, and a realistic size (at least "
-                      f"1/{REALISTIC_FRACTION} of the performance case's bytes)")
+        return stricter(ctx.format, "coverage", "; ".join(missing),
+                        "the functional cases should include each size parameter's smallest "
+                        "value, sizes that are not powers of two, and a realistic size (at least "
+                        f"1/{REALISTIC_FRACTION} of the performance case's bytes)")
     return passed("coverage", f"edge sizes ({', '.join(f'{n}={low}' for n, (_, low) in sizes.items())}), "
                               f"non-powers of two, and a realistic case ({fmt_bytes(largest)})")
+
+
+# -- full-range inputs --------------------------------------------------------------------------
+
+FULL_RANGE_DTYPES = (torch.int8, torch.uint8)
+
+
+def allowed_range(dtype: torch.dtype, rule: Optional[Rule]) -> Tuple[int, int]:
+    """The lowest and highest value an input of ``dtype`` may hold under ``rule``."""
+    info = torch.iinfo(dtype)
+    low, high = info.min, info.max
+    rule = rule or {}
+    if isinstance(rule.get("min"), (int, float)):
+        low = max(low, math.ceil(rule["min"]))
+    if isinstance(rule.get("gt"), (int, float)):
+        low = max(low, math.floor(rule["gt"]) + 1)
+    if isinstance(rule.get("max"), (int, float)):
+        high = min(high, math.floor(rule["max"]))
+    if isinstance(rule.get("lt"), (int, float)):
+        high = min(high, math.ceil(rule["lt"]) - 1)
+    return low, high
+
+
+def check_value_range(ctx: Context) -> CheckResult:
+    """Each 8-bit integer input (quantized data) takes both its lowest and its highest allowed
+    value in some functional case: the type's range, narrowed by the stated constraints. A
+    solution that mishandles -128 (a clamp to +-127, a conversion trick that breaks on 0x80)
+    must fail somewhere."""
+    rules, _, _ = stated(ctx)
+    missing, covered = [], []
+    for name, (ctype, direction) in (ctx.signature or {}).items():
+        if direction == "out":
+            continue
+        tensors = [c[name] for c in ctx.cases.functional
+                   if isinstance(c.get(name), torch.Tensor) and c[name].numel()
+                   and c[name].dtype in FULL_RANGE_DTYPES]
+        if not tensors:
+            continue
+        low, high = allowed_range(tensors[0].dtype, (rules or {}).get(name))
+        seen_low = min(int(t.min()) for t in tensors)
+        seen_high = max(int(t.max()) for t in tensors)
+        dtype = str(tensors[0].dtype).replace("torch.", "")
+        if seen_low > low:
+            missing.append(f"no functional case has {low} in `{name}` (the lowest value {dtype} "
+                           f"and the constraints allow; the cases go down to {seen_low})")
+        if seen_high < high:
+            missing.append(f"no functional case has {high} in `{name}` (the highest value "
+                           f"{dtype} and the constraints allow; the cases go up to {seen_high})")
+        covered.append(f"{name} in [{low}, {high}]")
+    if not covered:
+        return skipped("value-range", "no 8-bit integer input")
+    if missing:
+        return stricter(ctx.format, "value-range", "; ".join(missing[:4]),
+                        "draw 8-bit inputs over their whole allowed range (torch.randint(-128, "
+                        "128, ...) for int8), and add a case where the extremes decide the "
+                        "answer; if a value is not allowed, say so in the Constraints list")
+    return passed("value-range", f"the functional cases reach both ends of {', '.join(covered)}")
 
 
 # -- challenge.html's list against the declaration and the performance case ---------------------
@@ -369,6 +428,7 @@ def check_html_constraints(ctx: Context) -> CheckResult:
                       "add <h3>Constraints</h3> with a <ul> of the constraints and the bullet "
                       "'Performance is measured with <code>n</code> = ...'")
     problems = []
+    incomplete = []       # this project's stricter rule: the bullet names every size, only sizes
     performance = _performance_case(ctx)
     if perf_pairs is None:
         problems.append("the Constraints list has no 'Performance is measured with ...' bullet")
@@ -377,14 +437,14 @@ def check_html_constraints(ctx: Context) -> CheckResult:
                  if isinstance(v, int) and not isinstance(v, bool)}
         for name, value in sizes.items():
             if name not in perf_pairs:
-                problems.append(f"the performance bullet does not give {name} (= {value:,})")
+                incomplete.append(f"the performance bullet does not give {name} (= {value:,})")
             elif perf_pairs[name] != value:
                 problems.append(f"the performance bullet says {name} = {perf_pairs[name]:,} but "
                                 f"generate_performance_test() uses {value:,}")
         for name in perf_pairs:
             if name not in sizes:
-                problems.append(f"the performance bullet gives {name}, which is not an integer "
-                                f"of the performance case")
+                incomplete.append(f"the performance bullet gives {name}, which is not an "
+                                  f"integer of the performance case")
     rules, _ = declared(ctx)
     if rules is not None:
         for name in sorted(set(rules) | set(html_rules)):
@@ -399,11 +459,13 @@ def check_html_constraints(ctx: Context) -> CheckResult:
             else:
                 problems.append(f"`constraints` declares {describe_rule(name, mine)} but "
                                 f"challenge.html says {describe_rule(name, theirs)}")
+    hint = ("make challenge.html's Constraints list, the `constraints` attribute and "
+            "generate_performance_test() agree (write bounds as '1 &le; <code>n</code> &le; "
+            "1,024', and give every integer of the performance case in its bullet)")
     if problems:
-        return failed("html-constraints", "; ".join(problems[:4]),
-                      "make challenge.html's Constraints list, the `constraints` attribute and "
-                      "generate_performance_test() agree (write bounds as "
-                      "'1 &le; <code>n</code> &le; 1,024')")
+        return failed("html-constraints", "; ".join((problems + incomplete)[:4]), hint)
+    if incomplete:
+        return stricter(ctx.format, "html-constraints", "; ".join(incomplete[:4]), hint)
     agreed = " agrees with `constraints`, and its" if rules is not None else "'s"
     return passed("html-constraints", f"the Constraints list{agreed} performance bullet gives "
                                       f"the performance case's sizes exactly")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from runner.buffers import poison_
+from runner.buffers import fill_initial_, promised_initial
 from runner.challenge import ChallengeBase, ChallengeInfo, is_leetgpu_format, load_challenge
 from runner.execute import with_seed
 
@@ -223,7 +223,7 @@ class Context:
         args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
         for name, tensor in tensors_of(args).items():
             if directions.get(name) == "out":
-                poison_(tensor)
+                fill_initial_(tensor, promised_initial(case[name]))
         before = {k: v.clone() for k, v in tensors_of(args).items()}
         _, run.error = self.call(f"reference_impl on the {label}", self.challenge.reference_impl,
                                  **args)

@@ -11,7 +11,7 @@ import torch
 
 from runner.authoring.context import GENERATORS, Context
 from runner.authoring.results import CheckResult, failed, passed
-from runner.challenge import ChallengeBase, is_pointer
+from runner.challenge import ChallengeBase, is_object_type, is_pointer, is_tensor_type
 
 ATTRIBUTES = ("name", "atol", "rtol", "num_gpus", "access_tier")
 METHODS = ("reference_impl", "get_solve_signature") + GENERATORS
@@ -49,6 +49,8 @@ def dtypes_for_pointer(ctype: Any) -> Optional[tuple]:
 def ctype_name(ctype: Any) -> str:
     if is_pointer(ctype):
         return f"POINTER({ctype_name(ctype._type_)})"
+    if isinstance(ctype, type) and not issubclass(ctype, ctypes._SimpleCData):
+        return f"{ctype.__module__.split('.')[0]}.{ctype.__qualname__}"   # torch.Tensor
     return getattr(ctype, "__name__", repr(ctype))
 
 
@@ -118,13 +120,20 @@ def check_signature(ctx: Context) -> CheckResult:
             if dtypes_for_pointer(ctype) is None:
                 problems.append(f"`{name}` points to {ctype_name(ctype._type_)}, which no tensor "
                                 f"dtype matches")
+        elif is_tensor_type(ctype):
+            pass                       # torch.Tensor: a tensor of any dtype
+        elif is_object_type(ctype):
+            if direction != "in":
+                problems.append(f"`{name}` ({ctype_name(ctype)}) has direction {direction!r}; "
+                                f"an object passed as it is can only be 'in'")
         elif ctype in _INTEGER_SCALARS or ctype in _FLOAT_SCALARS:
             if direction != "in":
                 problems.append(f"scalar `{name}` has direction {direction!r}; a scalar is "
                                 f"passed by value, so it can only be 'in'")
         else:
             problems.append(f"`{name}` has type {ctype!r}; use ctypes.POINTER(<element type>) "
-                            f"for tensors, or a ctypes integer or float type for scalars")
+                            f"(or torch.Tensor) for tensors, a ctypes integer or float type for "
+                            f"scalars, or a class such as torch.nn.Module for an object")
     params = reference_parameters(ctx.challenge)
     names = list(sig)
     if names != params:
@@ -171,6 +180,10 @@ def _type_problems(label: str, case: Dict[str, Any], sig: Dict[str, Any]) -> Lis
             elif value.dtype not in dtypes:
                 problems.append(f"{label}: `{name}` is {value.dtype} but the signature says "
                                 f"{ctype_name(ctype)} ({' or '.join(map(str, dtypes))})")
+        elif is_tensor_type(ctype) or is_object_type(ctype):
+            if not isinstance(value, ctype):
+                problems.append(f"{label}: `{name}` is a {type(value).__name__} but the signature "
+                                f"says {ctype_name(ctype)}")
         elif ctype in _INTEGER_SCALARS:
             if isinstance(value, bool) or not isinstance(value, int):
                 problems.append(f"{label}: `{name}` is a {type(value).__name__} but the signature "

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import re
-from typing import List
+from typing import Dict, List
 
 import torch
 
+from runner.authoring import examples
 from runner.authoring import html as html_mod
 from runner.authoring.context import Context
-from runner.authoring.results import CheckResult, failed, passed, skipped
+from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 
 DESCRIPTION_MIN_CHARS = 40
 SECTIONS = [  # (name, heading pattern, formats that require it)
@@ -55,7 +56,7 @@ def check_html_sections(ctx: Context) -> CheckResult:
     problems: List[str] = []
     named = [s for s in found if any(re.search(p, s.title, re.I) for _, p, _ in SECTIONS)]
     unnamed_text = " ".join([html_mod.text_of(lead)] + [
-        html_mod.text_of(s.body) for s in found
+        html_mod.text_of(s.own) for s in found
         if s not in named and not re.search(r"performance", s.title, re.I)])
     described = html_mod.find_section(found, _DESCRIPTION)
     if len(unnamed_text.strip()) < DESCRIPTION_MIN_CHARS and not (
@@ -90,17 +91,29 @@ def check_html_sections(ctx: Context) -> CheckResult:
         n for n, _, f in SECTIONS if ctx.format in f) + " present")
 
 
-def _compare(name: str, printed: List[html_mod.Printed], tensor: torch.Tensor) -> str:
+def _compare(name: str, printed: List[examples.Printed], tensor: torch.Tensor,
+             atol: float = 0.0, rtol: float = 0.0) -> str:
+    """"" when ``printed`` shows ``tensor`` to the digits shown (or, for an output, within the
+    challenge's tolerance: an example may give the exact answer the reference approximates),
+    else what differs."""
     values = tensor.detach().to("cpu", torch.float64).reshape(-1).tolist()
     if len(printed) != len(values):
         return (f"`{name}` shows {len(printed)} numbers but the tensor has {len(values)} "
                 f"elements")
     for k, (shown, actual) in enumerate(zip(printed, values)):
-        if math.isnan(shown.value) and math.isnan(actual):
-            continue
-        if not abs(shown.value - actual) <= shown.tolerance:
+        if (math.isnan(shown.value) and math.isnan(actual)) or shown.value == actual:
+            continue                                   # NaN, or the same infinity
+        allowed = max(shown.tolerance, atol + rtol * abs(actual))
+        if not abs(shown.value - actual) <= allowed:
             return (f"`{name}` element {k} is shown as {shown.value:g} but is {actual:.7g}")
     return ""
+
+
+def first_example(section: html_mod.Section) -> str:
+    """The HTML of the first example: an Examples section may hold one heading per example."""
+    _, inner = html_mod.sections(section.body)
+    nested = [s for s in inner if re.search(SECTIONS[2][1], s.title, re.I)]
+    return nested[0].body if nested else section.body
 
 
 def check_html_example(ctx: Context) -> CheckResult:
@@ -116,41 +129,67 @@ def check_html_example(ctx: Context) -> CheckResult:
     if example is None or not runs or runs[0].error:
         return skipped("html-example", "needs the example case and the reference's output on it")
     after = runs[0].outputs
-    shown = html_mod.example_assignments(section.body)
     directions = ctx.directions
-    problems = []
-    checked = []
+    values = examples.example_values(first_example(section))
+    named, loose = examples.by_name(values, list(example))
+    problems: List[str] = []
+    checked: List[str] = []
+    pending: Dict[str, str] = {}      # an output whose named values all differ: why
+    tolerance = (float(ctx.challenge.atol), float(ctx.challenge.rtol))
     for name, value in example.items():
         direction = directions.get(name, "in")
-        printed = html_mod.first_value(shown.get(name, []))
-        if not printed:
-            if isinstance(value, torch.Tensor):
-                problems.append(f"the example does not show `{name}` (write `{name} = [...]`)")
+        shown = examples.runs(named.get(name, []))
+        if not shown:
             continue
         if isinstance(value, torch.Tensor):
             if direction == "in":
-                error = _compare(name, printed, value)
-            else:
-                # an output may be shown before the call too: one of its values must be the
-                # reference's result
-                errors = [_compare(name, numbers, after[name])
-                          for numbers in html_mod.every_value(shown[name])]
-                error = "" if not all(errors) else errors[-1] + " (the reference's output)"
-            if error:
-                problems.append(error)
+                # the same name may be used twice (`B = 2` for a batch, then the matrix `B`)
+                errors = [_compare(name, numbers, value) for numbers in shown]
+                (problems.append(errors[0]) if all(errors) else checked.append(name))
+                continue
+            # an output may be shown before the call too: one value must be the reference's
+            errors = [_compare(name, numbers, after[name], *tolerance) for numbers in shown]
+            if all(errors):
+                pending[name] = errors[-1] + " (the reference's output)"
             else:
                 checked.append(name)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if len(printed) != 1 or not abs(printed[0].value - value) <= printed[0].tolerance:
+            first = shown[0]
+            if len(first) != 1 or not abs(first[0].value - value) <= first[0].tolerance:
                 problems.append(f"`{name}` is shown as "
-                                f"{', '.join(f'{p.value:g}' for p in printed)} but is {value}")
+                                f"{', '.join(f'{p.value:g}' for p in first)} but is {value}")
             else:
                 checked.append(name)
+    # values shown without a (known) name: matched by side and value to a tensor not yet seen
+    for shown in loose:
+        if shown.numbers is None:
+            continue
+        for name, value in example.items():
+            if name in checked or not isinstance(value, torch.Tensor):
+                continue
+            direction = directions.get(name, "in")
+            targets = []
+            if direction in ("in", "inout") and shown.side != examples.OUTPUT:
+                targets.append((value, (0.0, 0.0)))
+            if direction in ("out", "inout") and shown.side != examples.INPUT:
+                targets.append((after[name], tolerance))
+            if any(not _compare(name, shown.numbers, t, *tol) for t, tol in targets):
+                checked.append(name)
+                pending.pop(name, None)
+                break
+    problems += list(pending.values())
+    unseen = [n for n, v in example.items() if isinstance(v, torch.Tensor) and n not in checked
+              and n not in pending and not any(f"`{n}`" in p for p in problems)]
+    hint = ("the first example must show generate_example_test()'s inputs and the reference's "
+            "output on them, as `name = [...]` (nested lists, `name[i] = ...` per slice, or a "
+            "LaTeX bmatrix, labelled `<code>name</code>:`), rounded no further than the digits "
+            "shown")
     if problems:
-        return failed("html-example", "; ".join(problems[:3]),
-                      "the first example must show generate_example_test()'s inputs and the "
-                      "reference's output on them, as `name = [...]` (nested lists, or "
-                      "`name[i] = ...` per slice, or LaTeX bmatrix), rounded no further than "
-                      "the digits shown")
+        return failed("html-example", "; ".join(problems[:3]), hint)
+    if unseen:
+        return stricter(ctx.format, "html-example",
+                        f"the example does not show {', '.join(f'`{n}`' for n in unseen)} in a "
+                        f"form this validator reads"
+                        + (f" (checked: {', '.join(checked)})" if checked else ""), hint)
     return passed("html-example", f"the example's {', '.join(checked)} match "
                                   f"generate_example_test() and the reference's output")

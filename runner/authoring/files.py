@@ -14,16 +14,16 @@ verdict); CuPy files are parsed and their ``solve`` parameters compared with the
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from runner import languages
 from runner.authoring.context import GRADING_SEED, Context
 from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.challenge import (REPO_ROOT, reference_files, reference_folders, starter_files,
-                              starter_folders)
+from runner.challenge import (REPO_ROOT, is_object_type, reference_files, reference_folders,
+                              starter_files, starter_folders)
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
+from runner.languages.python_module import static_solve
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}
 # LeetGPU's starters for languages this runner does not grade: suffix -> language
@@ -59,20 +59,8 @@ def load_here(ctx: Context, path: Path, language: str) -> Tuple[str, str, str]:
 
 def static_problem(ctx: Context, path: Path) -> Optional[str]:
     """For a Python file that cannot run here: a syntax error, or a module-level ``solve``
-    missing or taking other parameters than the signature's (None when it looks right)."""
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    except SyntaxError as exc:
-        return f"syntax error in {path.name} line {exc.lineno}: {exc.msg}"
-    expected = list(ctx.signature or {})
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == "solve":
-            names = [a.arg for a in node.args.posonlyargs + node.args.args]
-            if names != expected and not (node.args.vararg and not names):
-                return (f"`solve` in {path.name} takes ({', '.join(names)}) but the challenge "
-                        f"passes ({', '.join(expected)})")
-            return None
-    return f"{path.name} defines no function `solve`"
+    missing or unable to take the signature's arguments by position (None when it can)."""
+    return static_solve(path, list(ctx.signature or {}))[0]
 
 
 def grade_file(ctx: Context, path: Path, language: str, action: str):
@@ -91,8 +79,8 @@ def _cannot_run_here(ctx: Context, name: str, path: Path, why: str, what: str) -
         return skipped(name, f"{shown(path)} not checked: {why}")
     problem = static_problem(ctx, path)
     if problem:
-        return failed(name, problem, "give the file a module-level `def solve(...)` with the "
-                                     "signature's parameter names, in order")
+        return failed(name, problem, "give the file a module-level `def solve(...)` with one "
+                                     "parameter for each of the signature's, in its order")
     if ctx.device.type == "cpu" and what == "starter":
         # a starter is only meant to load: parsing it is what a machine without a GPU can do
         return passed(name, f"{shown(path)} parses and its solve() takes the signature's "
@@ -106,6 +94,11 @@ def check_starter(ctx: Context, language: str) -> CheckResult:
     suffix = languages.suffix(language)
     if path is None:
         places = " or ".join(shown(f / f"starter{suffix}") for f in starter_folders(ctx.info))
+        objects = [n for n, (t, _) in (ctx.signature or {}).items() if is_object_type(t)]
+        if objects and language != "pytorch":
+            return skipped(name, f"none ({places}); optional: `solve` takes "
+                                 f"{', '.join(objects)} as a Python object, which only a "
+                                 f"PyTorch solution is required to handle")
         if language not in REQUIRED_STARTERS[ctx.format]:
             return skipped(name, f"none ({places}); optional in LeetGPU's format")
         return failed(name, f"missing: no {places}",

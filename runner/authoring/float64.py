@@ -5,7 +5,8 @@ of lower precision is promoted to float64 before each operation, and requests fo
 float16 or bfloat16 result (``dtype=``, ``.to(torch.float32)``, ``.float()``, ``.half()``)
 give float64 instead. Writes into existing tensors (``out=``, in-place methods such as
 ``output.copy_(...)``, ``x[i] = ...``) keep the target's dtype, so the final answer is rounded
-once, when it is stored.
+once, when it is stored; so do views (``out[:k]``, ``out.view(-1)``), so that writing through
+one reaches the tensor.
 
 The reference is tried first on float64 copies of its floating-point tensors under the mode; if
 it refuses them (an ``assert Q.dtype == torch.float32``), it is run on copies with the original
@@ -22,6 +23,12 @@ from torch.overrides import TorchFunctionMode
 LOW_PRECISION = (torch.float32, torch.float16, torch.bfloat16)
 _TO_FLOAT64 = {torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16}
 _STRICT_STORES = ("__setitem__", "index_put_", "index_put")
+# operations returning a view of their first argument: it must stay the original tensor, or a
+# write through the view (``out[:k].copy_(x)``) would land in a float64 copy and be lost
+_VIEWS = {"__getitem__", "view", "view_as", "reshape", "reshape_as", "narrow", "select", "t",
+          "transpose", "permute", "squeeze", "unsqueeze", "expand", "expand_as", "as_strided",
+          "diagonal", "flatten", "unflatten", "split", "chunk", "unbind", "movedim", "swapaxes",
+          "swapdims", "unfold"}
 
 
 def _promote(value: Any) -> Any:
@@ -61,7 +68,7 @@ class ComputeInFloat64(TorchFunctionMode):
                     value.dtype != target.dtype and value.is_floating_point():
                 value = value.to(target.dtype)
             return func(target, args[1], value, *args[3:], **kwargs)
-        if _writes_first_argument(name):
+        if _writes_first_argument(name) or name in _VIEWS:
             args = (args[0],) + tuple(_promote(a) for a in args[1:])
         else:
             args = tuple(_promote(a) for a in args)

@@ -3,7 +3,8 @@ difficulty, and the languages it has starters and reference solutions for.
 
 Challenges come from ``$CHALLENGES_PATH`` and this repository (see
 :func:`runner.challenge.challenge_roots`); ``run_challenge.py FOLDER --action list`` lists the
-challenges under FOLDER instead (a checkout of LeetGPU's repository, or its ``challenges/``).
+challenges under FOLDER instead: a checkout of LeetGPU's repository, its ``challenges/``, a
+difficulty folder such as ``challenges/easy``, or one challenge's folder.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import List, Optional
 import torch
 
 from runner.authoring.files import shown
-from runner.challenge import (ChallengeInfo, as_challenges_folder, discover, is_leetgpu_format,
-                              load_challenge, reference_files, starter_files)
+from runner.challenge import (ChallengeInfo, discover, is_leetgpu_format, load_challenge,
+                              reference_files, starter_files)
 from runner.errors import UsageError
 
 
@@ -73,11 +74,17 @@ def render_text(entries: List[Listed]) -> str:
 def list_command(args) -> int:
     root = None
     if getattr(args, "challenge", None):
-        root = as_challenges_folder(Path(args.challenge).expanduser().resolve())
+        root = Path(args.challenge).expanduser().resolve()
         if not root.is_dir():
-            raise UsageError(f"{args.challenge} is not a folder; `--action list` takes a folder of "
-                             f"challenges (or none, for every known challenge)")
+            raise UsageError(f"{args.challenge} is not a folder; `--action list` takes a folder: "
+                             f"a checkout, its challenges/, a difficulty folder or one challenge "
+                             f"(or none, for every known challenge)")
     entries = list_challenges(root)
+    if root is not None and not entries:
+        raise UsageError(f"no challenge found under {args.challenge}: `--action list` looks for "
+                         f"<difficulty>/<number>_<slug>/challenge.py in a challenges folder (or in "
+                         f"a checkout's challenges/), <number>_<slug>/challenge.py in a "
+                         f"difficulty folder, or challenge.py in the folder itself")
     if getattr(args, "json", False):
         print(json.dumps({"challenges": [asdict(e) for e in entries]}, indent=2))
     else:

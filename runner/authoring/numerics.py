@@ -11,7 +11,7 @@ from runner.authoring.context import (MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Contex
                                       fmt_bytes)
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.authoring.results import CheckResult, failed, passed
-from runner.buffers import poison_
+from runner.buffers import fill_initial_, promised_initial
 from runner.challenge import ChallengeBase
 from runner.grade import compare_output
 
@@ -22,11 +22,12 @@ def _float64_outputs(ctx: Context, case: Dict[str, Any],
     args = {}
     for name, value in case.items():
         if isinstance(value, torch.Tensor):
+            initial = promised_initial(value)
             value = value.clone()
             if promote and value.dtype in LOW_PRECISION:
                 value = value.to(torch.float64)
             if directions.get(name) == "out":
-                poison_(value)
+                fill_initial_(value, initial)
         args[name] = value
     with ComputeInFloat64():
         _, error = ctx.call("reference_impl", ctx.challenge.reference_impl, **args)
@@ -60,10 +61,21 @@ def _against_exact(ctx: Context, name: str, low: torch.Tensor, high: torch.Tenso
     atol, rtol = float(challenge.atol), float(challenge.rtol)
     exact = high.detach().to("cpu", torch.float64)
     got = low.detach().to("cpu", torch.float64)
-    if not torch.isfinite(exact).all():
-        return 0.0, f"`{name}` computed in float64 has NaN or Inf on the {label}"
-    allowed = atol + rtol * exact.abs()
+    special = ~torch.isfinite(exact)
+    if special.any():
+        allow_nan, allow_inf = challenge.nonfinite_allowed(case)
+        if (torch.isnan(exact).any() and not allow_nan) or (torch.isinf(exact).any()
+                                                              and not allow_inf):
+            return 0.0, f"`{name}` computed in float64 has NaN or Inf on the {label}"
+        same = (got == exact) | (torch.isnan(got) & torch.isnan(exact))
+        if not bool(same[special].all()):
+            flat = int(torch.nonzero((special & ~same).reshape(-1))[0])
+            return float("inf"), (f"on the {label}, `{name}` is {float(got.reshape(-1)[flat])} at "
+                                  f"flat index {flat} where its float64 value is "
+                                  f"{float(exact.reshape(-1)[flat])}")
+    allowed = atol + rtol * torch.where(special, torch.zeros_like(exact), exact.abs())
     ratio_of = (got - exact).abs() / allowed.clamp_min(1e-300)
+    ratio_of = torch.where(special, torch.zeros_like(ratio_of), ratio_of)
     ratio_of = torch.where(torch.isnan(ratio_of), torch.full_like(ratio_of, float("inf")),
                            ratio_of)
     ratio = float(ratio_of.max()) if ratio_of.numel() else 0.0
@@ -88,10 +100,16 @@ def check_float64(ctx: Context) -> CheckResult:
     promote: Optional[bool] = None
     first_error = ""
     for (label, case), run in zip(functional, runs):
+        allow_nan, allow_inf = challenge.nonfinite_allowed(case)
         for name, tensor in run.outputs.items():
-            if ctx.directions.get(name) != "in" and tensor.is_floating_point() and \
-                    not torch.isfinite(tensor).all():
-                problems.append(f"the reference's `{name}` has NaN or Inf on the {label}")
+            if ctx.directions.get(name) == "in" or not tensor.is_floating_point():
+                continue
+            if torch.isnan(tensor).any() and not allow_nan:
+                problems.append(f"the reference's `{name}` has NaN on the {label} (set "
+                                f"`equal_nan = True` only if NaN is a right answer)")
+            if torch.isinf(tensor).any() and not allow_inf:
+                problems.append(f"the reference's `{name}` has Inf on the {label}, where no input "
+                                f"does (set `allow_inf = True` only if Inf is a right answer)")
         if label == "example":
             continue
         outputs, error = None, ""
@@ -122,10 +140,10 @@ def check_float64(ctx: Context) -> CheckResult:
     count = len(functional) - 1
     if has_own_comparison(challenge):
         return passed("float64", f"passes the challenge's compare_output against its float64 "
-                                 f"value on all {count} functional cases ({how}); no NaN or Inf")
+                                 f"value on all {count} functional cases ({how}); no unexpected NaN or Inf")
     return passed("float64", f"within tolerance of float64 on all {count} functional cases "
                              f"({how}); worst {100 * worst[0]:.1f}% of the allowed error "
-                             f"({worst[1] or 'n/a'}); no NaN or Inf")
+                             f"({worst[1] or 'n/a'}); no unexpected NaN or Inf")
 
 
 def _overridden(challenge: ChallengeBase, method: str) -> bool:

@@ -1,7 +1,10 @@
 """``run_challenge.py CHALLENGE --action validate``: every rule of the challenge format, checked.
 
-Each check prints one line, PASS, FAIL (with a fix) or SKIP (with why); the exit code is 1 when
-any check fails. ``--json`` prints one object instead (see :class:`ValidationReport`). A check
+Each check prints one line, PASS, FAIL (with a fix), WARN (with a fix) or SKIP (with why); the
+exit code is 1 when any check fails. Two levels of rules: LeetGPU's own (the contract, the
+spec's example and constraints, starters) fail any folder; this project's stricter ones
+(coverage, full-range inputs, a complete performance bullet, a machine-readable example) fail
+this repository's folders and only warn on a folder in LeetGPU's format. ``--json`` prints one object instead (see :class:`ValidationReport`). A check
 whose prerequisite failed is skipped, e.g. nothing is checked when challenge.py does not load.
 The checks are described in docs/authoring.md.
 """
@@ -17,7 +20,8 @@ import torch
 from runner import languages
 from runner.authoring import cases, constraints, contract, document, files, numerics
 from runner.authoring.context import Context
-from runner.authoring.results import FAIL, PASS, SKIP, CheckResult, ValidationReport, skipped
+from runner.authoring.results import (FAIL, PASS, SKIP, WARN, CheckResult, ValidationReport,
+                                      skipped)
 from runner.challenge import ChallengeInfo
 
 CheckFn = Callable[[Context], Union[CheckResult, List[CheckResult]]]
@@ -35,6 +39,7 @@ CHECKS: List[Tuple[str, CheckFn, Sequence[str]]] = [
     ("float64", numerics.check_float64, ("directions",)),
     ("constraints", constraints.check_constraints, ("signature", "generators")),
     ("coverage", constraints.check_coverage, ("signature", "generators")),
+    ("value-range", constraints.check_value_range, ("signature", "generators")),
     ("performance", numerics.check_performance, ("generators",)),
     ("html-sections", document.check_html_sections, ("load",)),
     ("html-example", document.check_html_example, ("signature", "generators", "directions")),
@@ -75,10 +80,11 @@ def _run_one(name: str, fn: CheckFn, ctx: Context) -> List[CheckResult]:
 
 
 def _status(results: List[CheckResult]) -> str:
-    """A check's overall status: failed if any line failed, passed if any passed."""
+    """A check's overall status: failed if any line failed, passed if any passed or warned (a
+    warning does not block the checks that depend on it)."""
     if any(r.failed for r in results):
         return FAIL
-    return PASS if any(r.status == PASS for r in results) else SKIP
+    return PASS if any(r.status in (PASS, WARN) for r in results) else SKIP
 
 
 def validate(info: ChallengeInfo, device: torch.device, only: Optional[Iterable[str]] = None,

@@ -15,6 +15,8 @@ from typing import Any, Sequence, Union
 
 import torch
 
+from runner.buffers import INITIAL_ATTR, promise_initial
+
 DType = Union[str, torch.dtype]
 
 
@@ -82,7 +84,8 @@ class FullTensor(TensorSpec):
         self.value = value
 
     def build(self, generator):
-        return torch.full(self.shape, self.value, dtype=self.torch_dtype)
+        return promise_initial(torch.full(self.shape, self.value, dtype=self.torch_dtype),
+                               self.value)
 
 
 class OutTensor(TensorSpec):
@@ -112,7 +115,10 @@ def materialize(value: Any, device: torch.device, case_seed: int, name: str = ""
         if torch.device(device).type == "meta":  # shapes only: nothing to draw
             return torch.empty(value.shape, dtype=value.torch_dtype, device=device)
         generator = torch.Generator(device="cpu").manual_seed(_seed(case_seed, name))
-        return value.build(generator).to(device).contiguous()
+        built = value.build(generator)
+        moved = built.to(device).contiguous()
+        initial = getattr(built, INITIAL_ATTR, None)
+        return promise_initial(moved, initial) if initial is not None else moved
     if isinstance(value, dict):
         return {k: materialize(v, device, case_seed, f"{name}/{k}") for k, v in value.items()}
     if isinstance(value, list):

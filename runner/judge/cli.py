@@ -107,7 +107,7 @@ def workers_only(args, config: JudgeConfig) -> int:
     if not token:
         print(f"error: set ${TOKEN_ENV} to a token with the worker role", file=sys.stderr)
         return EXIT_USAGE
-    accelerators = Accelerators(config.accelerators) if config.accelerators else Accelerators.local()
+    accelerators = Accelerators.configured(config.accelerators, config.accelerator_map)
     cpu_name = CPU if CPU in accelerators.names else accelerators.names[0]
     specs = plan_workers(args.workers or config.workers, _accelerator_for_gpu(accelerators),
                          cpu_name)

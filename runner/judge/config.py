@@ -78,6 +78,9 @@ class JudgeConfig:
     limits: JudgeLimits = field(default_factory=JudgeLimits)
     leases: LeaseSettings = field(default_factory=LeaseSettings)
     accelerators: Dict[str, List[str]] = field(default_factory=dict)   # name -> aliases
+    # a requested GPU name no accelerator has (or "*": any known one) -> the accelerator that
+    # serves it, or None to refuse it; default: every known GPU name -> the first accelerator
+    accelerator_map: Dict[str, Optional[str]] = field(default_factory=dict)
     workers: str = "auto"             # what `serve` starts: auto | none | cpu:N | gpus:0,1
     challenge_dirs: List[Path] = field(default_factory=list)   # default: the repository's set
     path: Optional[Path] = None
@@ -184,8 +187,8 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'config'}: expected a YAML mapping at the top level")
-    known = {"tokens", "store", "queue", "limits", "leases", "accelerators", "workers",
-             "challenges"}
+    known = {"tokens", "store", "queue", "limits", "leases", "accelerators", "accelerator_map",
+             "workers", "challenges"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path or 'config'}: unknown keys {', '.join(unknown)} "
@@ -246,6 +249,17 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         raise ConfigError(f"{_where(path, 'accelerators')} must be a list of names or a mapping "
                           f"name -> list of aliases")
     cfg.accelerators = {str(k): [str(a) for a in (v or [])] for k, v in acc.items()}
+    amap = data.get("accelerator_map") or {}
+    if not isinstance(amap, dict) or any(v is not None and not isinstance(v, str)
+                                         for v in amap.values()):
+        raise ConfigError(f"{_where(path, 'accelerator_map')} must be a mapping: requested name "
+                          f"(or '*') -> an accelerator of this judge, or null to refuse it")
+    cfg.accelerator_map = {str(k): (str(v) if v is not None else None) for k, v in amap.items()}
+    names = list(cfg.accelerators)
+    for requested, served_by in cfg.accelerator_map.items():
+        if served_by is not None and names and served_by not in names:
+            raise ConfigError(f"{_where(path, 'accelerator_map')}: {requested} -> {served_by}, "
+                              f"which is not one of `accelerators` ({', '.join(names)})")
 
     workers = str(data.get("workers", "auto"))
     if not WORKERS_RE.match(workers):
@@ -258,11 +272,17 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         dirs = [dirs]
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"{_where(path, 'challenges')} must be a list of folders")
+    from runner.challenge import discover   # torch: only when challenges are configured
+
     base = path.parent if path else Path.cwd()
     cfg.challenge_dirs = [(base / Path(d).expanduser()).resolve() for d in dirs]
     for folder in cfg.challenge_dirs:
         if not folder.is_dir():
             raise ConfigError(f"{_where(path, 'challenges')}: {folder} is not a folder")
+        if not discover(folder):
+            raise ConfigError(f"{_where(path, 'challenges')}: no challenge under {folder}; give "
+                              f"a checkout, its challenges/ folder (<difficulty>/<number>_<slug>/"
+                              f"challenge.py) or a difficulty folder")
     if backend == "dramatiq" and not cfg.accelerators:
         raise ConfigError(f"{path or 'config'}: a fleet (queue.backend: dramatiq) must list its "
                           f"accelerators, e.g. `accelerators: [H100]`")

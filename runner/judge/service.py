@@ -74,8 +74,7 @@ class JudgeService:
                     tokens: Optional[TokenRegistry] = None) -> "JudgeService":
         store = open_store(config.store_url, data_dir)
         catalogue = Catalogue(config.challenge_dirs)
-        accelerators = (Accelerators(config.accelerators) if config.accelerators
-                        else Accelerators.local())
+        accelerators = Accelerators.configured(config.accelerators, config.accelerator_map)
         tokens = tokens or TokenRegistry.from_specs(config.tokens,
                                                     open_access=not config.auth_enabled)
         wakeup = Wakeup()
@@ -106,10 +105,10 @@ class JudgeService:
     def resolve_challenge(self, principal: Principal, req: SubmitRequest) -> Tuple[str, Optional[str]]:
         """(the server's challenge folder name, or "custom"; the custom code, if any)."""
         if req.challenge is not None:
-            return self.catalogue.find(req.challenge).path.name, None
+            return self.catalogue.id_of(self.catalogue.find(req.challenge)), None
         own = self.catalogue.match_code(req.challenge_code or "")
         if own is not None:
-            return own.path.name, None
+            return self.catalogue.id_of(own), None
         if principal.has("author"):
             return CUSTOM_CHALLENGE, req.challenge_code
         raise ProtocolError("the challenge code sent is not one of this judge's challenges, and "

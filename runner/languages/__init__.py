@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 from runner.errors import UsageError
 
@@ -48,3 +48,13 @@ def backend(language: str):
 
 def suffix(language: str) -> str:
     return LANGUAGES[normalize(language)]
+
+
+def binding_notes(path: Path, language: str, challenge) -> List[str]:
+    """For a Python solution: how its ``solve``'s parameters receive the challenge's arguments,
+    where their names differ (read from the source, never run: the grader's side calls this)."""
+    if normalize(language) == "cuda" or not Path(path).is_file():
+        return []
+    from runner.languages.python_module import static_solve
+
+    return static_solve(Path(path), list(challenge.get_solve_signature()))[1]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
 from runner.errors import CompileError, MemoryLimitExceeded, UserRuntimeError
 
@@ -49,21 +50,65 @@ def import_user_module(path: Path, module_name: str = "user_solution") -> Module
 
 
 def find_solve(module: ModuleType, path: Path, expected: List[str]) -> Callable:
+    """The module's ``solve``, checked to accept the challenge's arguments. They are passed
+    positionally, in the signature's order (as LeetGPU does), so only their number must fit;
+    the parameters' names do not matter (:func:`binding_notes` says how they were bound)."""
     solve = getattr(module, "solve", None)
     if solve is None or not callable(solve):
         raise CompileError(f"{path.name} defines no function `solve`; define "
                            f"`def solve({', '.join(expected)}):`")
     try:
         params = list(inspect.signature(solve).parameters.values())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):   # Python cannot tell (a builtin, say): just call it
         return solve
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    has_varargs = any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
-    if names != expected and not (has_varargs and not names):
-        raise CompileError(
-            f"`solve` in {path.name} takes ({', '.join(names)}) but the challenge passes "
-            f"({', '.join(expected)}); use exactly these parameter names, in this order")
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    problem = arity_problem(path.name, [p.name for p in positional],
+                            sum(1 for p in positional if p.default is p.empty),
+                            any(p.kind == p.VAR_POSITIONAL for p in params),
+                            [p.name for p in params
+                             if p.kind == p.KEYWORD_ONLY and p.default is p.empty], expected)
+    if problem:
+        raise CompileError(problem)
     return solve
+
+
+def arity_problem(file_name: str, names: List[str], required: int, varargs: bool,
+                  keyword_only: List[str], expected: List[str]) -> Optional[str]:
+    """Why a ``solve`` taking these parameters cannot be called with the challenge's arguments,
+    by position; None when it can."""
+    takes = f"`solve` in {file_name} takes ({', '.join(names)})"
+    passes = f"the challenge passes {len(expected)} arguments ({', '.join(expected)}), in this order"
+    if keyword_only:
+        return (f"{takes} and keyword-only {', '.join(keyword_only)}, but {passes}, by "
+                f"position; make every parameter positional")
+    if required > len(expected) or (not varargs and len(names) < len(expected)):
+        return f"{takes}: {len(names)} parameter(s), but {passes}; give `solve` one parameter for each"
+    return None
+
+
+def static_solve(path: Path, expected: List[str]) -> Tuple[Optional[str], List[str]]:
+    """Read the file without running it: (why its module-level ``solve`` cannot take the
+    challenge's arguments, or None; notes on how its parameters are bound, by position, where
+    their names differ from the signature's)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    except SyntaxError as exc:
+        return f"syntax error in {path.name} line {exc.lineno}: {exc.msg}", []
+    solves = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+              and n.name == "solve"]
+    if not solves:
+        return f"{path.name} defines no function `solve`", []
+    args = solves[-1].args
+    names = [a.arg for a in args.posonlyargs + args.args]
+    keyword_only = [a.arg for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is None]
+    problem = arity_problem(path.name, names, len(names) - len(args.defaults),
+                            args.vararg is not None, keyword_only, expected)
+    shown = names[:len(expected)]
+    if problem or args.vararg is not None or shown == expected:
+        return problem, []
+    renamed = [f"{theirs} -> {mine}" for mine, theirs in zip(shown, expected) if mine != theirs]
+    return None, [f"`solve` in {path.name} takes ({', '.join(shown)}); arguments are bound by "
+                  f"position, so it receives {', '.join(renamed)}"]
 
 
 def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> None:

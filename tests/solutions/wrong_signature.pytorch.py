@@ -1,2 +1,2 @@
-def solve(Q, K, V, k_scale, v_scale, output, num_heads, seq_len, head_dim):
+def solve(Q, K, V, k_scale, v_scale, output, num_heads, seq_len):
     pass

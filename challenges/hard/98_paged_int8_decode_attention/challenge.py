@@ -131,11 +131,11 @@ class Challenge(ChallengeBase):
             sign = torch.randint(0, 2, (num_kv_heads, head_dim), generator=gen) * 2 - 1
             base = torch.randint(60, 120, (num_kv_heads, head_dim), generator=gen) * sign
             noise = torch.randint(-1, 2, shape, generator=gen)
-            k = (base + noise).clamp(-127, 127).to(torch.int8)
+            k = (base + noise).clamp(-128, 127).to(torch.int8)
             q = q.abs() * sign.repeat_interleave(group, dim=0).to(q.dtype)
-        else:
-            k = torch.randint(-127, 128, shape, generator=gen, dtype=torch.int8)
-        v = torch.randint(-127, 128, shape, generator=gen, dtype=torch.int8)
+        else:   # the full int8 range: -128 included
+            k = torch.randint(-128, 128, shape, generator=gen, dtype=torch.int8)
+        v = torch.randint(-128, 128, shape, generator=gen, dtype=torch.int8)
 
         def uniform(low, high):
             return low + (high - low) * torch.rand(shape[:3], generator=gen)
@@ -153,6 +153,29 @@ class Challenge(ChallengeBase):
             "head_dim": head_dim, "block_size": block_size, "num_blocks": num_blocks,
             "max_blocks_per_seq": max_blocks,
         }
+
+    def _int8_extremes_case(self, seed: int, lens: Sequence[int], num_heads: int,
+                            num_kv_heads: int, head_dim: int, block_size: int) -> Dict[str, Any]:
+        """-128 where it decides the answer. In every sequence and KV head, token 0 has K and V
+        all -128 and token 1 has K all -127 and V all +127; Q is negative everywhere and token
+        1's k_scale is token 0's times 128/127, so the two get equal logits, far above the
+        other tokens'. Reading -128 as -127 (a clamp to the symmetric range, a conversion that
+        breaks on 0x80) moves the output by about 1%, ten times the tolerance."""
+        assert min(lens) >= 2 and block_size >= 2
+        case = self._case(seed, lens, num_heads, num_kv_heads, head_dim, block_size,
+                          k_scale_range=(0.001, 0.002))
+        gen = self.generator(seed + 1)
+        q = -(0.25 + torch.rand(case["Q"].shape, generator=gen))
+        k, v = case["k_cache"].cpu().clone(), case["v_cache"].cpu().clone()
+        k_scale = case["k_scale"].cpu().clone()
+        first_blocks = case["block_table"][:, 0].cpu().long()   # tokens 0 and 1: slots 0 and 1
+        k[first_blocks, 0], v[first_blocks, 0] = -128, -128
+        k[first_blocks, 1], v[first_blocks, 1] = -127, 127
+        k_scale[first_blocks, 0] = 0.05
+        k_scale[first_blocks, 1] = 0.05 * 128 / 127
+        case.update(Q=self.to_device(q), k_cache=self.to_device(k), v_cache=self.to_device(v),
+                    k_scale=self.to_device(k_scale))
+        return case
 
     def generate_example_test(self) -> Dict[str, Any]:
         # 2 sequences (3 and 4 tokens) sharing their first block, 2 query heads over 1 KV head,
@@ -213,6 +236,10 @@ class Challenge(ChallengeBase):
             self._case(11, [77, 1025], 64, 8, 64, 16),
             # a realistic small batch: 16 sequences up to 2,048 tokens, the perf case's heads
             self._case(12, self._lengths(12, 16, 2048), 32, 8, 128, 16, spare_blocks=64),
+            # -128 decides the answer: on the perf case's shape of heads and blocks, and on an
+            # odd one (head_dim 40, blocks of 5)
+            self._int8_extremes_case(13, [37, 2, 160], 8, 2, 128, 16),
+            self._int8_extremes_case(14, [9, 23], 4, 2, 40, 5),
         ]
 
     def _lengths(self, seed: int, batch: int, longest: int) -> List[int]:

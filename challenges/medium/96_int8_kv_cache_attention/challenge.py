@@ -76,11 +76,11 @@ class Challenge(ChallengeBase):
             base = torch.randint(60, 120, (num_heads, 1, head_dim), generator=gen)
             base = base * torch.sign(q).unsqueeze(1).to(base.dtype)
             noise = torch.randint(-1, 2, (num_heads, seq_len, head_dim), generator=gen)
-            k = (base + noise).clamp(-127, 127).to(torch.int8)
-        else:
-            k = torch.randint(-127, 128, (num_heads, seq_len, head_dim), generator=gen,
+            k = (base + noise).clamp(-128, 127).to(torch.int8)
+        else:   # the full int8 range: -128 included
+            k = torch.randint(-128, 128, (num_heads, seq_len, head_dim), generator=gen,
                               dtype=torch.int8)
-        v = torch.randint(-127, 128, (num_heads, seq_len, head_dim), generator=gen, dtype=torch.int8)
+        v = torch.randint(-128, 128, (num_heads, seq_len, head_dim), generator=gen, dtype=torch.int8)
         return {
             "Q": self.to_device(q),
             "K_int8": self.to_device(k),
@@ -92,6 +92,27 @@ class Challenge(ChallengeBase):
             "seq_len": seq_len,
             "head_dim": head_dim,
         }
+
+    def _int8_extremes_case(self, num_heads: int, seq_len: int, head_dim: int,
+                            seed: int) -> Dict[str, Any]:
+        """-128 where it decides the answer. In every head, token 0 has K and V all -128 and
+        token 1 has K all -127 and V all +127; Q is negative everywhere and k_scale[1] is
+        k_scale[0] * 128/127, so tokens 0 and 1 get equal logits, far above the others'. A
+        solution that reads -128 as -127 (a clamp to the symmetric range, a conversion that
+        breaks on 0x80) shifts the weight between them and gets V's -128 wrong: the output
+        moves by about 1%, ten times the tolerance."""
+        case = self._case(num_heads, seq_len, head_dim, seed, k_scale_range=(0.001, 0.002))
+        gen = self.generator(seed + 1)
+        q = -(0.25 + torch.rand(num_heads, head_dim, generator=gen))
+        k, v = case["K_int8"].cpu().clone(), case["V_int8"].cpu().clone()
+        k_scale = case["k_scale"].cpu().clone()
+        k[:, 0, :], v[:, 0, :] = -128, -128
+        k[:, 1, :], v[:, 1, :] = -127, 127
+        k_scale[:, 0] = 0.05
+        k_scale[:, 1] = 0.05 * 128 / 127
+        case.update(Q=self.to_device(q), K_int8=self.to_device(k), V_int8=self.to_device(v),
+                    k_scale=self.to_device(k_scale))
+        return case
 
     def generate_example_test(self) -> Dict[str, Any]:
         # Small enough to work by hand: 2 heads, 3 cached tokens, head_dim 8 (see challenge.html).
@@ -135,6 +156,7 @@ class Challenge(ChallengeBase):
             # k_scale and v_scale far apart, so mixing them up fails
             self._case(6, 513, 128, seed=11, k_scale_range=(0.1, 0.2), v_scale_range=(1e-4, 1e-3)),
             self._case(16, 4097, 128, seed=12),     # a realistic decode step
+            self._int8_extremes_case(4, 37, 16, seed=13),   # -128 decides the answer
         ]
 
     def generate_performance_test(self) -> Dict[str, Any]:

@@ -239,10 +239,11 @@ class Challenge(ChallengeBase):
             if skip_fraction:
                 skip = torch.rand(N, generator=gen) < skip_fraction
                 slots = torch.where(skip, torch.full_like(slots, -1), slots)
-        # the caches already hold earlier tokens: random int8 rows and positive scales
-        k_cache = torch.randint(-127, 128, (num_slots, num_kv_heads, head_dim), generator=gen,
+        # the caches already hold earlier tokens: random int8 rows over the full range (another
+        # quantizer may have stored -128) and positive scales
+        k_cache = torch.randint(-128, 128, (num_slots, num_kv_heads, head_dim), generator=gen,
                                 dtype=torch.int8)
-        v_cache = torch.randint(-127, 128, (num_slots, num_kv_heads, head_dim), generator=gen,
+        v_cache = torch.randint(-128, 128, (num_slots, num_kv_heads, head_dim), generator=gen,
                                 dtype=torch.int8)
         k_scale = 0.001 + 0.1 * torch.rand((num_slots, num_kv_heads), generator=gen)
         v_scale = 0.001 + 0.1 * torch.rand((num_slots, num_kv_heads), generator=gen)

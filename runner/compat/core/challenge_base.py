@@ -19,6 +19,8 @@ challenge. What it adds, applied to each subclass's own methods when the class i
   generator's name (and restored afterwards), so unseeded ``torch.rand`` calls give the same
   case on every call, while a different grading seed gives different data;
 * input specs in a generated case become tensors on ``self.device`` (:mod:`runner.compat.specs`);
+* an output the generator makes as a constant (``torch.zeros``, ``FullTensor``) is handed to
+  ``solve`` holding that value, not poison, as on LeetGPU (:mod:`runner.compat.fills`);
 * when ``self.device`` is not a GPU, ``device="cuda"`` allocations inside the generators and
   the reference go to ``self.device`` instead (:mod:`runner.compat.device_map`).
 
@@ -35,6 +37,7 @@ import torch
 
 from runner.challenge import ChallengeBase as _RunnerChallengeBase
 from runner.compat.device_map import on_device
+from runner.compat.fills import ConstantFills
 from runner.compat.specs import (FullTensor, OutTensor, RandIntTensor, RandnTensor, RandTensor,
                                  TensorSpec, materialize)
 
@@ -68,7 +71,6 @@ class ChallengeBase(_RunnerChallengeBase):
         self.seed = 0
 
     def __init_subclass__(cls, **kwargs: Any):
-        super().__init_subclass__(**kwargs)
         for method_name in GENERATORS:
             method = cls.__dict__.get(method_name)
             if callable(method) and not getattr(method, "_compat_wrapped", False):
@@ -76,6 +78,8 @@ class ChallengeBase(_RunnerChallengeBase):
         reference = cls.__dict__.get("reference_impl")
         if callable(reference) and not getattr(reference, "_compat_wrapped", False):
             setattr(cls, "reference_impl", _on_grading_device(reference))
+        # last: the runner's own wrapping (declared initial outputs) sees materialized cases
+        super().__init_subclass__(**kwargs)
 
 
 def _case_seed(challenge: ChallengeBase, method_name: str) -> int:
@@ -88,7 +92,7 @@ def _generator(method_name: str, method: Callable) -> Callable:
         device = torch.device(self.device)
         seed = _case_seed(self, method_name)
         fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices), on_device(device):
+        with torch.random.fork_rng(devices=fork_devices), on_device(device), ConstantFills():
             torch.manual_seed(seed)
             case = method(self, *args, **kwargs)
         return materialize(case, device, seed, method_name)
