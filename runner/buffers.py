@@ -82,6 +82,7 @@ class GuardedOutput:
         view.copy_(template)
         return cls(name, storage, view, nbytes, tuple(template.shape))
 
+    @classmethod
     def like(cls, name: str, template: torch.Tensor,
              initial: Optional[float] = None) -> "GuardedOutput":
         nbytes = template.numel() * template.element_size()

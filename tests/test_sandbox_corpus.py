@@ -1,7 +1,6 @@
 """Bad solutions, each graded in the sandbox: its verdict and message, and then a correct
 solution graded right after by the same (parent) process, which must still be accepted."""
 
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -57,7 +56,8 @@ def _language(path: Path) -> str:
 
 def staged(tmp_path: Path, name: str) -> Path:
     """A copy of the corpus entry (and the helper it imports) in a private folder."""
-    shutil.copy(CORPUS / "_correct.py", tmp_path / "_correct.py")
+    for helper in ("_correct.py", "_channel.py", "_forgers.py"):
+        shutil.copy(CORPUS / helper, tmp_path / helper)
     return Path(shutil.copy(CORPUS / name, tmp_path / name))
 
 

@@ -36,6 +36,11 @@ MARGIN_S = 150.0     # generous: the child's start and torch import on a loaded 
 
 
 def grade(path: Path, **limits):
+    """Graded in the jail, except the escapees: they report their pids through files in the
+    test's folder, which a jail cannot write (in a jail, the PID namespace takes every process
+    down with it: tests/judge/test_escape.py)."""
+    if "escapee" in path.name:
+        limits.setdefault("sandbox", "off")
     options = GradeOptions(action="run", device=torch.device("cpu"), time_budget_s=0.5)
     started = time.monotonic()
     result = grade_safely(find_challenge("96"), path, "pytorch", replace(options, limits=Limits(**limits)))
@@ -79,8 +84,8 @@ def test_a_grandchild_left_behind_by_a_process_that_exited_is_killed(tmp_path):
     started = time.monotonic()
     done = subprocess.run([sys.executable, str(REPO / "run_challenge.py"), "96", "--solution",
                            str(path), "--language", "pytorch", "--device", "cpu", "--timeout",
-                           str(LIMIT_S), "--json"], capture_output=True, text=True, timeout=120,
-                          cwd=REPO)
+                           str(LIMIT_S), "--json"], capture_output=True, text=True, timeout=300,
+                          cwd=REPO, env={**os.environ, "GRADER_BWRAP": "/nonexistent"})
     seconds = time.monotonic() - started
     result = json.loads(done.stdout)
     assert result["verdict"] == "runtime_error", (result, done.stderr[-2000:])
@@ -110,10 +115,14 @@ def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_
     for name in ("stdout.txt", "stderr.txt"):
         os.unlink(os.path.join(job, name))
         os.mkfifo(os.path.join(job, name))
-    with os.fdopen(int(sys.argv[2]), "w", closefd=False) as report:
-        case = {"kind": "case", "payload": {"index": 0}, "tensors": "trap.pt"}
-        report.write(json.dumps(case) + "\\n")
-        report.write(json.dumps({"kind": "done", "payload": {}}) + "\\n")
+    lines = (json.dumps({"kind": "case", "payload": {"index": 0}, "tensors": "trap.pt"}) + "\\n"
+             + json.dumps({"kind": "done", "payload": {}}) + "\\n").encode()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.write(int(fd), lines)
+        except OSError:
+            pass
     os._exit(0)
 '''
 
@@ -122,9 +131,8 @@ def test_fifos_planted_in_the_job_folder_do_not_block_the_grader(tmp_path):
     path = tmp_path / "fifo_trap.pytorch.py"
     path.write_text(FIFO_TRAP)
     result, seconds = grade(path, timeout_s=LIMIT_S)
-    assert result.verdict == "runtime_error", (result.verdict, result.message)
-    assert "without reporting" in result.message
-    assert any("not a regular file" in n for n in result.notes), result.notes
+    assert result.verdict == "rejected", (result.verdict, result.message)
+    assert "not a regular file" in result.message, result.message
     assert seconds < LIMIT_S + MARGIN_S, seconds
     assert_next_grading_is_clean()
 
@@ -134,8 +142,13 @@ def test_a_progress_flood_is_not_passed_on_line_by_line(tmp_path):
     path.write_text('''
 def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
     import json, os, sys
-    pipes = [int(fd) for fd in os.listdir("/proc/self/fd")
-             if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")]
+    pipes = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                pipes.append(int(fd))
+        except OSError:
+            pass
     for k in range(200000):
         for fd in pipes:
             try:

@@ -49,6 +49,7 @@ from runner.judge.protocol import status_of_progress
 
 log = logging.getLogger("runner.judge.worker")
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
+STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
 LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
 EXIT_STUCK = 70                         # the worker's job thread was stuck past every bound
@@ -396,7 +397,11 @@ class Worker:
                 "challengeDirs": self.settings.challenge_dirs,
                 "sandbox": self.settings.sandbox}
         limit = float(claim["timeLimitSeconds"])
-        deadline = time.monotonic() + limit + self.settings.watchdog_margin_s
+        # the time limit counts from the moment the submission's side is up (its first
+        # progress line); until then, starting it (and the reference's plan) gets its own allowance
+        margin = self.settings.watchdog_margin_s
+        deadline = time.monotonic() + limit + margin + STARTUP_ALLOWANCE_S
+        started = False
         job = JobProcess(spec, self.settings)
         self._current_job = job
         while True:
@@ -413,6 +418,9 @@ class Worker:
                     return {"kind": "result", "result": msg["result"], "early": True}, job
                 if "progress" in msg:
                     progress.append(str(msg["progress"])[:300])
+                    if not started:
+                        started = True
+                        deadline = time.monotonic() + limit + margin
             self._post_progress(sid, lease, progress, lost)
             if job.output_closed():
                 code = job.returncode(wait_s=2.0)

@@ -25,6 +25,8 @@ _spec = importlib.util.spec_from_file_location(
 native_hangs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(native_hangs)
 
+from runner.judge.worker import STARTUP_ALLOWANCE_S  # noqa: E402
+
 LIMIT_S = 3.0
 WATCHDOG_MARGIN_S = 5.0          # judge_helpers starts workers with --watchdog-margin 5
 SLACK_S = 25.0                   # generous: this machine may be loaded; the bound is what counts
@@ -34,10 +36,14 @@ PARAMS = ["A", "B", "C", "N"]
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("judge-native")
+    # these submissions report their processes' pids through files in the test's folder, which
+    # a jail cannot write: the worker grades them unjailed, to test its own process-tree
+    # machinery (tests/judge/test_escape.py covers the jail, whose PID namespace kills all)
     j = Judge(tmp, write_config(tmp / "judge.yaml", limits={"time_limit_s": LIMIT_S},
-                                leases={"watchdog_margin_s": WATCHDOG_MARGIN_S}))
+                                leases={"watchdog_margin_s": WATCHDOG_MARGIN_S}),
+              env={"GRADER_BWRAP": "/nonexistent"})
     j.start_api()
-    j.start_worker("n1")
+    j.start_worker("n1", extra=["--allow-unsandboxed"])
     yield j
     j.close()
 
@@ -121,6 +127,7 @@ def test_a_job_process_stuck_in_native_code_is_stopped_by_the_watchdog(judge):
                                  who="carol", challengeCode=STUCK_REFERENCE)
     assert_one_verdict(judge, log, "timeout", "time_limit_exceeded",
                        "stopped by the worker's watchdog", who="carol")
-    # the watchdog fires at limit + margin; SIGTERM is ignored, so SIGKILL follows 3 s later
-    assert seconds < LIMIT_S + WATCHDOG_MARGIN_S + 3 + SLACK_S, seconds
+    # stuck before its first progress line, the watchdog fires at limit + margin + the start-up
+    # allowance; SIGTERM is ignored, so SIGKILL follows 3 s later
+    assert seconds < LIMIT_S + WATCHDOG_MARGIN_S + STARTUP_ALLOWANCE_S + 3 + SLACK_S, seconds
     assert_worker_healthy(judge)
