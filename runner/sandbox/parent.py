@@ -44,7 +44,7 @@ MAX_LINE_BYTES = 1 << 20
 MAX_PROGRESS = 1000                 # progress lines passed on per grading (the child may flood)
 ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES",
                    "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-                   "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH")
+                   "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH", "GRADER_BWRAP")
 
 
 @dataclass

@@ -70,7 +70,8 @@ def test_worker_killed_while_building_or_running(judge_factory, file, phase):
     judge.start_api()
     worker = judge.start_worker("victim")
     sid = judge.submit(message(file))
-    judge.wait_for_event(sid, lambda e: str(e["output"]).startswith(phase))
+    # the phase comes once the jailed child is up: start-up on a loaded machine takes a while
+    judge.wait_for_event(sid, lambda e: str(e["output"]).startswith(phase), timeout=180)
     job_processes = _children(worker.pid)
     assert job_processes, "the worker should be running a job process"
     judge.kill_worker("victim")                     # SIGKILL to the worker alone
