@@ -87,6 +87,7 @@ class WorkerSettings:
         os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"))
     parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
     sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
+    startup_allowance_s: float = STARTUP_ALLOWANCE_S
     redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
     namespace: str = "judge"
     heartbeat_timeout_ms: int = 60_000
@@ -400,7 +401,7 @@ class Worker:
         # the time limit counts from the moment the submission's side is up (its first
         # progress line); until then, starting it (and the reference's plan) gets its own allowance
         margin = self.settings.watchdog_margin_s
-        deadline = time.monotonic() + limit + margin + STARTUP_ALLOWANCE_S
+        deadline = time.monotonic() + limit + margin + self.settings.startup_allowance_s
         started = False
         job = JobProcess(spec, self.settings)
         self._current_job = job
@@ -605,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop when this process (the supervisor) is gone")
     p.add_argument("--allow-unsandboxed", action="store_true",
                    help="grade even where no bubblewrap jail can be made (trusted code only)")
+    p.add_argument("--startup-allowance", type=float, default=STARTUP_ALLOWANCE_S,
+                   help="seconds the watchdog adds for a job to start, before its first "
+                        f"progress line (default {STARTUP_ALLOWANCE_S:g})")
     return p
 
 
@@ -621,6 +625,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     if args.lock_dir:
         s.lock_dir = args.lock_dir
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
+    s.startup_allowance_s = args.startup_allowance
     if s.sandbox == "require":
         from runner.sandbox import jail
         usable, why = jail.probe()
