@@ -22,7 +22,8 @@ from runner.judge.metrics import Metrics
 from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitRequest
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
 from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
-                                Refused, SqlStore, Transition, open_store)
+                                Refused, SqlStore, Transition)
+from runner.judge.stores import open_store
 from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
 

@@ -535,17 +535,3 @@ class SQLiteStore(SqlStore):
             conn.rollback()
             raise
         conn.commit()
-
-
-def open_store(url: Optional[str], default_dir: Path) -> SqlStore:
-    """``sqlite:///path`` (or a plain path, or None: ``default_dir/judge.sqlite3``) or
-    ``postgresql://...``."""
-    if url and url.startswith(("postgresql://", "postgres://")):
-        from runner.judge.store_pg import PostgresStore
-        return PostgresStore(url)
-    if url and url.startswith("sqlite:///"):
-        return SQLiteStore(Path(url[len("sqlite:///"):]))
-    if url and "://" in url:
-        raise ValueError(f"unsupported store URL {url.split('://')[0]}://...: use sqlite:///PATH "
-                         f"or postgresql://...")
-    return SQLiteStore(Path(url) if url else default_dir / "judge.sqlite3")

@@ -19,7 +19,8 @@ from runner.judge.config import JudgeConfig
 from runner.judge.leaderboard import BAND, VERIFIER, LeaderboardError, Timing
 from runner.judge.protocol import SubmitRequest
 from runner.judge.service import JudgeService
-from runner.judge.store import SQLiteStore, open_store
+from runner.judge.store import SQLiteStore
+from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from runner.judge.store import (AdmissionLimits, NewSubmission, Refused, SQLiteStore, open_store)
+from runner.judge.store import AdmissionLimits, NewSubmission, Refused, SQLiteStore
+from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(60)
 LIMITS = AdmissionLimits(queue_capacity=100, max_in_flight=100, rate_limit=1000, rate_window_s=60)
