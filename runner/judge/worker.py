@@ -267,7 +267,9 @@ class Worker:
         limit = float(claim["timeLimitSeconds"])
         stop_bound = self._stop_bound()
         # the heartbeat thread gives up on this worker if the job thread is still busy here
+        # (the job's own watchdog allows its start-up on top of the time limit)
         self._must_finish_by = (time.monotonic() + limit + self.settings.watchdog_margin_s
+                                + self.settings.startup_allowance_s
                                 + stop_bound + self.settings.stuck_grace_s)
         beat = threading.Thread(target=self._heartbeats,
                                 args=(sid, lease, float(claim["heartbeatSeconds"]), lost, done),

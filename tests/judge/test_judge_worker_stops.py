@@ -61,6 +61,9 @@ def make_worker(**settings: Any) -> Worker:
                        term_grace_s=0.5, kill_wait_s=1.0, watchdog_margin_s=0.5, **settings)
     w = Worker(s)
     w.api = FakeApi()
+    # the real last resort exits the process: here it would take pytest down with it
+    w.abandoned = []
+    w._abandon = lambda sid, lease: w.abandoned.append(sid)
     return w
 
 
@@ -106,14 +109,26 @@ def test_the_result_is_stored_before_the_job_process_exits_and_it_is_then_killed
 
 def test_the_watchdog_stops_a_job_that_writes_nothing_and_ignores_sigterm(stand_in):
     stand_in("silent")
-    w = make_worker()
+    w = make_worker(startup_allowance_s=0.5)
     started = time.monotonic()
     w.grade(claim(limit=0.5))
     took = time.monotonic() - started
     results = [c[1] for c in w.api.calls if c[0] == "complete"]
     assert len(results) == 1 and results[0]["verdict"] == "time_limit_exceeded", w.api.calls
     assert "stopped by the worker's watchdog" in results[0]["message"]
-    assert took < 0.5 + 0.5 + w._stop_bound() + 5, took
+    assert took < 0.5 + 0.5 + 0.5 + w._stop_bound() + 5, took
+    assert not w.abandoned
+
+
+def test_a_silent_start_within_the_start_up_allowance_is_not_abandoned(stand_in):
+    """The job's watchdog allows its start-up on top of the time limit; the heartbeat
+    thread's last resort must allow at least as much, or a slow start kills the worker."""
+    stand_in("silent")
+    w = make_worker(startup_allowance_s=6.0, stuck_grace_s=0.5)
+    w.grade(claim(limit=0.2))
+    results = [c[1] for c in w.api.calls if c[0] == "complete"]
+    assert [r["verdict"] for r in results] == ["time_limit_exceeded"]
+    assert not w.abandoned
 
 
 def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_in, held_sigkills):
@@ -140,7 +155,7 @@ def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_i
 def test_a_stuck_job_thread_gives_the_submission_back(monkeypatch):
     """The last resort: the job thread never returns; the heartbeat thread notices once every
     bound is past and abandons the worker (in production: release and exit)."""
-    w = make_worker(stuck_grace_s=0.5)
+    w = make_worker(stuck_grace_s=0.5, startup_allowance_s=0.5)
     abandoned = threading.Event()
     unblock = threading.Event()
 
@@ -160,7 +175,7 @@ def test_a_stuck_job_thread_gives_the_submission_back(monkeypatch):
     w.grade(claim(limit=0.2))      # the job thread's error is ours: logged, the job handed back
     assert abandoned.is_set()
     assert released == ["the worker failed (an internal error)"]
-    bound = 0.2 + 0.5 + w._stop_bound() + 0.5
+    bound = 0.2 + 0.5 + 0.5 + w._stop_bound() + 0.5
     assert bound - 1 < time.monotonic() - started < bound + 10
 
 
