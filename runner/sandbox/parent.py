@@ -299,6 +299,7 @@ def _watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job
     started = time.monotonic()
     deadline = started + limits.startup_s
     phase, killed_for = "starting", None
+    last_forwarded = ""
     next_usage_check = next_disk_check = 0.0
     exited_at = 0.0
     forwarded = 0
@@ -311,8 +312,9 @@ def _watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job
                     kind, payload, tensor_file = protocol.parse(json.loads(raw))
                     if kind == protocol.PROGRESS:
                         message = str(payload.get("message", ""))[:200]
-                        if message != phase and forwarded < MAX_PROGRESS:
+                        if message != last_forwarded and forwarded < MAX_PROGRESS:
                             forwarded += 1
+                            last_forwarded = message
                             progress(message)
                         phase = message
                         continue
