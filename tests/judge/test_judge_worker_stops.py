@@ -56,6 +56,12 @@ class FakeApi:
         pass
 
 
+@pytest.fixture(autouse=True)
+def own_jobs_folder(tmp_path, monkeypatch):
+    """The workers' jobs folders ($TMPDIR/judge-jobs-<slot>) in this test's own folder."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def make_worker(**settings: Any) -> Worker:
     s = WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="cpu", slot="stops",
                        term_grace_s=0.5, kill_wait_s=1.0, watchdog_margin_s=0.5, **settings)
