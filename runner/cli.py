@@ -11,6 +11,7 @@ answer at once.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -152,6 +153,9 @@ class Progress:
 
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     solution, language = resolve_solution(info, args.solution, args.language)
+    # before numpy loads: Triton's CPU interpreter (--no-sandbox) does many small numpy dots,
+    # which OpenBLAS threads slow down a hundredfold on a busy machine
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with Progress() as progress:
         progress("starting (loading torch and the challenge)")
         from runner import devices
