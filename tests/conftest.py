@@ -65,6 +65,8 @@ SLOW = (
     "tests/test_cuda_build.py::test_elf_reader_finds_exported_functions",
     "tests/test_cuda_build.py::test_shipped_cuda_files_compile",
     "tests/test_cuda_build.py::test_cli_compile_error_exits_one",
+    "tests/test_cuda_build.py::test_cli_reports_compiled_and_exits_zero",
+    "tests/test_cli.py::test_wrong_solutions_are_rejected_with_a_useful_message[wrong_out_of",
     "tests/test_starters.py::test_the_cuda_starter_compiles",
     "tests/test_interrupt.py::test_ctrl_c_prints_interrupted_exits_130_and_cleans_up[False]",
 )

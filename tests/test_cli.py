@@ -216,3 +216,13 @@ def test_the_report_renders_the_verdict_last_even_with_details():
     text = render_text(result)
     assert text.splitlines()[-1] == "Verdict: COMPILE ERROR: syntax error in x.py line 3"
     assert text.index("hello") < text.index("def (") < text.index("[FAIL]")
+
+
+def test_a_compiled_verdict_says_plainly_that_nothing_was_checked():
+    from runner.report import Result, render_text
+    result = Result(verdict="compiled", message="solution.cu compiled for sm_90a with nvcc 13.0 "
+                    "and exports `solve` with the signature's parameters, but no test ran: its "
+                    "results and speed were NOT checked; running it needs a GPU")
+    assert result.status == "success"
+    last = render_text(result).splitlines()[-1]
+    assert last.startswith("Verdict: COMPILED ONLY, NOTHING CHECKED: ") and "NOT checked" in last
