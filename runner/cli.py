@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nvcc-flag", dest="nvcc_flags", action="append", default=[],
                         metavar="FLAG", help="an extra nvcc flag for CUDA solutions (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="wall-clock limit for the whole grading")
+                        help="wall-clock limit for the whole grading (default 300; 1200 for "
+                             "Triton on the CPU, under its interpreter)")
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="run the solution in this process (faster start, easier debugging; "
                              "no isolation or limits)")
@@ -151,6 +152,16 @@ class Progress:
             self._thread.join()
 
 
+INTERPRETER_TIMEOUT_S = 1200.0   # Triton's CPU interpreter is ~1000x slower than a GPU
+
+
+def default_timeout(language: str, device_type: str) -> Optional[float]:
+    """The grading's wall-clock limit when --timeout is not given (None: the sandbox's own
+    default): longer for Triton on the CPU, where a large performance case under the
+    interpreter takes minutes (98's: about 5)."""
+    return INTERPRETER_TIMEOUT_S if language == "triton" and device_type == "cpu" else None
+
+
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     solution, language = resolve_solution(info, args.solution, args.language)
     # before numpy loads: Triton's CPU interpreter (--no-sandbox) does many small numpy dots,
@@ -166,7 +177,8 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
         device = devices.resolve_device(args.device)
         if args.device == "auto" and device.type == "cpu":
             log("no CUDA GPU found: grading on the CPU (timing is skipped)")
-        limits = Limits(timeout_s=args.timeout) if args.timeout else Limits()
+        timeout = args.timeout or default_timeout(language, device.type)
+        limits = Limits(timeout_s=timeout) if timeout else Limits()
         options = GradeOptions(action=args.action, device=device, seed=args.seed,
                                nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
                                limits=limits, progress=progress)

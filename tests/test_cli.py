@@ -226,3 +226,10 @@ def test_a_compiled_verdict_says_plainly_that_nothing_was_checked():
     assert result.status == "success"
     last = render_text(result).splitlines()[-1]
     assert last.startswith("Verdict: COMPILED ONLY, NOTHING CHECKED: ") and "NOT checked" in last
+
+
+def test_triton_on_the_cpu_gets_a_longer_default_time_limit():
+    from runner.cli import default_timeout
+    from runner.isolation import Limits
+    assert default_timeout("triton", "cpu") == 1200 > Limits().timeout_s
+    assert default_timeout("triton", "cuda") is None and default_timeout("pytorch", "cpu") is None
