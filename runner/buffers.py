@@ -36,6 +36,17 @@ class GuardedOutput:
     shape: Tuple[int, ...] = ()
 
     @classmethod
+    def in_row(cls, name: str, row: torch.Tensor, template: torch.Tensor) -> "GuardedOutput":
+        """A guarded output in ``row`` (uint8, at least GUARD_BYTES + nbytes + GUARD_BYTES
+        long: a row of a larger buffer), initialised from ``template``."""
+        nbytes = template.numel() * template.element_size()
+        storage = row[:nbytes + 2 * GUARD_BYTES]
+        storage.fill_(GUARD_PATTERN)
+        view = storage[GUARD_BYTES:GUARD_BYTES + nbytes].view(template.dtype).view(template.shape)
+        view.copy_(template)
+        return cls(name, storage, view, nbytes, tuple(template.shape))
+
+    @classmethod
     def like(cls, name: str, template: torch.Tensor) -> "GuardedOutput":
         nbytes = template.numel() * template.element_size()
         storage = torch.full((nbytes + 2 * GUARD_BYTES,), GUARD_PATTERN, dtype=torch.uint8,

@@ -74,6 +74,20 @@ class ChallengeBase(ABC):
         """The floating-point operations a solution must do for ``test``."""
         return None
 
+    # -- optional: how the inputs may change between timed runs --------------------------------
+    def perturb_inputs(self, args: TestCase, base: TestCase, generator: torch.Generator) -> None:
+        """Before each timed run, write into the input tensors of ``args`` a changed version of
+        ``base`` (the performance case as generated), drawing randomness only from
+        ``generator`` (on the grading device; the grader repeats the call to check the run).
+        It must keep the spec's constraints, change the correct output beyond the tolerance,
+        and be cheap (it runs inside the grader's own timing of a burst): change the small
+        inputs densely. The default multiplies each floating-point input by one random factor
+        in [0.5, 0.95] (signs, zeros, order and bounds containing zero are kept)."""
+        from runner.perturb import default_perturbation
+
+        default_perturbation(args, base, {n: d for n, (_, d) in self.get_solve_signature().items()},
+                             generator)
+
     # -- optional: a checking rule of the challenge's own -------------------------------------
     def compare_output(self, name: str, got: torch.Tensor, expected: torch.Tensor,
                        case: TestCase):

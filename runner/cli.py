@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="wall-clock limit for the whole grading (default 300; 1200 for "
                              "Triton on the CPU, under its interpreter)")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                        help="host memory for the submission, every process it starts counted "
+                             "(default 16)")
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="run the solution in this process (faster start, easier debugging; "
                              "no isolation or limits)")
@@ -171,14 +174,23 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
         progress("starting (loading torch and the challenge)")
         from runner import devices
         from runner.grade import GradeOptions, grade_safely
-        from runner.isolation import Limits
         from runner.report import render_text
+        from runner.sandbox.parent import Limits
 
         device = devices.resolve_device(args.device)
         if args.device == "auto" and device.type == "cpu":
             log("no CUDA GPU found: grading on the CPU (timing is skipped)")
+        if args.sandbox:
+            from runner.sandbox import jail
+            usable, why = jail.probe()
+            if not usable:
+                log(f"warning: this grading is not isolated: {why}")
+        limits = Limits()
         timeout = args.timeout or default_timeout(language, device.type)
-        limits = Limits(timeout_s=timeout) if timeout else Limits()
+        if timeout:
+            limits.timeout_s = timeout
+        if args.memory_limit:
+            limits.host_memory_bytes = int(args.memory_limit * 2**30)
         options = GradeOptions(action=args.action, device=device, seed=args.seed,
                                nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
                                limits=limits, progress=progress)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -74,3 +77,51 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return "cpu"
+
+
+# -- the measured ceiling: what this device can really move ------------------------------------
+
+@dataclass(frozen=True)
+class Ceiling:
+    gbps: float           # bytes per second / 1e9, the fastest of the probes
+    source: str           # how it was measured
+
+
+_CEILINGS: dict = {}
+CEILING_VERSION = 1
+
+
+def _ceiling_cache_file(name: str) -> Path:
+
+    base = os.environ.get("CHALLENGE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "gpu-challenge-harness")
+    return Path(base) / "ceilings" / f"ceiling-v{CEILING_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}.json"
+
+
+def ceiling(device: torch.device) -> Optional[Ceiling]:
+    """The device's measured memory ceiling (None on the CPU): the faster of a vectorized read
+    of a large buffer (L2 flushed by reading in between) and a device copy counting read and
+    write; measured once per device and kept in the cache folder."""
+    import json
+
+    if device.type != "cuda":
+        return None
+    name = describe(device)
+    if name in _CEILINGS:
+        return _CEILINGS[name]
+    path = _ceiling_cache_file(name)
+    try:
+        data = json.loads(path.read_text())
+        found = Ceiling(float(data["gbps"]), str(data["source"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        from runner.probe import measure_ceiling
+        gbps, source = measure_ceiling(device)
+        found = Ceiling(gbps, source)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"gbps": gbps, "source": source, "device": name}))
+        except OSError:
+            pass
+    _CEILINGS[name] = found
+    return found

@@ -1,5 +1,7 @@
 """Exceptions that end a grading with a verdict, and usage errors that end the CLI with exit 2."""
 
+from runner.protocol import Verdict
+
 
 class UsageError(Exception):
     """The command line is wrong (unknown challenge, missing file, unknown language)."""
@@ -8,7 +10,7 @@ class UsageError(Exception):
 class SubmissionError(Exception):
     """Something in the submission itself; becomes the verdict ``verdict`` with ``message``."""
 
-    verdict = "runtime_error"
+    verdict = Verdict.RUNTIME_ERROR.value
 
     def __init__(self, message: str, details: str = ""):
         super().__init__(message)
@@ -17,36 +19,28 @@ class SubmissionError(Exception):
 
 
 class CompileError(SubmissionError):
-    verdict = "compile_error"
+    verdict = Verdict.COMPILE_ERROR.value
 
 
 class UserRuntimeError(SubmissionError):
-    verdict = "runtime_error"
+    verdict = Verdict.RUNTIME_ERROR.value
 
 
 class CompiledOnly(SubmissionError):
     """A CUDA file that compiled but cannot run here (no GPU)."""
 
-    verdict = "compiled"
+    verdict = Verdict.COMPILED.value
 
 
 class EnvironmentNotSupported(SubmissionError):
     """The submission's language cannot run on this machine (e.g. CuPy without a GPU)."""
 
-    verdict = "runtime_error"
+    verdict = Verdict.RUNTIME_ERROR.value
 
 
 class MemoryLimitExceeded(SubmissionError):
     """Host or GPU memory ran out (or the submission passed its memory limit)."""
 
-    verdict = "memory_limit_exceeded"
+    verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
 
 
-class TimeLimitExceeded(SubmissionError):
-    verdict = "time_limit_exceeded"
-
-
-class TamperingDetected(SubmissionError):
-    """The submission changed the harness (its timer, its report channel...)."""
-
-    verdict = "wrong_answer"

@@ -8,19 +8,27 @@ compares (see :mod:`runner.grade`). Messages go through a :class:`Channel`.
 
 from __future__ import annotations
 
+import base64
+import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import torch
 
-from runner import languages
-from runner.buffers import PreparedCall, directions_of, prepare_call
-from runner.challenge import ChallengeBase, find_challenge, load_challenge
-from runner.errors import (MemoryLimitExceeded, SubmissionError, TamperingDetected,
-                           UserRuntimeError)
-from runner.timing import L2Flusher, time_cuda, timing_tampering
+from pathlib import Path
 
+from runner import languages, protocol
+from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of, poison_,
+                            prepare_call)
+from runner.digest import digest
+from runner.perturb import perturb, run_generator
+from runner.challenge import ChallengeBase, find_challenge, load_challenge
+from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
+from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
+
+BURST_FLUSH_BYTES = 2**30     # read before each call of the grader's burst
 FRESH_SEED_OFFSET = 7919      # the seed of the post-timing "fresh inputs" check
 COPY_SEED_OFFSET = 104_729    # seeds of the rotated performance copies
 
@@ -39,6 +47,8 @@ class Job:
     time_budget_s: float = 3.0
     nvcc_flags: List[str] = field(default_factory=list)
     gpu_memory_fraction: Optional[float] = None
+    retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
+    #                                 quarter of what is free)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -49,6 +59,8 @@ class Channel(Protocol):
 
     def send(self, kind: str, payload: Dict[str, Any],
              tensors: Optional[Dict[str, torch.Tensor]] = None) -> None: ...
+
+    def receive(self) -> Dict[str, Any]: ...
 
 
 # -- test cases: the same on both sides, from the challenge and the seed ---------------------
@@ -117,40 +129,223 @@ def run_cases(challenge, solve_call, job: Job, channel: Channel, device: torch.d
         channel.progress(f"running {name} ({k + 1} of {len(cases)})")
         prepared = prepare_call(case, directions)
         call_and_sync(solve_call, prepared, device)
-        report_call(channel, "case", {"index": k, "name": name}, prepared, directions)
+        report_call(channel, protocol.CASE, {"index": k, "name": name}, prepared, directions)
+
+
+def _tampering() -> str:
+    """Harness functions the submission replaced ('' when none): the timer's and, in a
+    sandboxed child, the report channel's."""
+    found = [timing_tampering()]
+    child = sys.modules.get("runner.sandbox.child")
+    if child is not None:
+        found.append(child.capture_check())
+    return ", ".join(f for f in found if f)
+
+
+class PerfBench:
+    """The performance case's input copies and the output sets of timed runs.
+
+    Run ``i`` reads input copy ``i % copies``, rewritten from its pristine base by the
+    challenge's perturbation under the parent's nonce, and writes output set ``i % sets``.
+    The output sets are rows of one buffer per output, kept until the parent has picked which
+    runs it checks. Timed runs commit to their outputs with a digest sent with the timing;
+    the calls of a burst, with the bytes at positions the parent names once the burst is over.
+    """
+
+    ROW_ALIGN = 256
+
+    def __init__(self, challenge, solve_call, copies: List[PreparedCall],
+                 initial: List[Dict[str, torch.Tensor]], directions: Dict[str, str],
+                 device: torch.device, retain_bytes: int, max_runs: int):
+        self.challenge, self.solve_call, self.copies = challenge, solve_call, copies
+        self.initial, self.directions, self.device = initial, directions, device
+        self.bases = [{name: snap.clone() for name, snap in c.input_snapshots.items()}
+                      for c in copies]
+        rows = {}
+        for name in copies[0].outputs:
+            t = initial[0][name]
+            need = t.numel() * t.element_size() + 2 * GUARD_BYTES
+            rows[name] = -(-need // self.ROW_ALIGN) * self.ROW_ALIGN
+        if device.type == "cuda":   # a quarter of what is free now, at most retain_bytes
+            retain_bytes = min(retain_bytes, torch.cuda.mem_get_info(device)[0] // 4)
+        count = max(1, min(max_runs, retain_bytes // max(sum(rows.values()), 1)))
+        self.stores = {name: torch.empty((count, width), dtype=torch.uint8, device=device)
+                       for name, width in rows.items()}
+        self.sets: List[Dict[str, GuardedOutput]] = [
+            {name: GuardedOutput.in_row(name, self.stores[name][k], initial[0][name])
+             for name in rows} for k in range(count)]
+        self.generator = torch.Generator(device=device)
+        # the burst's flush: made now, outside the grader's clock; large enough that each
+        # call's GPU work outlasts the Python that enqueues it
+        self.burst_flush = (L2Flusher(device, BURST_FLUSH_BYTES) if device.type == "cuda"
+                            else (lambda: None))
+
+    def _copy_of(self, run: int) -> int:
+        return run % len(self.copies)
+
+    def _set_of(self, run: int) -> Dict[str, GuardedOutput]:
+        return self.sets[run % len(self.sets)]
+
+    def reset_set(self, run: int) -> None:
+        """Output set of ``run`` as the run must find it: poisoned, or the initial contents."""
+        initial = self.initial[self._copy_of(run)]
+        for name, out in self._set_of(run).items():
+            if self.directions[name] == "out":
+                poison_(out.written())
+            else:
+                out.written().copy_(initial[name])
+
+    def arguments(self, run: int) -> Dict[str, Any]:
+        copy = self.copies[self._copy_of(run)]
+        return {**copy.args, **{name: out.view for name, out in self._set_of(run).items()}}
+
+    def perturb(self, nonce: int, run: int) -> None:
+        """Rewrite the run's input copy from its base under the parent's nonce."""
+        c = self._copy_of(run)
+        perturb(self.challenge, self.copies[c].args, self.bases[c], self.directions,
+                run_generator(self.device, nonce, run, self.generator))
+
+    def outputs(self, run: int) -> Dict[str, torch.Tensor]:
+        return {name: out.written() for name, out in self._set_of(run).items()}
+
+    def time(self, nonce: int, budget_s: float, max_runs: int, on_host: bool) -> Dict[str, Any]:
+        runs = min(max_runs, len(self.sets))
+        pending: Dict[int, Dict[str, Any]] = {}
+        digests: Dict[int, str] = {}
+
+        def before(i: int) -> None:
+            self.reset_set(i)
+            self.perturb(nonce, i)
+            pending[i] = self.arguments(i)
+
+        def call(i: int) -> None:
+            self.solve_call(pending[i])
+
+        def after(i: int) -> None:
+            digests[i] = digest(self.outputs(i))
+            pending.pop(i, None)
+
+        timer = time_host if on_host else time_cuda
+        kwargs = {} if on_host else {"flusher": L2Flusher(self.device)}
+        timing = timer(call, before=before, after=after, budget_s=budget_s, max_runs=runs,
+                       **kwargs)
+        synchronize(self.device)
+        data = timing.to_dict()
+        data["digests"] = [digests[i] for i in timing.run_ids]
+        return data
+
+    def burst(self, nonce: int, calls: int, cover_cycles: int) -> int:
+        """``calls`` runs back to back (the parent times them on its own clock), each after an
+        L2 flush as in the timed runs (which also keeps the GPU busy while the next call's
+        Python runs), behind a spin that lets the first launches queue up."""
+        calls = max(1, min(calls, len(self.sets)))
+        arguments = self.burst_arguments[:calls]
+        flush = self.burst_flush
+        started = time.perf_counter()
+        if self.device.type == "cuda" and cover_cycles > 0:
+            torch.cuda._sleep(int(cover_cycles))
+        for j in range(calls):
+            flush()
+            self.perturb(nonce, j)
+            self.solve_call(arguments[j])
+        enqueued = time.perf_counter()
+        synchronize(self.device)
+        # the child's own view, for people reading the result (the grader believes its clock)
+        self.last_burst = {"enqueue_s": enqueued - started,
+                           "wall_s": time.perf_counter() - started}
+        return calls
+
+    def probe(self, calls: int, positions: Dict[str, List[int]]) -> Dict[str, str]:
+        """The bytes at ``positions`` of each output of the first ``calls`` runs, base64 of
+        [calls, positions] (inline: no file to write inside the grader's clock)."""
+        out = {}
+        for name, store in self.stores.items():
+            index = torch.tensor([GUARD_BYTES + int(p) for p in positions.get(name, [])][:4096],
+                                 dtype=torch.long, device=store.device)
+            values = store[:calls].index_select(1, index).to("cpu").contiguous()
+            out[name] = base64.b64encode(values.numpy().tobytes()).decode()
+        return out
+
+    def reveal(self, indices: List[int]) -> List[Tuple[int, Dict[str, torch.Tensor], List[str]]]:
+        """The outputs (on the CPU) and guard damage of each run in ``indices``; afterwards
+        every output set is reset for the next phase."""
+        out = []
+        for i in indices[:64]:
+            outputs = {n: t.detach().to("cpu").clone() for n, t in self.outputs(int(i)).items()}
+            damage = [m for m in (g.damage() for g in self._set_of(int(i)).values()) if m]
+            out.append((int(i), outputs, damage))
+        for run in range(len(self.sets)):
+            self.reset_set(run)
+        # the next burst's arguments, made now rather than inside the grader's clock
+        self.burst_arguments = [self.arguments(j) for j in range(len(self.sets))]
+        synchronize(self.device)
+        return out
 
 
 def run_performance(challenge, solve_call, job: Job, channel: Channel, device: torch.device) -> None:
     directions = directions_of(challenge.get_solve_signature())
     channel.progress("running the performance test")
-    copies = [prepare_call(performance_case(challenge, copy_seed(job.seed, 0)), directions)]
+    first = performance_case(challenge, copy_seed(job.seed, 0))
+    initial = [{n: first[n].clone() for n, d in directions.items() if d != "in"}]
+    copies = [prepare_call(first, directions)]
+    del first
     call_and_sync(solve_call, copies[0], device)
-    report_call(channel, "perf_first", {}, copies[0], directions)
-    if device.type == "cuda":
-        for k in range(1, job.perf_copies):
-            copies.append(prepare_call(performance_case(challenge, copy_seed(job.seed, k)), directions))
-        channel.progress("timing")
+    report_call(channel, protocol.PERF_FIRST, {}, copies[0], directions)
+    bench: Optional[PerfBench] = None
+    while True:
+        command = channel.receive()
+        name = command.get("command")
+        if name == protocol.CMD_TIME:
+            for k in range(1, job.perf_copies):
+                case = performance_case(challenge, copy_seed(job.seed, k))
+                initial.append({n: case[n].clone() for n, d in directions.items() if d != "in"})
+                copies.append(prepare_call(case, directions))
+                del case
+            bench = PerfBench(challenge, solve_call, copies, initial, directions, device,
+                              job.retain_bytes, int(command.get("max_runs", 1000)))
+            channel.progress("timing")
+            data = _guarded(lambda: bench.time(int(command["nonce"]), float(command["budget_s"]),
+                                               int(command.get("max_runs", 1000)),
+                                               on_host=device.type != "cuda"), device)
+            tampered = _tampering()
+            if tampered:
+                channel.send(protocol.TAMPERING, {"message": f"the harness's functions were "
+                                                             f"changed during the run ({tampered})"})
+                return
+            channel.send(protocol.TIMING, data)
+        elif name == protocol.CMD_BURST and bench is not None:
+            calls = _guarded(lambda: bench.burst(int(command["nonce"]), int(command["calls"]),
+                                                 int(command.get("cover_cycles", 0))), device)
+            channel.send(protocol.BURST_DONE, {"calls": calls, **bench.last_burst})
+        elif name == protocol.CMD_PROBE and bench is not None:
+            values = bench.probe(int(command.get("calls", 0)), dict(command.get("positions", {})))
+            channel.send(protocol.BURST_PROBE, {"values": values})
+        elif name == protocol.CMD_REVEAL and bench is not None:
+            phase = str(command.get("phase"))
+            for index, outputs, damage in bench.reveal(list(command.get("indices", []))):
+                channel.send(protocol.SAMPLE, {"phase": phase, "index": index,
+                                               "modified_inputs": [], "guard_damage": damage},
+                             outputs)
+        elif name == protocol.CMD_FRESH:
+            run_fresh(challenge, solve_call, job, channel, device, copies[0], directions)
+        else:   # finish, or the parent has gone
+            return
 
-        def before(i: int) -> None:
-            copies[i % len(copies)].poison(directions)
 
-        timing = time_cuda(lambda i: solve_call(copies[i % len(copies)].args), before=before,
-                           budget_s=job.time_budget_s, flusher=L2Flusher(device))
-        try:
-            synchronize(device)
-        except (RuntimeError, MemoryError) as exc:
-            raise classify_runtime_error(exc)
-        tampered = timing_tampering()
-        if tampered:
-            raise TamperingDetected(f"the timing functions were changed during the run "
-                                    f"({tampered}); solutions must not patch the harness")
-        channel.send("timing", timing.to_dict())
-        for k, prepared in enumerate(copies):
-            report_call(channel, "perf_copy", {"index": k}, prepared, directions)
-    # fresh random inputs written into the same buffers: answers cached by shape, by pointer
-    # or from an earlier call now fail
+def _guarded(work, device: torch.device):
+    try:
+        return work()
+    except (RuntimeError, MemoryError) as exc:
+        if isinstance(exc, SubmissionError):
+            raise
+        raise classify_runtime_error(exc)
+
+
+def run_fresh(challenge, solve_call, job: Job, channel: Channel, device: torch.device,
+              target: PreparedCall, directions: Dict[str, str]) -> None:
+    """Fresh random inputs written into the same buffers: answers cached by shape, by pointer
+    or from an earlier call now fail."""
     fresh = performance_case(challenge, job.seed + FRESH_SEED_OFFSET)
-    target = copies[0]
     for name, value in fresh.items():
         if not isinstance(value, torch.Tensor):
             continue
@@ -161,7 +356,7 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
             target.outputs[name].written().copy_(value)
     target.poison(directions)
     call_and_sync(solve_call, target, device)
-    report_call(channel, "perf_fresh", {}, target, directions)
+    report_call(channel, protocol.PERF_FRESH, {}, target, directions)
 
 
 def execute(job: Job, channel: Channel) -> None:
@@ -173,41 +368,42 @@ def execute(job: Job, channel: Channel) -> None:
         torch.cuda.set_device(device)
         if job.gpu_memory_fraction:
             torch.cuda.set_per_process_memory_fraction(job.gpu_memory_fraction, device)
+    channel.send(protocol.READY, {})
     challenge = load_challenge(find_challenge(job.challenge_path), device)
     challenge.seed = job.seed
     try:
         channel.progress("compiling" if job.language == "cuda" else "loading")
-        started = time.perf_counter()
         solve_call = languages.backend(job.language).load(
-            _path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
-        channel.send("loaded", {"seconds": time.perf_counter() - started})
+            Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
         run_cases(challenge, solve_call, job, channel, device)
         if job.action == "submit":
-            channel.send("cases_done", {})
             run_performance(challenge, solve_call, job, channel, device)
     except SubmissionError as exc:
-        channel.send("error", {"verdict": exc.verdict, "message": exc.message,
-                               "details": exc.details})
+        channel.send(protocol.ERROR, {"verdict": exc.verdict, "message": exc.message,
+                                      "details": exc.details})
     except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         err = classify_runtime_error(exc)
-        channel.send("error", {"verdict": err.verdict, "message": err.message, "details": ""})
-    channel.send("done", {})
-
-
-def _path(text: str):
-    from pathlib import Path
-    return Path(text)
+        channel.send(protocol.ERROR, {"verdict": err.verdict, "message": err.message,
+                                      "details": ""})
+    channel.send(protocol.DONE, {})
 
 
 class MemoryChannel:
-    """Collects messages in memory: used when the submission runs in the grading process."""
+    """The conversation in one process (``--no-sandbox``): every message goes straight to the
+    grader's side, and its commands come back in a queue."""
 
-    def __init__(self, progress: Callable[[str], None] = lambda m: None):
-        self.messages: List[Tuple[str, Dict[str, Any], Dict[str, torch.Tensor]]] = []
+    def __init__(self, conversation, progress: Callable[[str], None] = lambda m: None):
+        self._conversation = conversation
         self._progress = progress
+        self._commands: List[Dict[str, Any]] = []
 
     def progress(self, message: str) -> None:
         self._progress(message)
 
     def send(self, kind, payload, tensors=None) -> None:
-        self.messages.append((kind, payload, dict(tensors or {})))
+        message = protocol.Message(kind, json.loads(json.dumps(payload)),
+                                   {k: v.detach().to("cpu").clone() for k, v in (tensors or {}).items()})
+        self._commands += self._conversation.on_message(message, time.perf_counter())
+
+    def receive(self) -> Dict[str, Any]:
+        return self._commands.pop(0) if self._commands else {}

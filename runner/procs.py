@@ -64,6 +64,21 @@ def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     return _prctl(PR_SET_PDEATHSIG, int(sig))
 
 
+def when_parent_dies(parent: int, on_gone, interval: float = 0.5,
+                     stop: Optional[threading.Event] = None) -> threading.Thread:
+    """Call ``on_gone()`` from a daemon thread once this process's parent is no longer
+    ``parent`` (it died, and this process was re-parented); ``stop`` ends the watch."""
+    def watch() -> None:
+        while not (stop.wait(interval) if stop is not None else time.sleep(interval)):
+            if os.getppid() != parent:
+                on_gone()
+                return
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"watch-parent-{parent}")
+    thread.start()
+    return thread
+
+
 def _stat_fields() -> Iterator[Tuple[int, List[bytes]]]:
     """(pid, the fields of /proc/<pid>/stat after the command name) of every visible process;
     field k of proc(5) is at index k - 3. Nothing without /proc."""
@@ -104,6 +119,63 @@ def group_rss_bytes(pgid: int) -> int:
         except (ValueError, IndexError):
             continue
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+class TreeUsage(NamedTuple):
+    rss_bytes: int
+    processes: int
+    threads: int
+
+
+def tree_usage(root: int) -> TreeUsage:
+    """Resident memory, processes and threads of ``root`` and every descendant (a jail's
+    PID namespace: setsid or double-forked processes stay below its init)."""
+    fields_of: Dict[int, List[bytes]] = dict(_stat_fields())
+    children: Dict[int, List[int]] = {}
+    for pid, fields in fields_of.items():
+        try:
+            children.setdefault(int(fields[1]), []).append(pid)
+        except (ValueError, IndexError):
+            continue
+    rss = procs_n = threads = 0
+    frontier = [root] if root in fields_of else []
+    seen = set(frontier)
+    while frontier:
+        pid = frontier.pop()
+        fields = fields_of[pid]
+        try:
+            rss += int(fields[21])
+            threads += int(fields[17])
+        except (ValueError, IndexError):
+            pass
+        procs_n += 1
+        for child in children.get(pid, ()):
+            if child not in seen:
+                seen.add(child)
+                frontier.append(child)
+    return TreeUsage(rss * os.sysconf("SC_PAGE_SIZE"), procs_n, threads)
+
+
+def folder_usage(path: str, max_entries: int = 200_000) -> Tuple[int, int]:
+    """(bytes, entries) under ``path``, without following links; stops counting at
+    ``max_entries`` (a folder of millions of files is over any limit anyway)."""
+    total = entries = 0
+    stack = [path]
+    while stack and entries < max_entries:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for entry in it:
+                    entries += 1
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total, entries
 
 
 def descendants(pid: int, table: Optional[Dict[int, Proc]] = None) -> List[int]:

@@ -7,18 +7,10 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-# verdict -> the LeetGPU-compatible status of the terminal message
-STATUS_OF_VERDICT = {
-    "accepted": "success",
-    "wrong_answer": "error",
-    "compile_error": "error",
-    "runtime_error": "error",
-    "compiled": "success",
-    "time_limit_exceeded": "timeout",
-    "memory_limit_exceeded": "oom",
-    "internal_error": "error",
-    "interrupted": "interrupted",
-}
+from runner.protocol import STATUS_OF_VERDICT as _STATUS
+from runner.protocol import Verdict
+
+STATUS_OF_VERDICT = {v.value: status for v, status in _STATUS.items()}
 
 
 def json_safe(value: Any) -> Any:
@@ -68,7 +60,7 @@ class Result:
 
     @property
     def accepted(self) -> bool:
-        return self.verdict == "accepted"
+        return self.verdict == Verdict.ACCEPTED
 
     def to_dict(self) -> Dict[str, Any]:
         """Strict JSON data: non-finite numbers are None (the text report still shows them)."""
@@ -141,6 +133,13 @@ def render_performance(perf: Dict[str, Any]) -> str:
            f"    host time per call: {sol.get('host_us', 0):.1f} us "
            + ("(hidden: launches queue behind a spin, as under CUDA graphs)"
               if sol.get("launch_cover", True) else "(billed: your solve waits for the GPU)")]
+    clock = perf.get("clock") or {}
+    if clock.get("per_call_ms") is not None:
+        agree = ("agrees" if clock.get("agrees") else "is used: it disagrees with the in-sandbox time")
+        out.append(f"    grader's clock: {clock['per_call_ms'] * 1e3:.1f} us per call over "
+                   f"{clock['calls']} calls on changed inputs ({agree})")
+    for note in perf.get("notes", []):
+        out.append(f"    note: {note}")
     ref = perf.get("reference")
     if ref:
         out.append(f"    reference:  median {ref['median_ms'] * 1e3:.1f} us  "
@@ -150,4 +149,8 @@ def render_performance(perf: Dict[str, Any]) -> str:
         tail = f" ({100 * frac:.0f}% of {perf['peak_source']})" if frac else ""
         out.append(f"    achieved: {perf['gbps']:.0f} GB/s{tail}"
                    + (f", {perf['tflops']:.3f} TFLOP/s" if perf.get("tflops") else ""))
+        if perf.get("floor_fraction"):
+            out.append(f"    {100 * perf['floor_fraction']:.0f}% of the measured ceiling "
+                       f"({perf['ceiling_gbps']:,.0f} GB/s: {perf['floor_us']:.1f} us for these "
+                       f"bytes; {perf.get('ceiling_source', '')})")
     return "\n".join(out)

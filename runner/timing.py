@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -68,6 +68,8 @@ class Timing:
     flush: str = "read"
     host_us: float = 0.0     # median host time of one call (enqueueing its work)
     launch_cover: bool = True   # False when the call waits for the GPU itself
+    samples_ms: List[float] = field(default_factory=list)   # every run kept, in order
+    run_ids: List[int] = field(default_factory=list)        # the run index of each sample
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,10 +78,10 @@ class Timing:
 class L2Flusher:
     """Evicts L2 by reading a buffer several times its size (clean lines, no write-back)."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, min_bytes: int = 256 * 2**20):
         props = torch.cuda.get_device_properties(device)
         l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
-        size = max(4 * l2, 256 * 2**20)
+        size = max(4 * l2, min_bytes)
         self._buffer = torch.ones(size // 4, dtype=torch.float32, device=device)
         self._sink = torch.empty((), dtype=torch.float32, device=device)
 
@@ -130,14 +132,40 @@ class LaunchCover:
 
 
 def stats(samples_ms: List[float], mode: str = "events", host_us: Optional[List[float]] = None,
-          launch_cover: bool = True) -> Timing:
+          launch_cover: bool = True, run_ids: Optional[List[int]] = None,
+          flush: str = "read") -> Timing:
     n = len(samples_ms)
     mean = statistics.fmean(samples_ms)
     std = statistics.stdev(samples_ms) if n > 1 else 0.0
     return Timing(median_ms=statistics.median(samples_ms), mean_ms=mean, min_ms=min(samples_ms),
                   std_ms=std, runs=n, rel_sem=(std / math.sqrt(n) / mean) if mean > 0 else 0.0,
                   mode=mode, host_us=statistics.median(host_us) if host_us else 0.0,
-                  launch_cover=launch_cover)
+                  launch_cover=launch_cover, samples_ms=list(samples_ms),
+                  run_ids=list(run_ids if run_ids is not None else range(n)), flush=flush)
+
+
+def time_host(call: Callable[[int], None], *, before: Optional[Callable[[int], None]] = None,
+              after: Optional[Callable[[int], None]] = None, min_runs: int = 5,
+              max_runs: int = 1000, budget_s: float = 3.0, target_rel_sem: float = 0.01,
+              **_: object) -> Timing:
+    """``call(i)`` timed on the host clock (a CPU grading asked to time, as tests do)."""
+    samples: List[float] = []
+    deadline = _PERF_COUNTER() + budget_s
+    i = 0
+    while True:
+        if before:
+            before(i)
+        t0 = _PERF_COUNTER()
+        call(i)
+        samples.append((_PERF_COUNTER() - t0) * 1e3)
+        if after:
+            after(i)
+        i += 1
+        if len(samples) >= max_runs or (len(samples) >= min_runs and (
+                stats(samples).rel_sem < target_rel_sem or _PERF_COUNTER() > deadline)):
+            break
+    return stats(samples, mode="host", host_us=[s * 1e3 for s in samples], launch_cover=False,
+                 flush="none")
 
 
 def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], None]] = None,
@@ -169,6 +197,7 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
 
     samples: List[float] = []
     host_us: List[float] = []
+    run_ids: List[int] = []
     lingering_runs: List[bool] = []
     mode = "events"
     deadline = _PERF_COUNTER() + budget_s
@@ -192,7 +221,8 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         lingering_s = _PERF_COUNTER() - t0
         elapsed = _ELAPSED(start, end)
         if cover and cover.enabled and not cover.observe(call_us, spin_us):
-            samples, host_us = [], []   # restart without the cover: the call waits for the GPU
+            samples, host_us, run_ids = [], [], []   # restart without the cover: the call
+            i += 1                                   # waits for the GPU
             continue
         if mode == "events":
             # work still running after the end event: the solution launched on another stream
@@ -200,10 +230,12 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
             # only a pattern (3 of the last 5 runs) switches to device-synchronized timing.
             lingering_runs.append(lingering_s > max(LINGER_MIN_S, 0.5 * elapsed / 1e3))
             if sum(lingering_runs[-5:]) >= 3:
-                mode, samples, host_us = "device-sync", [], []  # restart: samples missed work
+                mode, samples, host_us, run_ids = "device-sync", [], [], []  # restart: samples
+                i += 1                                                     # missed work
                 continue
         samples.append(elapsed)
         host_us.append(call_us)
+        run_ids.append(i)
         if after:
             after(i)
         i += 1
@@ -212,7 +244,9 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         if len(samples) >= min_runs:
             if stats(samples).rel_sem < target_rel_sem or _PERF_COUNTER() > deadline:
                 break
-    return stats(samples, mode, host_us, launch_cover=bool(cover and cover.enabled))
+    return stats(samples, mode, host_us, launch_cover=bool(cover and cover.enabled),
+                 run_ids=run_ids)
 
 
-_CODE = {f: f.__code__ for f in (time_cuda, stats, LaunchCover.__call__, LaunchCover.observe)}
+_CODE = {f: f.__code__ for f in (time_cuda, time_host, stats, LaunchCover.__call__,
+                                  LaunchCover.observe)}

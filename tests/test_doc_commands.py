@@ -117,8 +117,9 @@ def test_install_and_test_commands_are_the_ones_ci_runs():
 
     ci = (REPO / ".ci" / "run").read_text().replace('"', "")
     extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    installed_by_ci = {"dev"} | {re.sub(r".*\[(\w+)\].*", r"\1", d) for d in extras["dev"]
-                                 if d.startswith("gpu-challenge-harness[")}
+    installed_by_ci = {"dev"} | {extra.strip() for d in extras["dev"]
+                                 if d.startswith("gpu-challenge-harness[")
+                                 for extra in d[d.index("[") + 1:d.index("]")].split(",")}
     assert "python -m pip install --quiet -e .[dev]" in ci
     for _, _, block in ALL:
         for command in block:
@@ -253,3 +254,15 @@ def test_each_command_of_the_docs_runs(tmp_path, path, index, block):
         assert int(exit_code) in (0, 143), f"serve did not stop cleanly\n{report}"
     for log in tmp_path.glob("repo/serve-*.log"):
         assert "Traceback" not in log.read_text(), f"{log.name}:\n{log.read_text()[-4000:]}"
+
+
+def test_the_readme_lists_every_option_of_run_challenge():
+    from runner.cli import build_parser
+    readme = (REPO / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `--")]
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            if option in ("-h", "--help"):
+                continue
+            assert any(line.startswith(f"| `{option}") for line in table), \
+                f"README.md's options table has no row for {option}"

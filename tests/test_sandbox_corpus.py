@@ -6,13 +6,14 @@ import shutil
 import socket
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from runner.challenge import find_challenge
-from runner.grade import GradeOptions
-from runner.isolation import Limits
-from runner.sandbox import grade_isolated
+from runner.grade import GradeOptions, grade_safely
+from runner.sandbox.parent import Limits
 
 CORPUS = Path(__file__).parent / "corpus"
 CORRECT = Path(__file__).parent.parent / "reference/int8_kv_cache_attention/solution.pytorch.py"
@@ -31,7 +32,7 @@ CPU_CASES = [
      {"host_memory_bytes": 2**30}),
     ("cached_by_pointer.pytorch.py", "submit", "wrong_answer", "", {}),
     ("storage_swap.pytorch.py", "run", "wrong_answer", "got nan", {}),
-    ("forged_report.pytorch.py", "run", "runtime_error", "without reporting", {}),
+    ("forged_report.pytorch.py", "run", "rejected", "without reporting", {}),
     ("reads_expected_via_gc.pytorch.py", "run", "wrong_answer", "differ by more than", {}),
 ]
 
@@ -39,13 +40,14 @@ GPU_CASES = [
     ("illegal_address.triton.py", "run", "runtime_error", "illegal memory access", {}),
     ("gpu_hang.triton.py", "run", "time_limit_exceeded", "never ends", {"timeout_s": 20}),
     ("gpu_out_of_memory.pytorch.py", "run", "memory_limit_exceeded", "out of memory", {}),
-    ("timer_patch.pytorch.py", "submit", "wrong_answer", "timing functions were changed", {}),
+    ("timer_patch.pytorch.py", "submit", "rejected", "functions were changed", {}),
 ]
 
 
 def grade(path: Path, action: str = "run", **limits):
     options = GradeOptions(action=action, device=DEVICE, time_budget_s=0.5)
-    return grade_isolated(find_challenge("96"), path, _language(path), options, Limits(**limits))
+    return grade_safely(find_challenge("96"), path, _language(path),
+                        replace(options, limits=Limits(**limits)))
 
 
 def _language(path: Path) -> str:

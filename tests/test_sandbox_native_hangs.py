@@ -13,15 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 import native_hangs
 from runner import procs
 from runner.challenge import find_challenge
-from runner.grade import GradeOptions
-from runner.isolation import Limits
-from runner.sandbox import grade_isolated
+from runner.grade import GradeOptions, grade_safely
+from runner.sandbox.parent import Limits
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,13 +31,14 @@ CORRECT = REPO / "reference/int8_kv_cache_attention/solution.pytorch.py"
 PARAMS = ["Q", "K_int8", "V_int8", "k_scale", "v_scale", "output", "num_heads", "seq_len",
           "head_dim"]
 LIMIT_S = 3.0
-MARGIN_S = 15.0      # generous: the child's start and torch import, the kill, the reap
+MARGIN_S = 150.0     # generous: the child's start and torch import on a loaded machine (the
+#                      limit itself counts from the child's "ready"), the kill, the reap
 
 
 def grade(path: Path, **limits):
     options = GradeOptions(action="run", device=torch.device("cpu"), time_budget_s=0.5)
     started = time.monotonic()
-    result = grade_isolated(find_challenge("96"), path, "pytorch", options, Limits(**limits))
+    result = grade_safely(find_challenge("96"), path, "pytorch", replace(options, limits=Limits(**limits)))
     return result, time.monotonic() - started
 
 
@@ -132,17 +134,22 @@ def test_a_progress_flood_is_not_passed_on_line_by_line(tmp_path):
     path.write_text('''
 def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
     import json, os, sys
-    with os.fdopen(int(sys.argv[2]), "w", closefd=False) as report:
-        for k in range(200000):
-            report.write(json.dumps({"kind": "progress", "payload": {"message": f"x{k}"}}) + "\\n")
+    pipes = [int(fd) for fd in os.listdir("/proc/self/fd")
+             if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")]
+    for k in range(200000):
+        for fd in pipes:
+            try:
+                os.write(fd, (json.dumps({"kind": "progress", "payload": {"message": f"x{k}"}}) + "\\n").encode())
+            except OSError:
+                pass
     while True:
         pass
 ''')
     seen = []
     options = GradeOptions(action="run", device=torch.device("cpu"), progress=seen.append)
     started = time.monotonic()
-    result = grade_isolated(find_challenge("96"), path, "pytorch", options,
-                            Limits(timeout_s=LIMIT_S))
+    result = grade_safely(find_challenge("96"), path, "pytorch",
+                          replace(options, limits=Limits(timeout_s=LIMIT_S)))
     assert result.verdict == "time_limit_exceeded", (result.verdict, result.message)
     assert time.monotonic() - started < LIMIT_S + MARGIN_S
     assert len(seen) <= 1000

@@ -1,6 +1,6 @@
 """The online judge: a service that takes untrusted submissions over LeetGPU's WebSocket
 protocol (or HTTP), stores them, queues them per accelerator and has workers grade them with
-:func:`runner.sandbox.grade_isolated`, one job per GPU, without losing or double-counting one.
+:mod:`runner.sandbox`'s jailed child, one job per GPU, without losing or double-counting one.
 
 Modules, one job each:
 
@@ -12,6 +12,9 @@ Modules, one job each:
                      leases, admissions; :mod:`.store_pg` the same on PostgreSQL
 - :mod:`.queues`     delivery to workers: the store itself (embedded) or Dramatiq on Redis
 - :mod:`.service`    admission, leases, the reaper; :mod:`.app` its HTTP/WebSocket routes
+- :mod:`.leaderboard` boards per challenge x accelerator (and language): candidates verified by a
+                     second run with a new seed before they are ranked
+- :mod:`.web`        the web page (``static/``) and the leaderboard routes
 - :mod:`.metrics`    Prometheus metrics
 - :mod:`.worker`     a worker process bound to one GPU; :mod:`.jobrun` the process that grades
                      one job for it; :mod:`.supervisor` starts a host's workers

@@ -31,6 +31,7 @@ from runner.judge.protocol import (TERMINAL_STATUSES, ProtocolError, decode_mess
                                    parse_submit)
 from runner.judge.service import JudgeService
 from runner.judge.store import Refused
+from runner.judge.web import add_web_routes
 
 log = logging.getLogger("runner.judge")
 POLL_S = 0.1           # how often a stream looks for a change notice (in memory)
@@ -112,7 +113,8 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             except Rejection as exc:
                 await _send_and_close(ws, error_message(exc.message, exc.code))
                 return
-            await _stream(ws, service, record.id, req.after)
+            await _stream(ws, service, record.id, req.after,
+                          follow=data.get("followLeaderboard") is True)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             return   # the client went away; its submission goes on (it can resume)
 
@@ -295,6 +297,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             return JSONResponse({"released": False}, status_code=409)
         return JSONResponse({"released": True, "outcome": t.outcome})
 
+    add_web_routes(app, service)     # the web page and the leaderboards (runner/judge/web.py)
     return app
 
 
@@ -303,9 +306,12 @@ async def _send_and_close(ws: WebSocket, message: Dict[str, Any]) -> None:
     await ws.close()
 
 
-async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, after: int) -> None:
+async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, after: int,
+                  follow: bool = False) -> None:
     """Send the submission's events after ``after`` as they are stored, up to its terminal one;
-    stop early (the job goes on) when the client goes away."""
+    stop early (the job goes on) when the client goes away. With ``follow`` (the message's
+    ``"followLeaderboard": true``) go on past the terminal event while a leaderboard decision
+    about the submission is to come, up to the final ``leaderboard`` event."""
     gone = asyncio.Event()
 
     async def watch() -> None:
@@ -317,19 +323,41 @@ async def _stream(ws: WebSocket, service: JudgeService, submission_id: str, afte
         finally:
             gone.set()
 
+    def awaiting() -> bool:
+        return service.leaderboard.awaiting(submission_id)
+
+    def terminal_before(seq: int) -> bool:
+        return any(e.status in TERMINAL_STATUSES
+                   for e in service.store.events(submission_id, -1, seq + 1))
+
     watcher = asyncio.create_task(watch())
     loop = asyncio.get_running_loop()
     last = after
+    finished = follow and after >= 0 and await run_in_threadpool(terminal_before, after)
     try:
         while not gone.is_set():
             version, read_at = service.version(submission_id), loop.time()
+            # asked before reading, so that a decision made meanwhile is in what is read next
+            was_finished = finished
+            pending = was_finished and await run_in_threadpool(awaiting)
             events = await run_in_threadpool(service.store.events, submission_id, last)
             for event in events:
                 await ws.send_text(json.dumps(event.to_dict(submission_id), default=str))
                 last = event.seq
                 if event.status in TERMINAL_STATUSES:
+                    if not follow:
+                        await ws.close()
+                        return
+                    finished = True
+                elif (finished and event.status == "leaderboard"
+                      and isinstance(event.output, dict) and event.output.get("final")):
                     await ws.close()
                     return
+            if was_finished and not pending:
+                await ws.close()
+                return
+            if finished and not was_finished:
+                continue            # the terminal event just came: ask about the leaderboard
             while (not gone.is_set() and service.version(submission_id) == version
                    and loop.time() - read_at < REREAD_S):
                 try:

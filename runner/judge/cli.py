@@ -41,7 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
                            "(token in $JUDGE_WORKER_TOKEN)")
     p.add_argument("--url", help="with --workers-only: the judge's API URL")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--allow-unsandboxed", action="store_true",
+                   help="let local workers grade where no bubblewrap jail can be made (each "
+                        "submission then runs with the worker's rights: never for untrusted code)")
     return p
+
+
+def sandbox_refusal(args) -> Optional[str]:
+    """Why this host's workers may not grade (None when they may)."""
+    from runner.sandbox import jail
+
+    usable, why = jail.probe()
+    if usable or args.allow_unsandboxed:
+        return None
+    return (f"refusing to start workers: submissions would run without a sandbox ({why}). "
+            f"Install bubblewrap, or pass --allow-unsandboxed for trusted code only")
 
 
 def is_loopback(host: str) -> bool:
@@ -68,8 +82,8 @@ def _accelerator_for_gpu(accelerators):
     return pick
 
 
-def worker_args(config: JudgeConfig) -> List[str]:
-    args: List[str] = []
+def worker_args(config: JudgeConfig, allow_unsandboxed: bool = False) -> List[str]:
+    args: List[str] = ["--allow-unsandboxed"] if allow_unsandboxed else []
     for folder in config.challenge_dirs:
         args += ["--challenges", str(folder)]
     if config.queue.backend == "dramatiq":
@@ -99,8 +113,12 @@ def workers_only(args, config: JudgeConfig) -> int:
     cpu_name = CPU if CPU in accelerators.names else accelerators.names[0]
     specs = plan_workers(args.workers or config.workers, _accelerator_for_gpu(accelerators),
                          cpu_name)
+    refusal = sandbox_refusal(args)
+    if refusal and specs:
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     for spec in specs:
-        spec.extra_args = worker_args(config)
+        spec.extra_args = worker_args(config, args.allow_unsandboxed)
     supervisor = Supervisor(specs, args.url, token)
     supervisor.start()
     try:
@@ -137,11 +155,15 @@ def serve(args, config: JudgeConfig) -> int:
         names = service.accelerators
         cpu_name = CPU if CPU in names.names else names.names[0]
         specs = plan_workers(args.workers or config.workers, _accelerator_for_gpu(names), cpu_name)
+        refusal = sandbox_refusal(args)
+        if refusal and specs:
+            print(f"error: {refusal}", file=sys.stderr)
+            return EXIT_USAGE
         # this judge's own lock and job folders: another judge on the machine (another
         # --data-dir) never holds them (a GPU's lock is machine-wide as well)
         own = (args.data_dir / "workers").resolve()
         for spec in specs:
-            spec.extra_args = worker_args(config) + ["--lock-dir", str(own)]
+            spec.extra_args = worker_args(config, args.allow_unsandboxed) + ["--lock-dir", str(own)]
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         url = f"http://{'[' + host + ']' if ':' in host else host}:{args.port}"
         supervisor = Supervisor(specs, url, worker_token, on_state=service.local_worker)

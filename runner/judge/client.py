@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from runner.protocol import Verdict
 from runner.judge.protocol import TERMINAL_STATUSES, file_list
 
 URL_ENV = "SERVICE_URL"
@@ -121,7 +122,7 @@ def result_from_output(output: Any):
     test_fields = {f.name for f in dataclasses.fields(TestReport)}
     data["tests"] = [{k: v for k, v in t.items() if k in test_fields}
                      for t in data.get("tests") or []]
-    data.setdefault("verdict", "internal_error")
+    data.setdefault("verdict", Verdict.INTERNAL_ERROR.value)
     return Result.from_dict(data)
 
 
@@ -196,4 +197,4 @@ def remote_command(args: argparse.Namespace,
     else:
         log(f"submission {terminal.get('submissionId')} (seed {output.get('seed')})")
         print(render_text(result))       # the verdict last
-    return EXIT_OK if result.verdict in ("accepted", "compiled") else EXIT_REJECTED
+    return EXIT_OK if result.verdict in (Verdict.ACCEPTED, Verdict.COMPILED) else EXIT_REJECTED

@@ -6,7 +6,7 @@ The worker starts it with a scrubbed environment (no worker token, no database o
 address), only its GPU visible, in a private working directory, so that neither a crash of
 the grader nor an author's challenge code (which the trusted side imports to compute the
 expected outputs) can reach the worker's credentials. The submission itself runs one level
-further down, in :func:`runner.sandbox.grade_isolated`'s sandboxed child. If the worker dies,
+further down, in the jailed child of :mod:`runner.sandbox`. If the worker dies,
 this process notices (its parent changes), kills its children and exits.
 
 It is a subreaper (what the submission orphans is re-parented here, not to init, so it is
@@ -23,8 +23,6 @@ import os
 import signal
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
@@ -48,12 +46,10 @@ def _die_now(*_) -> None:
     os._exit(143)
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(0.5)
-        if os.getppid() != parent:
-            kill_descendants(os.getpid())
-            os._exit(3)
+def _orphaned() -> None:
+    """The worker is gone: nobody will read the result."""
+    kill_descendants(os.getpid())
+    os._exit(3)
 
 
 def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
@@ -79,9 +75,8 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
 def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
     import torch
 
-    from runner.grade import GradeOptions
-    from runner.isolation import Limits
-    from runner.sandbox import grade_isolated
+    from runner.grade import GradeOptions, grade_safely
+    from runner.sandbox.parent import Limits
 
     job = spec["job"]
 
@@ -92,10 +87,12 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="judge-job-", ignore_cleanup_errors=True) as tmp:
         info, solution, language = stage(job, Path(tmp), spec.get("challengeDirs") or [])
         limits = Limits(timeout_s=float(spec["timeLimitSeconds"]),
-                        host_memory_bytes=int(spec["hostMemoryBytes"]), private_caches=True)
+                        host_memory_bytes=int(spec["hostMemoryBytes"]), private_caches=True,
+                        sandbox=spec.get("sandbox", "require"))
         options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
-                               seed=int(job["seed"]), progress=lambda m: emit("progress", m))
-        result = grade_isolated(info, solution, language, options, limits).to_dict()
+                               seed=int(job["seed"]), progress=lambda m: emit("progress", m),
+                               limits=limits)
+        result = grade_safely(info, solution, language, options).to_dict()
     if job.get("challengeCode"):
         result["challenge"] = "custom"
     emit("result", result)
@@ -109,7 +106,7 @@ def main() -> int:
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
     procs.become_subreaper()
     signal.signal(signal.SIGTERM, _die_now)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    procs.when_parent_dies(os.getppid(), _orphaned)
     spec = json.loads(sys.stdin.read())
     run(spec, out)
     out.close()

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from runner.isolation import RUNNER_ROOT
+from runner.sandbox.jail import RUNNER_ROOT
 
 CHALLENGE = '''
 import ctypes

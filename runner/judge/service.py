@@ -17,11 +17,13 @@ from typing import Any, Dict, List, Optional, Tuple
 from runner.judge.auth import Principal, TokenRegistry
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
+from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
 from runner.judge.metrics import Metrics
 from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitRequest
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
 from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
                                 Refused, SqlStore, Transition, open_store)
+from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
 
 log = logging.getLogger("runner.judge")
@@ -67,6 +69,7 @@ class JudgeService:
         lim = config.limits
         self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
                                          lim.rate_window_s)
+        self.leaderboard = Leaderboard(self)
         # workers this process started (serve): label -> (accelerator, state, reason, since),
         # state "starting" or "given up"; set by the supervisor
         self.local_workers: Dict[str, Tuple[str, str, str, float]] = {}
@@ -175,6 +178,9 @@ class JudgeService:
         names = [self.accelerators.resolve(a) for a in accelerators]
         for name in names[:1]:
             self.store.worker_seen(worker, name, "ready")
+        self.leaderboard.seen(worker, names)
+        if submission_id is not None and self.leaderboard.skip_claim(worker, submission_id):
+            return None
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_CLAIM_WAIT_S))
         while True:
             lease = self.store.claim(worker, names, self.config.leases.lease_s, submission_id)
@@ -289,7 +295,7 @@ class JudgeService:
         return seq
 
     def complete(self, submission_id: str, lease_id: str, result: Dict[str, Any]) -> CompleteOutcome:
-        verdict = str(result.get("verdict") or "internal_error")
+        verdict = str(result.get("verdict") or Verdict.INTERNAL_ERROR.value)
         status = STATUS_OF_VERDICT.get(verdict, "error")
         record = self.store.get(submission_id)
         result = {**result, "status": status, "submissionId": submission_id}
@@ -303,6 +309,7 @@ class JudgeService:
             self.metrics.outcomes.labels(rec.accelerator, status, verdict).inc()
             self.metrics.grading_seconds.labels(rec.accelerator).observe(
                 max(0.0, (rec.finished or 0) - (rec.started or 0)))
+            self.leaderboard.on_complete(rec)
         elif not outcome.stored:
             self.metrics.rejected_results.labels(outcome.reason).inc()
         return outcome
@@ -354,7 +361,8 @@ class JudgeService:
     def start(self) -> None:
         """Start the reaper (and, in a fleet, the repair loop) in background threads."""
         self._stop.clear()
-        loops = [(self.config.leases.reap_interval_s, self.reap_once)]
+        loops = [(self.config.leases.reap_interval_s, self.reap_once),
+                 (SWEEP_INTERVAL_S, self.leaderboard.sweep)]
         if getattr(self.dispatcher, "uses_broker", False):
             self.repair_once()
             loops.append((self.config.queue.repair_interval_s, self.repair_once))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from runner.isolation import RUNNER_ROOT
+from runner.sandbox.jail import RUNNER_ROOT
 from runner.judge.worker import TOKEN_ENV
 
 log = logging.getLogger("runner.judge.supervisor")

@@ -44,7 +44,7 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
-from runner.isolation import ENV_PASSTHROUGH, RUNNER_ROOT
+from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 from runner.judge.protocol import status_of_progress
 
 log = logging.getLogger("runner.judge.worker")
@@ -86,6 +86,7 @@ class WorkerSettings:
     lock_dir: Path = field(default_factory=lambda: machine_lock_dir())
     jobs_root: Optional[Path] = None   # the slot's jobs folder goes here (default $TMPDIR)
     parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
+    sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
     redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
     namespace: str = "judge"
     heartbeat_timeout_ms: int = 60_000
@@ -247,11 +248,9 @@ class Worker:
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _watch_parent(self) -> None:
-        while not self.stop.wait(1.0):
-            if os.getppid() != self.settings.parent_pid:
-                log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
-                self.stop.set()
+    def _parent_gone(self) -> None:
+        log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
+        self.stop.set()
 
     def _announce(self) -> None:
         """Tell the API every few seconds that this worker serves its accelerator (what
@@ -280,7 +279,7 @@ class Worker:
         # _stop_job finds them before the next job starts on this GPU
         self._subreaper = procs.become_subreaper()
         if self.settings.parent_pid is not None:
-            threading.Thread(target=self._watch_parent, daemon=True).start()
+            procs.when_parent_dies(self.settings.parent_pid, self._parent_gone, 1.0, self.stop)
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
@@ -461,7 +460,8 @@ class Worker:
         spec = {"job": claim["job"], "device": self.settings.device,
                 "timeLimitSeconds": claim["timeLimitSeconds"],
                 "hostMemoryBytes": claim["hostMemoryBytes"],
-                "challengeDirs": self.settings.challenge_dirs}
+                "challengeDirs": self.settings.challenge_dirs,
+                "sandbox": self.settings.sandbox}
         limit = float(claim["timeLimitSeconds"])
         deadline = time.monotonic() + limit + self.settings.watchdog_margin_s
         job = JobProcess(spec, self.settings)
@@ -668,6 +668,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "given, else $TMPDIR or /tmp)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="stop when this process (the supervisor) is gone")
+    p.add_argument("--allow-unsandboxed", action="store_true",
+                   help="grade even where no bubblewrap jail can be made (trusted code only)")
     return p
 
 
@@ -684,6 +686,13 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     if args.lock_dir:
         s.lock_dir = args.lock_dir
     s.jobs_root = args.jobs_dir or args.lock_dir
+    s.sandbox = "auto" if args.allow_unsandboxed else "require"
+    if s.sandbox == "require":
+        from runner.sandbox import jail
+        usable, why = jail.probe()
+        if not usable:
+            raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
+                             f"bubblewrap, or pass --allow-unsandboxed for trusted code only")
     return s
 
 

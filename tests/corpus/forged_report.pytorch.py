@@ -1,13 +1,11 @@
-"""Cheat: writes a forged "done" report to every open file descriptor, then exits."""
-import json
+"""Cheat: finds the report pipe, writes a forged "done" report, then exits."""
 import os
+import sys
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _channel import forge  # noqa: E402
 
 
 def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
-    line = (json.dumps({"kind": "done", "payload": {}}) + "\n").encode()
-    for fd in range(3, 256):
-        try:
-            os.write(fd, line)
-        except OSError:
-            pass
+    forge({"kind": "done", "payload": {}})
     os._exit(0)

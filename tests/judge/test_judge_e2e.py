@@ -35,6 +35,14 @@ def test_leetgpu_client_gets_progress_then_the_full_result(judge):
     assert result["challenge"] == "1_vector_add" and len(result["tests"]) == 4
     assert isinstance(result["seed"], int) and result["seed"] > 0  # a private per-submission seed
     assert [m["seq"] for m in log] == list(range(len(log)))       # numbered events, none skipped
+    # an accepted submit is verified for the leaderboard by a second run; its final decision
+    # follows the terminal event on the same stream (waited for here, so that the verification
+    # does not compete with the next test's grading for the CPU)
+    final = judge.wait_for_event(log[-1]["submissionId"], lambda e: e["status"] == "leaderboard"
+                                 and e["output"].get("final"), timeout=120)
+    assert final["output"]["state"] == "ranked" and final["seq"] > log[-1]["seq"]
+    entry = final["output"]["entry"]          # two workers: the other one verified it
+    assert entry["verifyWorker"] != entry["worker"] and entry["verifyVerdict"] == "accepted"
 
 
 @pytest.mark.parametrize("file, status, verdict", [

@@ -64,7 +64,7 @@ def test_the_jobs_folder_follows_the_lock_folder(tmp_path, monkeypatch):
     from runner.judge.worker import build_parser, jobs_folder, settings_from_args
     monkeypatch.setenv("JUDGE_WORKER_TOKEN", "t" * 30)
     args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
-                                      "--lock-dir", str(tmp_path / "w")])
+                                      "--lock-dir", str(tmp_path / "w"), "--allow-unsandboxed"])
     assert jobs_folder(settings_from_args(args)) == tmp_path / "w" / "judge-jobs-cpu0"
     args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
                                       "--lock-dir", str(tmp_path / "w"), "--jobs-dir",

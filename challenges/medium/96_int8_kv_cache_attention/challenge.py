@@ -34,6 +34,14 @@ class Challenge(ChallengeBase):
         weights = torch.softmax(scores, dim=-1)
         output.copy_(torch.bmm(weights, values).squeeze(1))
 
+    def perturb_inputs(self, args: Dict[str, Any], base: Dict[str, Any],
+                       generator: torch.Generator) -> None:
+        """Every query element scaled by its own factor in [0.5, 1.5): every score, so every
+        output, changes; K and V (the bulk) are left alone, so the change costs one pass
+        over Q."""
+        factors = torch.rand(base["Q"].shape, generator=generator, device=generator.device)
+        torch.mul(base["Q"], factors.add_(0.5), out=args["Q"])
+
     def get_solve_signature(self) -> Dict[str, tuple]:
         return {
             "Q": (ctypes.POINTER(ctypes.c_float), "in"),

@@ -69,6 +69,15 @@ class Challenge(ChallengeBase):
             cache[slots] = q
             scales[slots] = scale
 
+    def perturb_inputs(self, args: Dict[str, Any], base: Dict[str, Any],
+                       generator: torch.Generator) -> None:
+        """Every key and value element scaled by its own factor in [0.5, 1.5): each row's
+        maximum, so its scale and its int8 codes, change. The slot mapping (unique slots) and
+        the cache contents are left alone."""
+        for name in ("key", "value"):
+            factors = torch.rand(base[name].shape, generator=generator, device=generator.device)
+            torch.mul(base[name], factors.add_(0.5).to(base[name].dtype), out=args[name])
+
     def get_solve_signature(self) -> Dict[str, tuple]:
         return {
             "key": (ctypes.POINTER(ctypes.c_uint16), "in"),      # float16

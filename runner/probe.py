@@ -1,0 +1,84 @@
+"""Probes of what a GPU's memory can really do, measured in the grader's own process.
+
+The read probe streams a buffer four times the L2 cache with wide loads (a Triton kernel
+where Triton is installed, else torch's reduction), with L2 flushed by reading between runs;
+the copy probe times a device copy and counts read plus write. The faster of the two is the
+ceiling that no honest time may beat (a kernel that writes as much as it reads, like a
+quantize-on-store, can beat the pure read rate).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Tuple
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - triton is optional
+    triton = None
+
+if triton is not None:
+    @triton.jit
+    def _read_kernel(src, sink, n_words, BLOCK: tl.constexpr, UNROLL: tl.constexpr):
+        pid = tl.program_id(0)
+        step = tl.num_programs(0) * BLOCK * UNROLL
+        acc = tl.zeros([BLOCK], dtype=tl.int32)
+        start = pid * BLOCK * UNROLL
+        offs = tl.arange(0, BLOCK)
+        while start < n_words:
+            for u in tl.static_range(UNROLL):
+                idx = start + u * BLOCK + offs
+                acc ^= tl.load(src + idx, mask=idx < n_words, other=0)
+            start += step
+        tl.store(sink + pid * BLOCK + offs, acc)
+
+
+def _median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int = 15) -> float:
+    times = []
+    for _ in range(repeats):
+        flush()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def measure_ceiling(device: torch.device) -> Tuple[float, str]:
+    """(GB/s, how) for ``device``."""
+    props = torch.cuda.get_device_properties(device)
+    l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
+    nbytes = max(4 * l2, 512 * 2**20)
+    words = nbytes // 4
+    src = torch.ones(words, dtype=torch.int32, device=device)
+    flush_buf = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    flush_sink = torch.empty((), dtype=torch.float32, device=device)
+
+    def flush() -> None:
+        torch.sum(flush_buf, dim=0, out=flush_sink)
+
+    results = []
+    if triton is not None:
+        sms = props.multi_processor_count
+        block, unroll = 1024, 4
+        grid = (sms * 8,)
+        sink = torch.empty(grid[0] * block, dtype=torch.int32, device=device)
+        run = lambda: _read_kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
+        run()
+        results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "Triton read probe"))
+    sink = torch.empty((), dtype=torch.int64, device=device)
+    as_int64 = src.view(torch.int64)
+    run = lambda: torch.sum(as_int64, dim=0, out=sink)  # noqa: E731
+    run()
+    results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "torch read probe"))
+    dst = torch.empty_like(src)
+    run = lambda: dst.copy_(src)  # noqa: E731
+    run()
+    results.append((2 * nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "copy probe (read + write)"))
+    gbps, how = max(results)
+    return gbps, f"{how}, {nbytes >> 20} MiB, read flush"

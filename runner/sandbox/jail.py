@@ -1,0 +1,293 @@
+"""The jail every grading child runs in: a bubblewrap command line and a seccomp filter.
+
+bubblewrap (``bwrap``, Debian's ``bubblewrap``, the tool Flatpak uses) gives the child new
+user, PID, IPC, UTS, network and cgroup namespaces, no capabilities, and a root file system
+that holds only what grading needs, read-only: the system's ``/usr`` (with the CUDA toolkit
+and compilers), the Python interpreter and its packages, the ``runner`` package, the
+challenge folder and the submission's folder. The job folder is the one writable place (it is
+also mounted on ``/tmp``). No host ``/proc`` (a new one shows only the jail's processes), no
+home, no ``/etc`` beyond the loader's cache and a passwd naming the jail's user, no judge data
+or configuration, no other job. On a GPU, only the device nodes of the grading's own GPU.
+When the jail's first process dies, the kernel kills every process in its PID namespace.
+
+The seccomp filter (built with libseccomp through ``pyseccomp``) refuses the system calls a
+grading never needs and an escape would: namespaces, mounts, tracing, keyrings, BPF,
+perf events, other processes' memory, kernel modules.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+RUNNER_ROOT = Path(__file__).resolve().parent.parent.parent
+SANDBOX_UID = 1000
+PASSWD = f"root:x:0:0:root:/nonexistent:/bin/false\nsandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:grading:/tmp:/bin/false\n"
+GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n"
+SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
+GPU_SHARED_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
+INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
+
+# refused with EPERM: nothing a build, an import or a kernel launch needs
+DENIED_SYSCALLS = (
+    "setns", "unshare", "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
+    "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+    "open_by_handle_at", "name_to_handle_at", "acct", "swapon", "swapoff", "reboot", "syslog",
+    "quotactl", "lookup_dcookie", "fanotify_init", "iopl", "ioperm", "settimeofday",
+    "clock_settime", "adjtimex", "clock_adjtime", "vhangup",
+)
+CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
+                         | 0x20000000 | 0x40000000 | 0x00000080)   # NEWNS..NEWNET, NEWTIME
+
+
+@dataclass
+class JailSpec:
+    """What one grading's jail shows and allows."""
+
+    job_dir: Path                        # the writable folder (also mounted on /tmp)
+    read_only: List[Path] = field(default_factory=list)   # extra folders shown read-only
+    writable: List[Path] = field(default_factory=list)    # extra writable folders (CLI caches)
+    gpu_minor: Optional[int] = None      # /dev/nvidia<minor> of the grading's GPU
+    gpu: bool = False                    # expose the GPU's device nodes and driver libraries
+    shm_bytes: int = 256 * 2**20
+
+
+def bwrap_path() -> Optional[str]:
+    """``$GRADER_BWRAP`` (a bubblewrap unpacked somewhere of its own), else bwrap on PATH."""
+    override = os.environ.get("GRADER_BWRAP")
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=1)
+def probe() -> Tuple[bool, str]:
+    """(usable, reason): whether bwrap is here and this kernel lets it make its namespaces."""
+    path = bwrap_path()
+    if not path:
+        return False, f"bubblewrap (bwrap) was not found; {INSTALL_HINT}"
+    command = [path, "--unshare-all", "--unshare-user", "--die-with-parent", "--cap-drop", "ALL",
+               *_system_binds(), "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bubblewrap could not be run ({exc})"
+    if done.returncode != 0:
+        why = done.stderr.decode(errors="replace").strip().splitlines()
+        return False, (f"bubblewrap cannot create its namespaces here "
+                       f"({why[-1] if why else f'exit {done.returncode}'}); user namespaces may "
+                       f"be disabled (sysctl kernel.unprivileged_userns_clone, "
+                       f"user.max_user_namespaces, or an AppArmor restriction)")
+    return True, "bubblewrap"
+
+
+def _system_binds() -> List[str]:
+    args: List[str] = []
+    for name in SYSTEM_DIRS:
+        host = Path("/") / name
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), str(host)]
+    return args
+
+
+def python_paths() -> List[Path]:
+    """Folders the interpreter needs: its prefixes and every sys.path folder outside them,
+    except the project's own root and anything above it (which may hold judge data)."""
+    prefixes = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
+                Path(sys.executable).resolve().parent.parent}
+    out = set(prefixes)
+    for entry in sys.path:
+        if not entry:
+            continue
+        path = Path(entry).resolve()
+        if not path.is_dir() or path == RUNNER_ROOT or path in RUNNER_ROOT.parents:
+            continue
+        if any(p == path or p in path.parents for p in prefixes):
+            continue
+        if RUNNER_ROOT in path.parents and path.parent == RUNNER_ROOT:
+            continue        # a folder of the project's (judge data, tests): never
+        out.add(path)
+    return sorted(out)
+
+
+def cuda_paths() -> List[Path]:
+    """The CUDA toolkit (for nvcc) and the folder of the driver library, where outside /usr."""
+    out: List[Path] = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var) and Path(os.environ[var]).is_dir():
+            out.append(Path(os.environ[var]).resolve())
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        out.append(Path(nvcc).resolve().parent.parent)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                if "libcuda.so" in line or "libnvidia-" in line:
+                    out.append(Path(line.split()[-1]).parent)
+    except OSError:
+        pass
+    for entry in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
+        if entry and Path(entry).is_dir():
+            out.append(Path(entry).resolve())
+    return sorted({p for p in out if not str(p).startswith("/usr/") and p != Path("/")})
+
+
+def gpu_nodes(minor: Optional[int], dev: Path = Path("/dev")) -> List[str]:
+    """The device nodes of one GPU (or of every GPU where its minor is unknown)."""
+    nodes = [dev / n for n in GPU_SHARED_NODES if (dev / n).exists()]
+    if minor is not None and (dev / f"nvidia{minor}").exists():
+        nodes.append(dev / f"nvidia{minor}")
+    elif minor is None:
+        nodes += sorted(p for p in dev.glob("nvidia[0-9]*") if p.name[6:].isdigit())
+    caps = dev / "nvidia-caps"
+    if caps.is_dir():
+        nodes.append(caps)
+    return [str(n) for n in nodes]
+
+
+def gpu_minor_of(pci_bus_id: str, root: Path = Path("/proc/driver/nvidia/gpus"),
+                 dev: Path = Path("/dev")) -> Optional[int]:
+    """/dev/nvidia<minor> of the GPU at ``pci_bus_id`` (from the driver's /proc files)."""
+    try:
+        for folder in root.iterdir():
+            if folder.name.lower().endswith(pci_bus_id.lower()[-7:]):
+                for line in (folder / "information").read_text().splitlines():
+                    if line.startswith("Device Minor:"):
+                        return int(line.split(":")[1])
+    except (OSError, ValueError):
+        pass
+    nodes = [p for p in dev.glob("nvidia[0-9]*") if p.name[6:].isdigit()]
+    return int(nodes[0].name[6:]) if len(nodes) == 1 else None
+
+
+def _seccomp_module():
+    try:
+        import pyseccomp as seccomp
+    except ImportError:
+        try:
+            import seccomp  # libseccomp's own bindings (Debian: python3-seccomp)
+        except ImportError:
+            return None
+    return seccomp
+
+
+def build_filter():
+    """The jail's filter as a libseccomp ``SyscallFilter`` (None without libseccomp)."""
+    seccomp = _seccomp_module()
+    if seccomp is None:
+        return None
+    filt = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    deny = seccomp.ERRNO(errno.EPERM)
+    for name in DENIED_SYSCALLS:
+        try:
+            filt.add_rule(deny, name)
+        except Exception:  # noqa: BLE001 - a call this kernel/arch does not have
+            continue
+    for bit in range(32):   # clone() asking for any new namespace
+        flag = 1 << bit
+        if CLONE_NAMESPACE_FLAGS & flag:
+            filt.add_rule(deny, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    # clone3 passes its flags in memory, where a filter cannot read them: ENOSYS makes glibc
+    # fall back to clone, whose flags are checked above (what Docker and Flatpak do)
+    filt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    return filt
+
+
+def load_filter() -> str:
+    """Install the filter on this process (the jail's first process, before any submission
+    code runs); '' when done, else why not. Loaded here rather than by bwrap so that the
+    kernel's speculative-store-bypass mitigation, which a plain seccomp load switches on and
+    which slows Python by half, stays as it is (libseccomp's CTL_SSB)."""
+    try:
+        filt = build_filter()
+        if filt is None:
+            return "no seccomp filter (pip install pyseccomp)"
+        try:
+            filt.set_attr(7, 1)      # SCMP_FLTATR_CTL_SSB: SECCOMP_FILTER_FLAG_SPEC_ALLOW
+        except Exception:  # noqa: BLE001 - an older libseccomp: the mitigation stays on
+            pass
+        filt.load()
+        return ""
+    except Exception as exc:  # noqa: BLE001 - libseccomp missing or refusing
+        return f"no seccomp filter ({str(exc)[:120]})"
+
+
+def seccomp_available() -> Tuple[bool, str]:
+    try:
+        return build_filter() is not None, "no seccomp filter (pip install pyseccomp)"
+    except Exception as exc:  # noqa: BLE001
+        return False, f"no seccomp filter ({str(exc)[:120]})"
+
+
+def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[str]:
+    """The bwrap command line that runs ``inner`` in the jail described by ``spec``."""
+    bwrap = bwrap_path()
+    assert bwrap, "probe() first"
+    args = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--hostname", "grading", "--die-with-parent",
+            "--new-session", "--cap-drop", "ALL", "--disable-userns"]
+    args += _system_binds()
+    for name in ETC_FILES:
+        if Path("/etc", name).exists():
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    args += passwd_files(spec.job_dir)
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
+    if Path("/sys").is_dir():
+        args += ["--ro-bind", "/sys", "/sys"]
+    # the jail's /tmp is the job's; mounted before anything else that may lie below /tmp
+    args += ["--bind", str(spec.job_dir / "tmp"), "/tmp"]
+    shown: List[Path] = []
+    for path in [*python_paths(), RUNNER_ROOT / "runner", *spec.read_only,
+                 *(cuda_paths() if spec.gpu else [])]:
+        path = Path(path)
+        if path.exists() and not any(p == path or p in path.parents for p in shown):
+            shown.append(path)
+    for path in shown:
+        args += ["--ro-bind", str(path), str(path)]
+    for path in spec.writable:
+        args += ["--bind", str(path), str(path)]
+    if spec.gpu:
+        for node in gpu_nodes(spec.gpu_minor):
+            args += ["--dev-bind", node, node]
+    args += ["--bind", str(spec.job_dir), str(spec.job_dir),
+             "--chdir", str(spec.job_dir / "work")]
+    args += ["--clearenv"]
+    for key, value in sorted(env.items()):
+        args += ["--setenv", key, value]
+    return args + ["--", *inner]
+
+
+def passwd_files(job_dir: Path) -> List[str]:
+    """bwrap arguments that give the jail an /etc/passwd and /etc/group naming its user."""
+    (job_dir / "etc").mkdir(exist_ok=True)
+    (job_dir / "etc" / "passwd").write_text(PASSWD)
+    (job_dir / "etc" / "group").write_text(GROUP)
+    return ["--ro-bind", str(job_dir / "etc" / "passwd"), "/etc/passwd",
+            "--ro-bind", str(job_dir / "etc" / "group"), "/etc/group"]
+
+
+def libc_unshare_net() -> str:
+    """Without bwrap: enter an empty network namespace (before any thread starts)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError as exc:
+        return f"network not isolated ({exc})"
+    flags = 0x40000000 if os.geteuid() == 0 else 0x10000000 | 0x40000000
+    if libc.unshare(flags) == 0:
+        return ""
+    return f"network not isolated: unshare failed ({os.strerror(ctypes.get_errno())})"
