@@ -69,6 +69,11 @@ SLOW = (
     "tests/test_cli.py::test_wrong_solutions_are_rejected_with_a_useful_message[wrong_out_of",
     "tests/test_starters.py::test_the_cuda_starter_compiles",
     "tests/test_interrupt.py::test_ctrl_c_prints_interrupted_exits_130_and_cleans_up[False]",
+    "tests/judge/test_escape.py::test_each_escape_fails_through_the_cli",
+    "tests/judge/test_escape.py::test_every_escape_fails_through_serve",
+    "tests/test_trust.py::test_an_honest_solution_is_timed",
+    "tests/test_trust.py::test_a_forged_time_is_rejected",
+    "tests/test_trust.py::test_remembered_answers_and_skipped_calls",
 )
 
 
