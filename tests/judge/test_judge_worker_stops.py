@@ -67,6 +67,9 @@ def make_worker(**settings: Any) -> Worker:
                        term_grace_s=0.5, kill_wait_s=1.0, watchdog_margin_s=0.5, **settings)
     w = Worker(s)
     w.api = FakeApi()
+    # the last resort ends the worker's process with os._exit: here that would be pytest
+    w.abandoned = []
+    w._abandon = lambda sid, lease: w.abandoned.append(sid)
     return w
 
 
@@ -108,6 +111,7 @@ def test_the_result_is_stored_before_the_job_process_exits_and_it_is_then_killed
     # then: exit grace 0.5 s, SIGTERM (ignored) 0.5 s, SIGKILL: bounded
     assert took < 10 + w._stop_bound(), took
     assert seen and not procs.is_alive(seen[0])
+    assert not w.abandoned
 
 
 def test_the_watchdog_stops_a_job_that_writes_nothing_and_ignores_sigterm(stand_in):
@@ -120,6 +124,7 @@ def test_the_watchdog_stops_a_job_that_writes_nothing_and_ignores_sigterm(stand_
     assert len(results) == 1 and results[0]["verdict"] == "time_limit_exceeded", w.api.calls
     assert "stopped by the worker's watchdog" in results[0]["message"]
     assert took < 0.5 + 0.5 + w._stop_bound() + 5, took
+    assert not w.abandoned
 
 
 def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_in, held_sigkills):
