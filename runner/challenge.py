@@ -1,28 +1,24 @@
-"""The challenge contract (LeetGPU-compatible) and finding challenges by number, slug or path."""
+"""The challenge contract (LeetGPU-compatible) and loading a challenge folder; finding one by
+number, slug or path is :mod:`runner.catalog` (re-exported here)."""
 
 from __future__ import annotations
 
 import ctypes
-import difflib
 import functools
 import hashlib
 import importlib.util
-import os
-import re
 import sys
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from runner.buffers import promise_initial
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CHALLENGES_DIR = REPO_ROOT / "challenges"
-STARTERS_DIR = REPO_ROOT / "starter_code"
-REFERENCE_DIR = REPO_ROOT / "reference"
+from runner.catalog import (CHALLENGES_DIR, CHALLENGES_PATH_ENV, REFERENCE_DIR,  # noqa: F401
+                            REPO_ROOT, STARTERS_DIR, ChallengeInfo, UnknownChallenge, _info_for,
+                            as_challenges_folder, challenge_roots, discover, find_challenge,
+                            reference_files, reference_folders, starter_files, starter_folders)
 
 Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]
@@ -180,96 +176,6 @@ def is_object_type(ctype: Any) -> bool:
             and not issubclass(ctype, (ctypes._SimpleCData, ctypes._Pointer)))
 
 
-@dataclass
-class ChallengeInfo:
-    """A challenge folder found on disk."""
-
-    path: Path
-    number: Optional[int]
-    slug: str
-    difficulty: str
-
-    @property
-    def display(self) -> str:
-        return f"{self.number}_{self.slug}" if self.number is not None else self.slug
-
-
-_FOLDER_RE = re.compile(r"^(\d+)_(.+)$")
-
-
-def _info_for(path: Path) -> ChallengeInfo:
-    match = _FOLDER_RE.match(path.name)
-    number, slug = (int(match.group(1)), match.group(2)) if match else (None, path.name)
-    return ChallengeInfo(path=path, number=number, slug=slug, difficulty=path.parent.name)
-
-
-CHALLENGES_PATH_ENV = "CHALLENGES_PATH"
-
-
-def as_challenges_folder(path: Path) -> Path:
-    """A checkout of a challenge repository (LeetGPU's keeps its set in ``challenges/``) or the
-    challenges folder itself."""
-    inner = path / "challenges"
-    if inner.is_dir() and not (path / "challenge.py").is_file() \
-            and not any(path.glob("*/*/challenge.py")) and not any(path.glob("*/challenge.py")):
-        return inner
-    return path
-
-
-def challenge_roots() -> List[Path]:
-    """Where challenges are looked for: each folder in ``$CHALLENGES_PATH`` (separated by
-    ``os.pathsep``; a checkout of LeetGPU's challenge repository or its ``challenges/`` folder),
-    in order, then this repository's ``challenges/``. The first root holding a match wins."""
-    roots: List[Path] = []
-    for entry in os.environ.get(CHALLENGES_PATH_ENV, "").split(os.pathsep):
-        if entry.strip():
-            roots.append(as_challenges_folder(Path(entry.strip()).expanduser().resolve()))
-    roots.append(CHALLENGES_DIR)
-    return list(dict.fromkeys(roots))
-
-
-def discover(root: Optional[Path] = None) -> List[ChallengeInfo]:
-    """The challenges under ``root`` (default: every folder of :func:`challenge_roots`, in that
-    order), each root's sorted by number. ``root`` may be a challenges folder
-    (``<difficulty>/<number>_<slug>/challenge.py``), a checkout holding one in ``challenges/``,
-    a difficulty folder, or one challenge's folder."""
-    if root is None:
-        found: List[ChallengeInfo] = []
-        for each in challenge_roots():
-            found += discover(each)
-        return found
-    root = as_challenges_folder(Path(root))
-    if (root / "challenge.py").is_file():
-        return [_info_for(root.resolve())]
-    found = [_info_for(p.parent) for p in [*root.glob("*/*/challenge.py"),
-                                           *root.glob("*/challenge.py")]]
-    return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
-
-
-class UnknownChallenge(LookupError):
-    def __init__(self, query: str, suggestions: List[str]):
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(f"no challenge matches {query!r}.{hint} "
-                         f"(`python run_challenge.py --action list` shows them all)")
-
-
-def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
-    """Resolve a folder path, a number (``96``) or a slug (``int8_kv_cache_attention``), looked
-    up in ``root`` (default: every folder of :func:`challenge_roots`)."""
-    as_path = Path(query)
-    if (as_path / "challenge.py").is_file():
-        return _info_for(as_path.resolve())
-    known = discover(root)
-    for info in known:
-        if query in (str(info.number), info.slug, info.path.name):
-            return info
-    by_name = {c.path.name: c for c in known} | {c.slug: c for c in known}
-    close = [by_name[n].path.name for n in difflib.get_close_matches(query, by_name, n=6, cutoff=0.5)]
-    close += [c.path.name for c in known if query and query in c.path.name]
-    close = list(dict.fromkeys(close))
-    raise UnknownChallenge(query, close[:3])
-
-
 def _module_name(path: Path) -> str:
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     return f"_challenge_{path.name}_{digest}"
@@ -303,41 +209,3 @@ def is_leetgpu_format(challenge: ChallengeBase) -> bool:
     from runner.compat.core.challenge_base import ChallengeBase as LeetGPUBase
 
     return isinstance(challenge, LeetGPUBase)
-
-
-# -- starters and reference solutions ----------------------------------------------------------
-
-def _language_files(folders: List[Path], stem: str) -> Dict[str, Path]:
-    from runner import languages
-
-    found: Dict[str, Path] = {}
-    for language in languages.LANGUAGES:
-        for folder in folders:
-            candidate = folder / f"{stem}{languages.suffix(language)}"
-            if candidate.is_file():
-                found[language] = candidate
-                break
-    return found
-
-
-def starter_folders(info: ChallengeInfo) -> List[Path]:
-    """The folder's own ``starter/`` (LeetGPU's layout; it wins, so a LeetGPU checkout's
-    challenge keeps its own starters even where its slug is also one of ours), then
-    ``starter_code/<slug>/`` (this repository's layout)."""
-    return [info.path / "starter", STARTERS_DIR / info.slug]
-
-
-def starter_files(info: ChallengeInfo) -> Dict[str, Path]:
-    """language -> starter file, for each language that has one."""
-    return _language_files(starter_folders(info), "starter")
-
-
-def reference_folders(info: ChallengeInfo) -> List[Path]:
-    """The folder's own ``reference/`` (for a folder kept outside this repository), then
-    ``reference/<slug>/``."""
-    return [info.path / "reference", REFERENCE_DIR / info.slug]
-
-
-def reference_files(info: ChallengeInfo) -> Dict[str, Path]:
-    """language -> our reference solution, for each language that has one."""
-    return _language_files(reference_folders(info), "solution")

@@ -1,23 +1,33 @@
 """``run_challenge.py``: grade a solution locally (run, submit), or set one up (init).
 
 Exit codes: 0 accepted (or, for CUDA without a GPU, compiled), 1 any other verdict,
-2 a usage error. With ``--json`` stdout carries exactly one JSON object; logs go to stderr.
+2 a usage error, 130 interrupted (Ctrl-C). With ``--json`` stdout carries exactly one JSON
+object, an interrupted run's included; logs go to stderr.
+
+Only grading imports torch (seconds): ``--help``, ``--action list``, ``init`` and usage errors
+answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from runner import languages
-from runner.challenge import (ChallengeInfo, UnknownChallenge, find_challenge, starter_files,
-                              starter_folders)
+from runner.catalog import (ChallengeInfo, UnknownChallenge, find_challenge, starter_files,
+                            starter_folders)
 from runner.errors import UsageError
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+QUIET_BEFORE_HEARTBEAT_S = 5.0      # a step silent this long gets "still ..." lines
+HEARTBEAT_EVERY_S = 10.0
 ACTIONS = ("run", "submit", "init", "validate", "list")
 
 
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nvcc-flag", dest="nvcc_flags", action="append", default=[],
                         metavar="FLAG", help="an extra nvcc flag for CUDA solutions (repeatable)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="wall-clock limit for the whole grading")
+                        help="wall-clock limit for the whole grading (default 300; 1200 for "
+                             "Triton on the CPU, under its interpreter)")
     parser.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
                         help="host memory for the submission, every process it starts counted "
                              "(default 16)")
@@ -103,35 +114,115 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     return EXIT_OK
 
 
-def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
-    from runner import devices
-    from runner.grade import GradeOptions, grade_safely
-    from runner.sandbox.parent import Limits
-    from runner.report import render_text
+class Progress:
+    """Progress lines on stderr ("... compiling"), and while a step is silent for
+    ``quiet_s`` seconds a "... still <step> (N s)" line every ``every_s`` seconds, so that a
+    long step (a big case under Triton's interpreter, a slow build) never looks hung."""
 
+    def __init__(self, write: Callable[[str], None] = None, quiet_s: float = QUIET_BEFORE_HEARTBEAT_S,
+                 every_s: float = HEARTBEAT_EVERY_S):
+        self._write = write or (lambda line: log(line))
+        self.quiet_s, self.every_s = quiet_s, every_s
+        self._lock = threading.Lock()
+        self._step, self._since, self._last = "", time.monotonic(), time.monotonic()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __call__(self, message: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._step, self._since, self._last = message, now, now
+            self._write(f"... {message}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(0.5):
+            with self._lock:
+                now = time.monotonic()
+                quiet = now - self._last
+                if self._step and quiet >= (self.quiet_s if self._last == self._since
+                                            else self.every_s):
+                    self._last = now
+                    self._write(f"... still {self._step} ({now - self._since:.0f} s)")
+
+    def __enter__(self) -> "Progress":
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="progress")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+INTERPRETER_TIMEOUT_S = 1200.0   # Triton's CPU interpreter is ~1000x slower than a GPU
+
+
+def default_timeout(language: str, device_type: str) -> Optional[float]:
+    """The grading's wall-clock limit when --timeout is not given (None: the sandbox's own
+    default): longer for Triton on the CPU, where a large performance case under the
+    interpreter takes minutes (98's: about 5)."""
+    return INTERPRETER_TIMEOUT_S if language == "triton" and device_type == "cpu" else None
+
+
+def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     solution, language = resolve_solution(info, args.solution, args.language)
-    device = devices.resolve_device(args.device)
-    if args.device == "auto" and device.type == "cpu":
-        log("no CUDA GPU found: grading on the CPU (timing is skipped)")
-    if args.sandbox:
-        from runner.sandbox import jail
-        usable, why = jail.probe()
-        if not usable:
-            log(f"warning: this grading is not isolated: {why}")
-    limits = Limits()
-    if args.timeout:
-        limits.timeout_s = args.timeout
-    if args.memory_limit:
-        limits.host_memory_bytes = int(args.memory_limit * 2**30)
-    options = GradeOptions(action=args.action, device=device, seed=args.seed,
-                           nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox, limits=limits,
-                           progress=lambda msg: log(f"... {msg}"))
-    result = grade_safely(info, solution, language, options)
+    # before numpy loads: Triton's CPU interpreter (--no-sandbox) does many small numpy dots,
+    # which OpenBLAS threads slow down a hundredfold on a busy machine
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    with Progress() as progress:
+        progress("starting (loading torch and the challenge)")
+        from runner import devices
+        from runner.grade import GradeOptions, grade_safely
+        from runner.report import render_text
+        from runner.sandbox.parent import Limits
+
+        device = devices.resolve_device(args.device)
+        if args.device == "auto" and device.type == "cpu":
+            log("no CUDA GPU found: grading on the CPU (timing is skipped)")
+        if args.sandbox:
+            from runner.sandbox import jail
+            usable, why = jail.probe()
+            if not usable:
+                log(f"warning: this grading is not isolated: {why}")
+        limits = Limits()
+        timeout = args.timeout or default_timeout(language, device.type)
+        if timeout:
+            limits.timeout_s = timeout
+        if args.memory_limit:
+            limits.host_memory_bytes = int(args.memory_limit * 2**30)
+        options = GradeOptions(action=args.action, device=device, seed=args.seed,
+                               nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
+                               limits=limits, progress=progress)
+        progress("computing the expected outputs with the reference")
+        result = grade_safely(info, solution, language, options)
     if args.json:
         print(result.to_json())
     else:
         print(render_text(result))
     return EXIT_OK if result.verdict in ("accepted", "compiled") else EXIT_REJECTED
+
+
+def interrupted(args: Optional[argparse.Namespace]) -> int:
+    """Ctrl-C: one line "interrupted" (and with --json the one object, status ``interrupted``);
+    what the grading started was stopped by the ``finally`` blocks on the way here."""
+    print("interrupted", file=sys.stderr, flush=True)
+    if args is not None and getattr(args, "json", False):
+        import json
+
+        print(json.dumps({"status": "interrupted", "verdict": "interrupted",
+                          "message": "interrupted (Ctrl-C) before grading finished",
+                          "challenge": str(args.challenge or ""),
+                          "language": str(args.language or ""), "action": args.action,
+                          "seed": args.seed, "tests": []}, indent=2), flush=True)
+    return EXIT_INTERRUPTED
+
+
+def _interrupt_once(signum, frame) -> None:
+    """The first Ctrl-C stops the command; later ones are ignored, so that the clean-up
+    (killing the child, removing its folder) cannot itself be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -140,7 +231,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         from runner.judge.cli import serve_main
         return serve_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = None
+    try:
+        previous = signal.signal(signal.SIGINT, _interrupt_once)
+    except ValueError:            # not the main thread: leave signals alone
+        previous = None
+    try:
+        args = parser.parse_args(argv)
+        return run(args)
+    except KeyboardInterrupt:
+        return interrupted(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
             from runner.authoring.listing import list_command

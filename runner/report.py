@@ -80,12 +80,31 @@ def _fmt_params(params: Dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
+SHOWN_HEAD_LINES = 20     # of the solution's output in the text report (all of it is in --json)
+SHOWN_TAIL_LINES = 10
+
+
+def cut_output(text: str, head: int = SHOWN_HEAD_LINES, tail: int = SHOWN_TAIL_LINES) -> str:
+    """``text``'s first ``head`` and last ``tail`` lines, with a line saying how much was cut."""
+    lines = text.splitlines()
+    if len(lines) <= head + tail + 1:
+        return text
+    cut = len(lines) - head - tail
+    cut_bytes = len("\n".join(lines[head:len(lines) - tail]).encode())
+    return "\n".join(lines[:head] + [f"[... {cut:,} lines ({cut_bytes:,} bytes) of your output cut "
+                                     f"here; --json has all that was kept]"] + lines[-tail:])
+
+
 def render_text(result: Result) -> str:
-    """The human-readable report."""
+    """The human-readable report; the verdict is its last line, after the solution's output."""
     lines = [f"Challenge: {result.challenge}   language: {result.language}   "
              f"device: {result.device}   action: {result.action}"]
     for note in result.notes:
         lines.append(f"note: {note}")
+    if result.logs:
+        lines.append("Output of your solution:\n" + cut_output(result.logs))
+    if result.details:
+        lines.append(result.details)
     for test in result.tests:
         mark = "PASS" if test.passed else "FAIL"
         err = (f"  max abs err {test.max_abs_error:.3g}" if test.max_abs_error is not None else "")
@@ -96,11 +115,10 @@ def render_text(result: Result) -> str:
     if result.performance:
         lines.append(render_performance(result.performance))
     verdict = result.verdict.upper().replace("_", " ")
-    lines.append(f"Verdict: {verdict}" + (f": {result.message}" if result.message else ""))
-    if result.details:
-        lines.append(result.details)
-    if result.logs:
-        lines.append("Output of your solution:\n" + result.logs)
+    if result.verdict == "compiled":
+        verdict = "COMPILED ONLY, NOTHING CHECKED"
+    message = " ".join(result.message.split()) if result.message else ""
+    lines.append(f"Verdict: {verdict}" + (f": {message}" if message else ""))
     return "\n".join(lines)
 
 

@@ -154,10 +154,84 @@ def test_default_solution_path_is_the_challenge_solution_folder(tmp_path, capsys
     import shutil
     from runner.cli import main
     challenge_dir = tmp_path / "medium" / "96_int8_kv_cache_attention"
+    # only the challenge's own files: never what a learner has put in its solution/ folder
     shutil.copytree(REFERENCE_96.parent.parent / "challenges/medium/96_int8_kv_cache_attention",
-                    challenge_dir)
+                    challenge_dir, ignore=shutil.ignore_patterns("solution", "__pycache__"))
+    assert not (challenge_dir / "solution").exists()
     assert main([str(challenge_dir), "--action", "init", "--language", "pytorch"]) == 0
     assert (challenge_dir / "solution" / "solution.pytorch.py").is_file()
     code = main([str(challenge_dir), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 1 and result["verdict"] == "wrong_answer"  # the starter does nothing
+
+
+def test_several_solutions_in_the_folder_ask_for_a_choice(tmp_path, capsys):
+    import shutil
+    from runner.cli import main
+    challenge_dir = tmp_path / "medium" / "96_int8_kv_cache_attention"
+    shutil.copytree(REFERENCE_96.parent.parent / "challenges/medium/96_int8_kv_cache_attention",
+                    challenge_dir, ignore=shutil.ignore_patterns("solution", "__pycache__"))
+    for language in ("pytorch", "triton"):
+        assert main([str(challenge_dir), "--action", "init", "--language", language]) == 0
+    assert main([str(challenge_dir)]) == 2
+    assert "several solutions" in capsys.readouterr().err
+
+
+def test_progress_says_still_during_a_silent_step():
+    import time
+    from runner.cli import Progress
+    lines = []
+    with Progress(lines.append, quiet_s=0.2, every_s=0.3) as progress:
+        progress("timing")
+        deadline = time.monotonic() + 60
+        while len(lines) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert lines[0] == "... timing"
+    assert lines[1].startswith("... still timing (") and lines[1].endswith(" s)")
+    count = len(lines)
+    time.sleep(0.5)
+    assert len(lines) == count          # none after the step's end
+
+
+def test_the_verdict_is_last_after_the_solutions_output_cut(tmp_path):
+    solution = tmp_path / "chatty.pytorch.py"
+    solution.write_text(
+        "import torch\n"
+        "def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):\n"
+        "    for k in range(2310):\n"
+        "        print(f'line {k}')\n")
+    proc = run_cli("96", "--solution", solution)
+    assert proc.returncode == 1
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-1].startswith("Verdict: WRONG ANSWER")
+    assert "line 0" in proc.stdout and "line 2309" in proc.stdout     # the head and the tail
+    assert "line 1000" not in proc.stdout
+    assert any("lines (" in line and "of your output cut here" in line for line in lines)
+    assert len(lines) < 60
+
+
+def test_the_report_renders_the_verdict_last_even_with_details():
+    from runner.report import Result, TestReport, render_text
+    result = Result(verdict="compile_error", message="syntax error in x.py line 3",
+                    details="  File x.py, line 3\n    def (\n", logs="hello\n" * 3,
+                    tests=[TestReport(name="example", passed=False, message="boom")])
+    text = render_text(result)
+    assert text.splitlines()[-1] == "Verdict: COMPILE ERROR: syntax error in x.py line 3"
+    assert text.index("hello") < text.index("def (") < text.index("[FAIL]")
+
+
+def test_a_compiled_verdict_says_plainly_that_nothing_was_checked():
+    from runner.report import Result, render_text
+    result = Result(verdict="compiled", message="solution.cu compiled for sm_90a with nvcc 13.0 "
+                    "and exports `solve` with the signature's parameters, but no test ran: its "
+                    "results and speed were NOT checked; running it needs a GPU")
+    assert result.status == "success"
+    last = render_text(result).splitlines()[-1]
+    assert last.startswith("Verdict: COMPILED ONLY, NOTHING CHECKED: ") and "NOT checked" in last
+
+
+def test_triton_on_the_cpu_gets_a_longer_default_time_limit():
+    from runner.cli import default_timeout
+    from runner.sandbox.parent import Limits
+    assert default_timeout("triton", "cpu") == 1200 > Limits().timeout_s
+    assert default_timeout("triton", "cuda") is None and default_timeout("pytorch", "cpu") is None

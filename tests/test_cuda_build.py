@@ -360,6 +360,11 @@ def test_cli_reports_compiled_and_exits_zero(tmp_path):
     result = json.loads(proc.stdout)
     assert result["verdict"] == "compiled" and result["status"] == "success"
     assert "sm_90a" in result["message"] and "needs a GPU" in result["message"]
+    assert "NOT checked" in result["message"]
+    text = run_cli("96", "--solution", STARTERS_96 / "starter.cu", "--device", "cpu")
+    assert text.returncode == 0
+    last = text.stdout.strip().splitlines()[-1]
+    assert last.startswith("Verdict: COMPILED ONLY, NOTHING CHECKED") and "no test ran" in last
 
 
 @needs_nvcc

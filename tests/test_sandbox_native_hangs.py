@@ -142,13 +142,12 @@ def test_a_progress_flood_is_not_passed_on_line_by_line(tmp_path):
     path.write_text('''
 def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
     import json, os, sys
-    pipes = []
-    for fd in os.listdir("/proc/self/fd"):
+    def is_pipe(fd):
         try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-                pipes.append(int(fd))
-        except OSError:
-            pass
+            return os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except OSError:           # the listing's own descriptor, closed by now
+            return False
+    pipes = [int(fd) for fd in os.listdir("/proc/self/fd") if is_pipe(fd)]
     for k in range(200000):
         for fd in pipes:
             try:

@@ -16,12 +16,20 @@ its output directly). Pure Triton, so it also runs under the CPU interpreter.
 """
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
+
+# Under Triton's CPU interpreter each call of a @triton.jit helper re-patches triton.language
+# (milliseconds, most of the interpreter's time in this kernel), so there the per-tile helpers
+# are plain functions, run inside the kernel's already patched scope. Compiled kernels are the
+# same either way (Triton inlines its helpers).
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+helper = (lambda fn: fn) if INTERPRETED else triton.jit
 
 # launch configuration (a tuning script may assign to this dict to compare variants)
 CONFIG = {
@@ -31,15 +39,17 @@ CONFIG = {
     "tile_words": 512,        # BLOCK_N * BLOCK_W: int32 words of K per tile
     "min_split_bytes": 16384, # K+V bytes a split should stream at least
 }
+INTERPRETER_TILE_WORDS = 65536   # under the CPU interpreter: int32 words of K per tile
+INTERPRETER_MAX_BLOCK_N = 4096
 
 
-@triton.jit
+@helper
 def _lo_byte(x):
     # byte 0 of each int32 word, as float: 2^23 + (b ^ 0x80) - (2^23 + 128) == signed b
     return ((x & 0xFF) ^ 0x4B000080).to(tl.float32, bitcast=True) - 8388736.0
 
 
-@triton.jit
+@helper
 def _hi_byte(x):
     # byte 1 of each word, masked in place under 2^15: 2^15 + (b ^ 0x80) - (2^15 + 128)
     return ((x & 0xFF00) ^ 0x47008000).to(tl.float32, bitcast=True) - 32896.0
@@ -193,9 +203,12 @@ def plan(num_heads: int, seq_len: int, head_dim: int, device: torch.device, conf
     words = head_dim // 4
     block_w = triton.next_power_of_2(words)
     sms = _sm_count(device)
-    # the CPU interpreter pays per operation, not per element: few programs, large tiles
-    tile_words = cfg["tile_words"] if sms else 8192
-    block_n = max(16, min(256, tile_words // block_w))
+    if sms:
+        block_n = max(16, min(256, cfg["tile_words"] // block_w))
+    else:
+        # the CPU interpreter pays mostly per operation (and per call of a @triton.jit helper),
+        # little per element: few programs, tiles of up to 64K words
+        block_n = max(16, min(INTERPRETER_MAX_BLOCK_N, INTERPRETER_TILE_WORDS // block_w))
     block_n = min(block_n, max(16, triton.next_power_of_2(seq_len)))
     if sms == 0:
         splits = min(2, triton.cdiv(seq_len, block_n))

@@ -36,12 +36,20 @@ interpreter runs the plain conversion).
 """
 
 import math
+import os
 
 import torch
 import triton
 import triton.language as tl
 
 LOG2E = 1.4426950408889634
+
+# Under Triton's CPU interpreter each call of a @triton.jit helper re-patches triton.language
+# (milliseconds, much of the interpreter's time in this kernel), so there the helpers are plain
+# functions, run inside the kernel's already patched scope. Compiled kernels are the same either
+# way (Triton inlines its helpers).
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+helper = (lambda fn: fn) if INTERPRETED else triton.jit
 
 # Launch and tiling knobs (benchmarks/tune_triton_98.py assigns to this dict to compare variants).
 CONFIG = {
@@ -59,9 +67,12 @@ CONFIG = {
     "chunk": None,          # a fixed chunk length (tokens) instead of the heuristic
     "index64": None,        # 64-bit cache offsets: None = only where the cache needs them
 }
-# Under the CPU interpreter the cost is per operation, not per element: large tiles; short
-# chunks so that the multi-chunk merge is exercised by the functional cases.
-INTERPRETER_CONFIG = {"block_n": 128, "chunk": 512}
+# Under the CPU interpreter each operation costs a fraction of a millisecond, whatever its size:
+# few programs, large tiles. Where the longest sequence is short (<= split_below tokens), chunks
+# of min_chunk tokens, so that the functional cases exercise the multi-chunk merge; longer
+# sequences are one chunk each (a merge doubles the programs: the performance case would take
+# minutes more).
+INTERPRETER_CONFIG = {"max_block_n": 2048, "min_chunk": 512, "split_below": 1024}
 
 
 # Four int8 (one 32-bit register, $2) to four fp16 (two f16x2 registers: $0 = bytes 0 and 1,
@@ -78,7 +89,7 @@ I8X4_TO_F16X4_PTX = tl.constexpr("""{
 }""")
 
 
-@triton.jit
+@helper
 def _int8_to_fp16(x, USE_ASM: tl.constexpr, PURE: tl.constexpr):
     """int8 -> fp16 (exact). PURE=False keeps Triton from moving the conversion past a
     layout change: for V (the B operand of P.V, transposed relative to memory) the int8 tile
@@ -91,7 +102,7 @@ def _int8_to_fp16(x, USE_ASM: tl.constexpr, PURE: tl.constexpr):
         return x.to(tl.float16)
 
 
-@triton.jit
+@helper
 def _pow2_exponent(x):
     """The biased float32 exponent of x >= 0, clamped to [1, 253]: 2^(127 - e) and
     2^(e - 127) are then exact, finite inverses, and x * 2^(127 - e) is in [1, 2) for normal
@@ -100,13 +111,13 @@ def _pow2_exponent(x):
     return tl.minimum(tl.maximum(e, 1), 253)
 
 
-@triton.jit
+@helper
 def _pow2(e):
     """2^(e - 127) as float32, for a biased exponent e in [1, 254]."""
     return (e << 23).to(tl.float32, bitcast=True)
 
 
-@triton.jit
+@helper
 def _split_rows(Q, q_row0, qk_scale, ROWS: tl.constexpr, BLOCK_G: tl.constexpr,
                 GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr,
                 LO_FROM: tl.constexpr, LO_ONLY: tl.constexpr):
@@ -298,8 +309,10 @@ def plan(batch: int, num_kv_heads: int, group: int, head_dim: int, longest: int,
     BLOCK_N, whether hi/lo halves are stacked, the chunk length, and the launch options."""
     cfg = dict(CONFIG, **(config or {}))
     sms = _sm_count(device)
-    if sms == 0:
-        cfg.update(INTERPRETER_CONFIG)
+    if sms == 0 and not cfg["chunk"]:       # (a fixed chunk is a tuning or test variant)
+        interp = INTERPRETER_CONFIG
+        chunk = interp["min_chunk"] if longest <= interp["split_below"] else longest
+        cfg.update(chunk=chunk, block_n=min(interp["max_block_n"], triton.next_power_of_2(chunk)))
     stack = bool(cfg["stack"]) and group <= 8
     # a dot takes at least 16 rows: 2 * 8 stacked, or 16 per half
     block_g = max(8 if stack else 16, triton.next_power_of_2(group))

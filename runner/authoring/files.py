@@ -32,13 +32,6 @@ OTHER_STARTERS = {".cute.py": "CuTe DSL", ".jax.py": "JAX", ".mojo": "Mojo"}
 LOADED, COMPILED, UNSUPPORTED, BROKEN = "loaded", "compiled", "unsupported", "broken"
 
 
-def shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 

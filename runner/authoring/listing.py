@@ -2,24 +2,25 @@
 difficulty, and the languages it has starters and reference solutions for.
 
 Challenges come from ``$CHALLENGES_PATH`` and this repository (see
-:func:`runner.challenge.challenge_roots`); ``run_challenge.py FOLDER --action list`` lists the
+:func:`runner.catalog.challenge_roots`); ``run_challenge.py FOLDER --action list`` lists the
 challenges under FOLDER instead: a checkout of LeetGPU's repository, its ``challenges/``, a
 difficulty folder such as ``challenges/easy``, or one challenge's folder.
+
+The name and format are read from ``challenge.py``'s source, without running it (importing
+torch alone takes seconds); a file whose name cannot be read that way is loaded to find it, and
+listed as not loading when that fails. ``--action validate`` loads and checks everything.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-import torch
-
-from runner.authoring.files import shown
-from runner.challenge import (ChallengeInfo, discover, is_leetgpu_format, load_challenge,
-                              reference_files, starter_files)
+from runner.catalog import ChallengeInfo, discover, reference_files, shown, starter_files
 from runner.errors import UsageError
 
 
@@ -36,11 +37,44 @@ class Listed:
     error: str = ""                # why challenge.py did not load
 
 
+def read_statically(source: str) -> Optional[Tuple[str, str]]:
+    """(name, format) from the source of a ``challenge.py``, when its ``Challenge`` class passes
+    a literal ``name=`` to ``super().__init__``; None otherwise."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    leetgpu = any(isinstance(node, ast.ImportFrom) and node.module == "core.challenge_base"
+                  for node in ast.walk(tree))
+    for cls in tree.body:
+        if not (isinstance(cls, ast.ClassDef) and cls.name == "Challenge"):
+            continue
+        for call in ast.walk(cls):
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "__init__"):
+                for keyword in call.keywords:
+                    if (keyword.arg == "name" and isinstance(keyword.value, ast.Constant)
+                            and isinstance(keyword.value.value, str)):
+                        return keyword.value.value, "leetgpu" if leetgpu else "repo"
+    return None
+
+
 def describe(info: ChallengeInfo) -> Listed:
-    """One challenge's entry; loading it on "meta" reads its name without allocating."""
+    """One challenge's entry: its name read from the source, or else by loading it on "meta"
+    (no allocation)."""
     entry = Listed(number=info.number, slug=info.slug, name="", difficulty=info.difficulty,
                    format="repo", starters=list(starter_files(info)),
                    references=list(reference_files(info)), path=shown(info.path))
+    try:
+        static = read_statically((info.path / "challenge.py").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        static = None
+    if static is not None:
+        entry.name, entry.format = static
+        return entry
+    import torch
+
+    from runner.challenge import is_leetgpu_format, load_challenge
     try:
         challenge = load_challenge(info, torch.device("meta"))
     except Exception as exc:  # noqa: BLE001 - a broken challenge.py is listed, not fatal

@@ -22,7 +22,7 @@ from runner.authoring import cases, constraints, contract, document, files, nume
 from runner.authoring.context import Context
 from runner.authoring.results import (FAIL, PASS, SKIP, WARN, CheckResult, ValidationReport,
                                       skipped)
-from runner.challenge import ChallengeInfo
+from runner.catalog import ChallengeInfo, shown
 
 CheckFn = Callable[[Context], Union[CheckResult, List[CheckResult]]]
 
@@ -99,7 +99,7 @@ def validate(info: ChallengeInfo, device: torch.device, only: Optional[Iterable[
     if unknown:
         raise ValueError(f"unknown check(s) {sorted(unknown)}; the checks are: "
                          f"{', '.join(CHECK_NAMES)}")
-    report = ValidationReport(challenge=info.display, path=files.shown(info.path),
+    report = ValidationReport(challenge=info.display, path=shown(info.path),
                               format="repo", device=str(ctx.device))
     status = {}
     for name, fn, deps in CHECKS:

@@ -9,8 +9,8 @@ Users:
   ``GET  /api/v1/submissions/{id}/events?after=N&wait=S``   its numbered events after N
   ``GET  /api/v1/challenges``, ``/api/v1/accelerators``, ``/healthz``, ``/metrics``
 Workers (a token with the worker role, as ``Authorization: Bearer``):
-  ``POST /api/v1/worker/claim``, ``/api/v1/worker/{id}/heartbeat``, ``.../events``,
-  ``.../complete``, ``.../release``
+  ``POST /api/v1/worker/claim``, ``/api/v1/worker/presence``, ``/api/v1/worker/{id}/heartbeat``,
+  ``.../events``, ``.../complete``, ``.../release``
 """
 
 from __future__ import annotations
@@ -193,9 +193,10 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> JSONResponse:
         try:
-            return JSONResponse(service.health())
+            health = service.health()
         except Exception as exc:  # noqa: BLE001 - the store is unreachable
             return JSONResponse({"status": "unavailable", "error": str(exc)[:300]}, 503)
+        return JSONResponse(health, 200 if health["status"] == "ok" else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -221,6 +222,18 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
         if job is None:
             return Response(status_code=204)
         return JSONResponse(job.to_dict())
+
+    @app.post("/api/v1/worker/presence")
+    async def worker_presence(request: Request) -> JSONResponse:
+        try:
+            payload = await worker_payload(request)
+            name = worker_name(request, payload)
+            await run_in_threadpool(service.presence, name, str(payload.get("accelerator") or ""),
+                                    str(payload.get("state") or ""),
+                                    str(payload.get("reason") or ""))
+        except Rejection as exc:
+            return _error(exc)
+        return JSONResponse({"ok": True})
 
     def _lease(payload: Dict[str, Any]) -> str:
         lease = payload.get("lease")

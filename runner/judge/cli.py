@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the judge's YAML config (see deploy/judge.example.yaml; or $JUDGE_CONFIG)")
     p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("JUDGE_DATA_DIR",
                                                                          "judge-data")),
-                   help="where the embedded SQLite store lives (default ./judge-data)")
+                   help="this judge's own folder: the embedded SQLite store, and its local "
+                        "workers' locks and job files (default ./judge-data, or "
+                        "$JUDGE_DATA_DIR); two judges on one machine need two")
     p.add_argument("--workers", default=None,
                    help="override the config's `workers`: auto | none | cpu:N | gpus:0,1")
     mode = p.add_mutually_exclusive_group()
@@ -157,11 +159,14 @@ def serve(args, config: JudgeConfig) -> int:
         if refusal and specs:
             print(f"error: {refusal}", file=sys.stderr)
             return EXIT_USAGE
+        # this judge's own lock and job folders: another judge on the machine (another
+        # --data-dir) never holds them (a GPU's lock is machine-wide as well)
+        own = (args.data_dir / "workers").resolve()
         for spec in specs:
-            spec.extra_args = worker_args(config, args.allow_unsandboxed)
+            spec.extra_args = worker_args(config, args.allow_unsandboxed) + ["--lock-dir", str(own)]
         host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         url = f"http://{'[' + host + ']' if ':' in host else host}:{args.port}"
-        supervisor = Supervisor(specs, url, worker_token)
+        supervisor = Supervisor(specs, url, worker_token, on_state=service.local_worker)
     app = create_app(service)
     limits = config.limits
     log.info("judge: accelerators %s, store %s, queue %s, %d local worker(s)",

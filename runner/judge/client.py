@@ -173,12 +173,15 @@ def remote_command(args: argparse.Namespace,
                             uuid.uuid4().hex)
     timeout = float(getattr(args, "timeout", None) or 3600.0)
     terminal: Optional[Dict[str, Any]] = None
+    from runner.cli import Progress
+
     try:
-        for msg in stream(url, message, timeout_s=timeout + 600):
-            if msg.get("status") in TERMINAL_STATUSES:
-                terminal = msg
-            else:
-                log(f"... [{msg.get('status')}] {msg.get('output')}")
+        with Progress(write=log) as progress:     # "... still ..." while the judge is quiet
+            for msg in stream(url, message, timeout_s=timeout + 600):
+                if msg.get("status") in TERMINAL_STATUSES:
+                    terminal = msg
+                else:
+                    progress(f"[{msg.get('status')}] {msg.get('output')}")
     except RemoteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -192,6 +195,6 @@ def remote_command(args: argparse.Namespace,
     if args.json:
         print(json.dumps(output, indent=2, default=str))
     else:
-        print(render_text(result))
         log(f"submission {terminal.get('submissionId')} (seed {output.get('seed')})")
+        print(render_text(result))       # the verdict last
     return EXIT_OK if result.verdict in (Verdict.ACCEPTED, Verdict.COMPILED) else EXIT_REJECTED

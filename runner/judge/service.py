@@ -31,6 +31,9 @@ log = logging.getLogger("runner.judge")
 CUSTOM_CHALLENGE = "custom"
 MAX_CLAIM_WAIT_S = 20.0
 MAX_TRACKED = 50_000
+PRESENCE_TTL_S = 20.0        # a worker not heard from for this long is not counted as alive
+UNAVAILABLE_SHOWN_S = 3600.0  # how long a worker's "cannot take my slot" stays in /healthz
+STARTUP_GRACE_S = 300.0       # a worker serve started counts as "starting" this long at most
 
 
 @dataclass
@@ -68,6 +71,9 @@ class JudgeService:
         self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
                                          lim.rate_window_s)
         self.leaderboard = Leaderboard(self)
+        # workers this process started (serve): label -> (accelerator, state, reason, since),
+        # state "starting" or "given up"; set by the supervisor
+        self.local_workers: Dict[str, Tuple[str, str, str, float]] = {}
 
     # -- building one from a config ---------------------------------------------------------
     @classmethod
@@ -141,6 +147,10 @@ class JudgeService:
             self.touch(record.id)
             self.metrics.submissions.labels(accelerator).inc()
             self._dispatch(record.id, accelerator)
+            try:
+                self.note_unserved([(record.id, accelerator)])
+            except Exception as exc:  # noqa: BLE001 - a note is not worth refusing a submission
+                log.warning("could not check the workers for %s: %s", record.id, exc)
         return record, created
 
     def _dispatch(self, submission_id: str, accelerator: str) -> None:
@@ -166,6 +176,8 @@ class JudgeService:
     def claim(self, worker: str, accelerators: List[str], submission_id: Optional[str] = None,
               wait_s: float = 0.0) -> Optional[WorkerJob]:
         names = [self.accelerators.resolve(a) for a in accelerators]
+        for name in names[:1]:
+            self.store.worker_seen(worker, name, "ready")
         self.leaderboard.seen(worker, names)
         if submission_id is not None and self.leaderboard.skip_claim(worker, submission_id):
             return None
@@ -186,6 +198,93 @@ class JudgeService:
 
     def heartbeat(self, submission_id: str, lease_id: str) -> bool:
         return self.store.heartbeat(submission_id, lease_id, self.config.leases.lease_s)
+
+    # -- which workers serve which queue ------------------------------------------------------
+    def presence(self, worker: str, accelerator: str, state: str, reason: str = "") -> None:
+        """A worker says it is ``ready``, ``unavailable`` (``reason``: why it cannot serve) or
+        ``stopped``."""
+        if state not in ("ready", "unavailable", "stopped"):
+            raise ProtocolError("`state` must be ready, unavailable or stopped")
+        if not accelerator:
+            raise ProtocolError("`accelerator` names the queue this worker serves")
+        self.store.worker_seen(worker, self.accelerators.resolve(accelerator), state, reason)
+
+    def local_worker(self, label: str, accelerator: str, state: str, reason: str = "") -> None:
+        """The supervisor of ``serve`` started (``starting``) or gave up on (``given up``) a
+        worker of its own."""
+        self.local_workers[label] = (accelerator, state, reason, time.time())
+
+    def workers_by_accelerator(self, now: Optional[float] = None) -> Dict[str, Dict[str, Any]]:
+        """accelerator -> {"alive": [names], "starting": [...], "unavailable": [{worker,
+        reason}], "silent": [{worker, seconds}]} from what the workers said (every API process
+        of a fleet reads the same store) and, for ``serve``, the workers it started."""
+        now = time.time() if now is None else now
+        out: Dict[str, Dict[str, Any]] = {
+            name: {"alive": [], "starting": [], "unavailable": [], "silent": []}
+            for name in self.accelerators.names}
+        said_unavailable: Dict[str, float] = {}
+        for w in self.store.workers(since=now - UNAVAILABLE_SHOWN_S):
+            entry = out.get(w.accelerator)
+            if entry is None:
+                continue
+            if w.state == "unavailable":
+                said_unavailable[w.name] = w.seen
+            if w.state == "ready" and w.seen >= now - PRESENCE_TTL_S:
+                entry["alive"].append(w.name)
+            elif w.state == "ready":
+                entry["silent"].append({"worker": w.name, "seconds": round(now - w.seen)})
+            elif w.state == "unavailable":
+                entry["unavailable"].append({"worker": w.name, "reason": w.reason})
+        for label, (accelerator, state, reason, since) in sorted(self.local_workers.items()):
+            entry = out.get(accelerator)
+            if entry is None:
+                continue
+            # a worker's own word that it cannot serve ends its "starting"
+            gave_up = any(name.endswith("-" + label) and seen >= since
+                          for name, seen in said_unavailable.items())
+            if state == "starting" and now - since < STARTUP_GRACE_S and not gave_up:
+                entry["starting"].append(label)
+            elif state == "given up" and not any(u["worker"].endswith("-" + label)
+                                                 for u in entry["unavailable"]):
+                entry["unavailable"].append({"worker": label, "reason": reason})
+        return out
+
+    @staticmethod
+    def unserved_reason(accelerator: str, entry: Dict[str, Any]) -> Optional[str]:
+        """Why no worker can take a submission for ``accelerator`` now (None when one can)."""
+        if entry["alive"]:
+            return None
+        if entry["starting"]:
+            return (f"waiting for a worker for {accelerator}: {', '.join(entry['starting'])} "
+                    f"is starting")
+        why = "; ".join(f"worker {u['worker']}: {u['reason']}" for u in entry["unavailable"][:3])
+        if why:
+            return f"no worker can take submissions for {accelerator}: {why}"
+        if entry["silent"]:
+            last = entry["silent"][0]
+            return (f"no worker is serving {accelerator}: the last one ({last['worker']}) has "
+                    f"not been heard from for {last['seconds']} s")
+        return f"no worker is serving {accelerator}: none has connected to this judge"
+
+    def note_unserved(self, queued: Optional[List[Tuple[str, str]]] = None) -> int:
+        """Tell each queued submission that no worker can take it now, and why (once per
+        reason); returns how many notes were added."""
+        queued = self.store.queued() if queued is None else queued
+        if not queued:
+            return 0
+        by_accelerator = self.workers_by_accelerator()
+        wait = self.config.limits.max_queue_wait_s
+        added = 0
+        for sid, accelerator in queued:
+            entry = by_accelerator.get(accelerator)
+            reason = self.unserved_reason(accelerator, entry) if entry else None
+            if reason is None:
+                continue
+            if self.store.note_queued(sid, f"{reason}; it waits in the queue (at most {wait:g} s, "
+                                           f"then it ends `interrupted`)"):
+                self.touch(sid)
+                added += 1
+        return added
 
     def add_event(self, submission_id: str, lease_id: str, status: str, output: Any) -> Optional[int]:
         if status in TERMINAL_STATUSES:
@@ -238,6 +337,7 @@ class JudgeService:
         for t in done:
             log.info("reaper: %s %s (%s)", t.submission_id, t.outcome, t.reason)
             self._after_transition(t)
+        self.note_unserved()
         return done
 
     def repair_once(self) -> int:
@@ -286,7 +386,22 @@ class JudgeService:
         self.store.close()
 
     def health(self) -> Dict[str, Any]:
+        """``status`` is ``ok`` only when every accelerator's queue has a live worker;
+        otherwise ``starting`` (only workers this process started are missing, and they are
+        starting) or ``no_workers``, with ``problems`` saying which queue and why."""
         self.store.ping()
-        return {"status": "ok", "accelerators": self.accelerators.names,
+        workers = self.workers_by_accelerator()
+        problems, starting = [], True
+        for accelerator, entry in workers.items():
+            reason = self.unserved_reason(accelerator, entry)
+            if reason is not None:
+                problems.append(reason)
+                starting = starting and bool(entry["starting"])
+        status = "ok" if not problems else ("starting" if starting else "no_workers")
+        return {"status": status, "store": "ok", "accelerators": self.accelerators.names,
+                "workers": {a: {"alive": len(e["alive"]), "alive_workers": e["alive"],
+                                "starting": e["starting"], "unavailable": e["unavailable"],
+                                "silent": e["silent"]} for a, e in workers.items()},
+                "problems": problems,
                 "auth": "on" if not self.tokens.open_access else "off",
                 "queue": self.config.queue.backend}

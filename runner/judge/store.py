@@ -68,6 +68,12 @@ SCHEMA = [
         owner TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS admissions_owner ON admissions (owner, at)",
+    """CREATE TABLE IF NOT EXISTS workers (
+        name TEXT PRIMARY KEY,
+        accelerator TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        seen DOUBLE PRECISION NOT NULL)""",
 ]
 
 COLUMNS = ("id, owner, action, language, accelerator, challenge, challenge_code, file_name, "
@@ -194,6 +200,18 @@ class Transition:
     outcome: str          # "requeued" or "interrupted"
     reason: str
     accelerator: str = ""
+
+
+@dataclass
+class WorkerPresence:
+    """What a worker last said about itself: ``ready`` (serving), ``unavailable`` (it could not
+    take its slot; ``reason`` says why) or ``stopped``; ``seen`` is when."""
+
+    name: str
+    accelerator: str
+    state: str
+    reason: str
+    seen: float
 
 
 @dataclass
@@ -501,6 +519,45 @@ class SqlStore:
                                    "WHERE state <> ? GROUP BY accelerator, state",
                               (DONE,)).fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    # -- workers' presence (what /healthz and the "no worker" notes read) ---------------------
+    def worker_seen(self, name: str, accelerator: str, state: str, reason: str = "",
+                    now: Optional[float] = None) -> None:
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            self._exec(cur, "INSERT INTO workers (name, accelerator, state, reason, seen) VALUES "
+                            "(?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET accelerator = "
+                            "excluded.accelerator, state = excluded.state, reason = "
+                            "excluded.reason, seen = excluded.seen",
+                       (name, accelerator, state, reason[:500], now))
+
+    def workers(self, since: float) -> List[WorkerPresence]:
+        """Every worker heard from since ``since``, newest first."""
+        with self._read() as cur:
+            rows = self._exec(cur, "SELECT name, accelerator, state, reason, seen FROM workers "
+                                   "WHERE seen >= ? ORDER BY seen DESC", (since,)).fetchall()
+        return [WorkerPresence(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
+
+    def queued(self, limit: int = 1000) -> List[Tuple[str, str]]:
+        """(id, accelerator) of the queued submissions, oldest first."""
+        with self._read() as cur:
+            return [(r[0], r[1]) for r in self._exec(
+                cur, "SELECT id, accelerator FROM submissions WHERE state = ? ORDER BY created "
+                     "LIMIT ?", (QUEUED, limit)).fetchall()]
+
+    def note_queued(self, submission_id: str, text: str, now: Optional[float] = None) -> bool:
+        """Add a ``queued`` event saying ``text`` to a submission still queued, unless one
+        already says it (several API processes may notice the same thing)."""
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            record = self._record(cur, submission_id)
+            if record is None or record.state != QUEUED:
+                return False
+            if self._one(cur, "SELECT 1 FROM events WHERE submission_id = ? AND output = ?",
+                         (submission_id, json.dumps(text))):
+                return False
+            self._event(cur, submission_id, "queued", text, now)
+            return True
 
     def ping(self) -> None:
         with self._read() as cur:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from runner.sandbox.jail import RUNNER_ROOT
 from runner.judge.worker import TOKEN_ENV
@@ -55,8 +55,12 @@ class Supervisor:
     """Keeps one process per :class:`WorkerSpec` running until :meth:`stop`."""
 
     def __init__(self, specs: List[WorkerSpec], url: str, token: str,
-                 env: Optional[Dict[str, str]] = None, restart_delay_s: float = 1.0):
+                 env: Optional[Dict[str, str]] = None, restart_delay_s: float = 1.0,
+                 on_state: Optional[Callable[[str, str, str, str], None]] = None):
         self.specs, self.url, self.restart_delay_s = specs, url, restart_delay_s
+        # (label, accelerator, "starting" | "given up", reason): what /healthz shows of the
+        # workers started here before they report for themselves
+        self.on_state = on_state or (lambda label, accelerator, state, reason: None)
         self.env = {**os.environ, **(env or {}), TOKEN_ENV: token}
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(RUNNER_ROOT), self.env.get("PYTHONPATH", "")) if p)
@@ -67,6 +71,7 @@ class Supervisor:
     def _start(self, k: int) -> None:
         spec = self.specs[k]
         self.procs[k] = subprocess.Popen(spec.argv(self.url), env=self.env)
+        self.on_state(spec.label, spec.accelerator, "starting", "")
         log.info("started worker %s (pid %d) for %s", spec.label, self.procs[k].pid,
                  spec.accelerator)
 
@@ -82,9 +87,13 @@ class Supervisor:
                 code = proc.poll()
                 if code is None or self._stop.is_set():
                     continue
-                if code == 2:     # a usage error (e.g. its GPU is held elsewhere): do not spin
-                    log.error("worker %s exited with a usage error; not restarting it",
+                if code == 2:     # it cannot serve (its slot is held elsewhere): do not spin;
+                    # it said why in its own one line of this log
+                    log.debug("worker %s exited with code 2; not restarting it",
                               self.specs[k].label)
+                    self.on_state(self.specs[k].label, self.specs[k].accelerator, "given up",
+                                  "it exited with code 2 and is not restarted (serve's log "
+                                  "says why)")
                     del self.procs[k]
                     continue
                 log.warning("worker %s exited with code %s; restarting it", self.specs[k].label,

@@ -51,6 +51,7 @@ log = logging.getLogger("runner.judge.worker")
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
 STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
 LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
+PRESENCE_EVERY_S = 5.0                  # how often a worker tells the API it is serving
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
 EXIT_STUCK = 70                         # the worker's job thread was stuck past every bound
 MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
@@ -83,8 +84,8 @@ class WorkerSettings:
     challenge_dirs: List[str] = field(default_factory=list)
     watchdog_margin_s: float = 30.0
     claim_wait_s: float = 10.0
-    lock_dir: Path = field(default_factory=lambda: Path(
-        os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"))
+    lock_dir: Path = field(default_factory=lambda: machine_lock_dir())
+    jobs_root: Optional[Path] = None   # the slot's jobs folder goes here (default $TMPDIR)
     parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
     sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
     startup_allowance_s: float = STARTUP_ALLOWANCE_S
@@ -119,10 +120,13 @@ def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
     return env
 
 
-def hold_slot(settings: WorkerSettings):
-    """An exclusive lock on this worker's GPU (or CPU slot) for its lifetime."""
-    settings.lock_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.lock_dir / f"judge-{settings.slot_name}.lock"
+def machine_lock_dir() -> Path:
+    """Where locks shared by every judge on this machine live (a GPU's)."""
+    return Path(os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+def _lock(path: Path, what: str, advice: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,13 +134,46 @@ def hold_slot(settings: WorkerSettings):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise SlotBusy(f"{settings.slot_name} is already held by {holder} ({path}): one worker "
-                       f"per GPU; stop the other worker or pick another --gpu/--cpu slot")
+        raise SlotBusy(f"{what} is already held by {holder} ({path}): {advice}")
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()}")
     handle.flush()
     return handle
+
+
+class SlotLocks:
+    """The lock files a worker holds for its lifetime."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+
+
+def hold_slot(settings: WorkerSettings) -> SlotLocks:
+    """Exclusive locks for this worker's slot: in ``settings.lock_dir`` (one judge's own, so
+    judges with different data folders never collide on a CPU slot) and, for a GPU, also in
+    :func:`machine_lock_dir`: one worker per GPU on the machine, whichever judge it serves
+    (two gradings on one GPU would skew each other's times)."""
+    slot = settings.slot_name
+    handles = [_lock(settings.lock_dir / f"judge-{slot}.lock", slot,
+                     "one worker per slot; stop the other worker, pick another --gpu/--cpu "
+                     "slot, or give this judge its own --data-dir")]
+    if settings.gpu is not None:
+        machine = machine_lock_dir() / f"judge-{slot}.lock"
+        if machine.resolve() != (settings.lock_dir / f"judge-{slot}.lock").resolve():
+            try:
+                handles.append(_lock(machine, f"GPU {settings.gpu}",
+                                     "one worker per GPU on this machine, whichever judge it "
+                                     "serves; stop the other judge's worker or leave this GPU "
+                                     "out (workers: gpus:...)"))
+            except SlotBusy:
+                handles[0].close()
+                raise
+    return SlotLocks(handles)
 
 
 class Api:
@@ -186,6 +223,12 @@ class Api:
     def release(self, sid: str, lease: str, reason: str) -> None:
         self._post(f"/api/v1/worker/{sid}/release", {"lease": lease, "reason": reason})
 
+    def presence(self, state: str, reason: str = "") -> None:
+        r = self._post("/api/v1/worker/presence", {"accelerator": self.settings.accelerator,
+                                                    "state": state, "reason": reason},
+                       timeout=10.0)
+        r.raise_for_status()
+
     def close(self) -> None:
         self.http.close()
 
@@ -211,9 +254,29 @@ class Worker:
         log.warning("the supervisor (pid %s) is gone; stopping", self.settings.parent_pid)
         self.stop.set()
 
+    def _announce(self) -> None:
+        """Tell the API every few seconds that this worker serves its accelerator (what
+        /healthz counts), whether it is idle or grading."""
+        while True:
+            try:
+                self.api.presence("ready")
+            except Exception as exc:  # noqa: BLE001 - the loop logs the API's absence
+                log.debug("presence: %s", exc)
+            if self.stop.wait(PRESENCE_EVERY_S):
+                return
+
+    def say_unavailable(self, reason: str) -> None:
+        """Best effort: tell the API why this worker cannot serve (shown in /healthz and to
+        the submissions it would have taken)."""
+        try:
+            self.api.presence("unavailable", reason)
+        except Exception as exc:  # noqa: BLE001 - the judge may be down too
+            log.debug("could not report to the judge: %s", exc)
+
     def run_forever(self) -> None:
         lock = hold_slot(self.settings)
         remove_stale_jobs(self.settings)      # we hold the slot: nobody else uses its folder
+        threading.Thread(target=self._announce, daemon=True, name="presence").start()
         # orphans of a job (a process that left its session) are re-parented here, where
         # _stop_job finds them before the next job starts on this GPU
         self._subreaper = procs.become_subreaper()
@@ -233,6 +296,10 @@ class Worker:
                     self.stop.wait(1.0)
         finally:
             lock.close()
+            try:
+                self.api.presence("stopped")
+            except Exception:  # noqa: BLE001 - the judge may be gone first
+                pass
             self.api.close()
             if self.feed is not None:
                 self.feed.close()
@@ -462,8 +529,10 @@ _UNREAPED: List[subprocess.Popen] = []     # job processes being reaped in the b
 
 
 def jobs_folder(settings: WorkerSettings) -> Path:
-    """Where this slot's jobs keep their temporary files (only its lock holder uses it)."""
-    return Path(os.environ.get("TMPDIR") or "/tmp") / f"judge-jobs-{settings.slot_name}"
+    """Where this slot's jobs keep their temporary files (only its lock holder uses it): in
+    ``jobs_root`` (``serve`` puts it in its data folder), else in $TMPDIR."""
+    root = settings.jobs_root or Path(os.environ.get("TMPDIR") or "/tmp")
+    return root / f"judge-jobs-{settings.slot_name}"
 
 
 def remove_stale_jobs(settings: WorkerSettings) -> None:
@@ -602,8 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maintenance-chance", type=int, default=1000)
     p.add_argument("--watchdog-margin", type=float, default=30.0)
     p.add_argument("--lock-dir", type=Path, default=None,
-                   help=f"where the per-GPU lock files live (default ${LOCK_DIR_ENV}, "
-                        f"$XDG_RUNTIME_DIR or /tmp)")
+                   help=f"where this judge's slot lock files live (default ${LOCK_DIR_ENV}, "
+                        f"$XDG_RUNTIME_DIR or /tmp; `serve` uses DATA_DIR/workers); a GPU's "
+                        f"lock is also taken there, machine-wide")
+    p.add_argument("--jobs-dir", type=Path, default=None,
+                   help="where the slot's jobs keep their files (default: the --lock-dir when "
+                        "given, else $TMPDIR or /tmp)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="stop when this process (the supervisor) is gone")
     p.add_argument("--allow-unsandboxed", action="store_true",
@@ -626,6 +699,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
                        maintenance_chance=args.maintenance_chance, parent_pid=args.parent_pid)
     if args.lock_dir:
         s.lock_dir = args.lock_dir
+    s.jobs_root = args.jobs_dir or args.lock_dir
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
     if s.sandbox == "require":
@@ -646,7 +720,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         worker.run_forever()
     except SlotBusy as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line in serve's log, and the same reason in /healthz and in the stream of what
+        # is queued for this accelerator
+        log.error("worker %s cannot take its slot, so it is not started: %s",
+                  settings.slot_name, exc)
+        worker.say_unavailable(f"cannot take its slot: {exc}")
         return 2
     except KeyboardInterrupt:
         pass

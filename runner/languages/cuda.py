@@ -69,8 +69,9 @@ def load(path: Path, challenge, device, **settings):
         where = ("no NVIDIA GPU is visible here" if not torch.cuda.is_available()
                  else "this grading runs on the CPU (use --device cuda or auto)")
         raise CompiledOnly(f"{path.name} compiled for {built.target.name} with nvcc "
-                           f"{built.nvcc.release}; running it needs a GPU, and {where}",
-                           built.log)
+                           f"{built.nvcc.release} and exports `solve` with the signature's "
+                           f"parameters, but no test ran: its results and speed were NOT "
+                           f"checked; running it needs a GPU, and {where}", built.log)
     return CompiledSolution(built.library, signature, _device_index(device), path.name)
 
 

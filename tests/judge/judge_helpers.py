@@ -119,15 +119,16 @@ class Judge:
         if wait:
             self.wait_healthy()
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.api is not None and self.api.poll() is not None:
                 raise AssertionError(f"the judge exited: {(self.logs / 'api.log').read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                # serving (its store answers), with or without workers yet
+                if httpx.get(self.url + "/healthz", timeout=1).json().get("store") == "ok":
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.1)
         raise AssertionError("the judge did not become healthy")

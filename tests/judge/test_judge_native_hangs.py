@@ -68,7 +68,7 @@ def assert_worker_healthy(judge: Judge) -> None:
     table = procs.process_table()
     left = [p for p in procs.descendants(worker.pid, table) if table[p].state != "Z"]
     assert not left, f"processes left by the worker's jobs: {left}"
-    jobs = Path(os.environ.get("TMPDIR") or "/tmp") / "judge-jobs-cpun1"
+    jobs = judge.tmp / "locks" / "judge-jobs-cpun1"      # the worker's --lock-dir holds it
     assert not list(jobs.glob("*")), f"files left by the worker's jobs: {list(jobs.glob('*'))}"
 
 

@@ -260,8 +260,24 @@ def test_backpressure_queue_full_in_flight_cap_and_rate_limit(make_client):
 
 def test_health_and_listing(make_client):
     client, _ = make_client()
-    health = client.get("/healthz").json()
-    assert health["status"] == "ok" and health["auth"] == "on" and health["queue"] == "embedded"
+    r = client.get("/healthz")
+    health = r.json()
+    assert health["auth"] == "on" and health["queue"] == "embedded" and health["store"] == "ok"
+    # no worker serves the cpu queue: not ok, and it says which queue and why
+    assert r.status_code == 503 and health["status"] == "no_workers"
+    assert health["workers"]["cpu"]["alive"] == 0
+    assert health["problems"] == ["no worker is serving cpu: none has connected to this judge"]
+    worker = {"Authorization": f"Bearer {token('w1')}"}
+    r = client.post("/api/v1/worker/presence", headers=worker,
+                    json={"worker": "h1-cpu0", "accelerator": "cpu", "state": "ready"})
+    assert r.status_code == 200, r.text
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["problems"] == []
+    assert r.json()["workers"]["cpu"] == {"alive": 1, "alive_workers": ["w1/h1-cpu0"],
+                                          "starting": [], "unavailable": [], "silent": []}
+    user = {"Authorization": f"Bearer {token('alice')}"}
+    assert client.post("/api/v1/worker/presence", headers=user,
+                       json={"accelerator": "cpu", "state": "ready"}).status_code in (401, 403)
     aliases = client.get("/api/v1/accelerators").json()["accelerators"][0]["aliases"]
     assert "t4" in aliases and "teslat4" in aliases
     reply = ws_exchange(client, json.dumps(message(submission={"accelerator": "NVIDIA TESLA T4"})))[0]
@@ -275,3 +291,62 @@ def test_every_submission_gets_its_own_private_seed(make_client):
     assert len(seeds) == 5 and all(s > 0 for s in seeds)
     r = client.get(f"/api/v1/submissions/{ids[0]}", headers={"Authorization": f"Bearer {token('alice')}"})
     assert "seed" not in r.json()          # reported with the result, not before grading
+
+
+def test_health_and_queued_submissions_say_when_no_worker_can_take_them(make_client):
+    client, service = make_client()
+    worker = {"Authorization": f"Bearer {token('w1')}"}
+    reason = "cannot take its slot: cpu0 is already held by pid 4242 (/x/judge-cpu0.lock)"
+    r = client.post("/api/v1/worker/presence", headers=worker,
+                    json={"worker": "h1-cpu0", "accelerator": "cpu", "state": "unavailable",
+                          "reason": reason})
+    assert r.status_code == 200
+    health = client.get("/healthz").json()
+    assert health["status"] == "no_workers"
+    assert health["workers"]["cpu"]["unavailable"] == [{"worker": "w1/h1-cpu0", "reason": reason}]
+    assert "pid 4242" in health["problems"][0]
+    # a submission queued now hears why nobody takes it, in its own stream
+    with client.websocket_connect("/api/v1/ws/submit") as ws:
+        ws.send_text(json.dumps(message()))
+        first, second = json.loads(ws.receive_text()), json.loads(ws.receive_text())
+    assert first["status"] == "queued" and "position 1" in first["output"]
+    assert second["status"] == "queued"
+    assert second["output"].startswith("no worker can take submissions for cpu: worker "
+                                       "w1/h1-cpu0: cannot take its slot")
+    assert "pid 4242" in second["output"] and "ends `interrupted`" in second["output"]
+    # said once, however often the reaper looks
+    sid = first["submissionId"]
+    assert service.note_unserved() == 0
+    assert [e.output for e in service.store.events(sid)].count(second["output"]) == 1
+    # a worker that serves the queue makes it ok; nothing more is added
+    client.post("/api/v1/worker/presence", headers=worker,
+                json={"worker": "h2-cpu1", "accelerator": "cpu", "state": "ready"})
+    assert client.get("/healthz").json()["status"] == "ok"
+    assert service.note_unserved() == 0
+
+
+def test_health_while_the_local_workers_start_and_when_one_gives_up(make_client):
+    _, service = make_client()
+    service.local_worker("cpu0", "cpu", "starting")
+    health = service.health()
+    assert health["status"] == "starting"
+    assert health["problems"] == ["waiting for a worker for cpu: cpu0 is starting"]
+    service.local_worker("cpu0", "cpu", "given up", "it exited with code 2")
+    health = service.health()
+    assert health["status"] == "no_workers"
+    assert health["workers"]["cpu"]["unavailable"] == [{"worker": "cpu0",
+                                                        "reason": "it exited with code 2"}]
+    service.presence("w/h-cpu0", "cpu", "ready")
+    assert service.health()["status"] == "ok"
+    service.presence("w/h-cpu0", "cpu", "stopped")
+    assert service.health()["status"] == "no_workers"
+
+
+def test_the_loadtest_counts_an_exhausted_retry_budget_as_expected_not_as_a_failure():
+    from runner.judge.loadtest import classify
+    assert classify("accepted", "accepted", 1, chaos=True) == "right"
+    assert classify("accepted", "interrupted", 3, chaos=True) == "retry budget"
+    assert classify("accepted", "interrupted", 1, chaos=True).startswith("verdict interrupted")
+    assert classify("accepted", "interrupted", 3, chaos=False).startswith("verdict interrupted")
+    assert classify("accepted", "wrong_answer", 1, chaos=True) == (
+        "verdict wrong_answer after 1 attempt(s), expected accepted")

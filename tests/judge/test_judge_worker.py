@@ -36,13 +36,40 @@ def test_a_job_sees_only_its_gpu_and_no_secrets(tmp_path, monkeypatch):
     assert cpu["CUDA_VISIBLE_DEVICES"] == "" and cpu["TRITON_INTERPRET"] == "1"
 
 
-def test_one_worker_per_gpu_lock(tmp_path):
+def test_one_worker_per_gpu_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUDGE_LOCK_DIR", str(tmp_path))
     first = hold_slot(settings(gpu=1, lock_dir=tmp_path))
     with pytest.raises(SlotBusy, match="gpu1 is already held"):
         hold_slot(settings(gpu=1, lock_dir=tmp_path))
     hold_slot(settings(gpu=0, lock_dir=tmp_path)).close()   # another GPU is free
     first.close()
     hold_slot(settings(gpu=1, lock_dir=tmp_path)).close()   # and this one once released
+
+
+def test_two_judges_share_no_cpu_slot_lock_but_a_gpu_is_one_per_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUDGE_LOCK_DIR", str(tmp_path / "machine"))
+    a, b = tmp_path / "judge-a" / "workers", tmp_path / "judge-b" / "workers"
+    cpu_a = hold_slot(settings(slot="0", lock_dir=a))
+    cpu_b = hold_slot(settings(slot="0", lock_dir=b))       # another judge's cpu0: no collision
+    gpu_a = hold_slot(settings(gpu=0, lock_dir=a))
+    with pytest.raises(SlotBusy, match=f"GPU 0 is already held by pid {os.getpid()}"):
+        hold_slot(settings(gpu=0, lock_dir=b))
+    gpu_a.close()
+    hold_slot(settings(gpu=0, lock_dir=b)).close()
+    for lock in (cpu_a, cpu_b):
+        lock.close()
+
+
+def test_the_jobs_folder_follows_the_lock_folder(tmp_path, monkeypatch):
+    from runner.judge.worker import build_parser, jobs_folder, settings_from_args
+    monkeypatch.setenv("JUDGE_WORKER_TOKEN", "t" * 30)
+    args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
+                                      "--lock-dir", str(tmp_path / "w"), "--allow-unsandboxed"])
+    assert jobs_folder(settings_from_args(args)) == tmp_path / "w" / "judge-jobs-cpu0"
+    args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
+                                      "--lock-dir", str(tmp_path / "w"), "--jobs-dir",
+                                      str(tmp_path / "j")])
+    assert jobs_folder(settings_from_args(args)) == tmp_path / "j" / "judge-jobs-cpu0"
 
 
 def test_a_host_starts_one_worker_per_gpu():

@@ -56,6 +56,12 @@ class FakeApi:
         pass
 
 
+@pytest.fixture(autouse=True)
+def own_jobs_folder(tmp_path, monkeypatch):
+    """The workers' jobs folders ($TMPDIR/judge-jobs-<slot>) in this test's own folder."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+
+
 def make_worker(**settings: Any) -> Worker:
     s = WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="cpu", slot="stops",
                        term_grace_s=0.5, kill_wait_s=1.0, watchdog_margin_s=0.5, **settings)
@@ -105,6 +111,7 @@ def test_the_result_is_stored_before_the_job_process_exits_and_it_is_then_killed
     # then: exit grace 0.5 s, SIGTERM (ignored) 0.5 s, SIGKILL: bounded
     assert took < 10 + w._stop_bound(), took
     assert seen and not procs.is_alive(seen[0])
+    assert not w.abandoned
 
 
 def test_the_watchdog_stops_a_job_that_writes_nothing_and_ignores_sigterm(stand_in):
