@@ -9,7 +9,8 @@ from typing import Callable, Dict
 
 import torch
 
-from runner.challenge import ChallengeBase, find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import ChallengeBase, load_challenge
 from runner.languages import backend, detect
 
 REPO = Path(__file__).resolve().parent.parent

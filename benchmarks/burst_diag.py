@@ -15,7 +15,8 @@ sys.path.insert(0, str(REPO))
 
 from runner import languages  # noqa: E402
 from runner.buffers import directions_of, prepare_call  # noqa: E402
-from runner.challenge import find_challenge, load_challenge  # noqa: E402
+from runner.catalog import find_challenge  # noqa: E402
+from runner.challenge import load_challenge
 from runner.execute import PerfBench, copy_seed, performance_case  # noqa: E402
 
 device = torch.device("cuda")

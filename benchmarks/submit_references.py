@@ -17,7 +17,7 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner.challenge import find_challenge  # noqa: E402
+from runner.catalog import find_challenge  # noqa: E402
 
 
 def submit(number: str, solution: Path) -> Dict:

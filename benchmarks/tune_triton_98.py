@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     import triton.testing
 
     sys.path.insert(0, str(ROOT))
-    from runner.challenge import find_challenge, load_challenge
+    from runner.catalog import find_challenge
+    from runner.challenge import load_challenge
     from runner.devices import peak_for
 
     device = torch.device("cuda")

@@ -1,5 +1,5 @@
 """The challenge contract (LeetGPU-compatible) and loading a challenge folder; finding one by
-number, slug or path is :mod:`runner.catalog` (re-exported here)."""
+number, slug or path is :mod:`runner.catalog`."""
 
 from __future__ import annotations
 
@@ -15,10 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from runner.buffers import promise_initial
-from runner.catalog import (CHALLENGES_DIR, CHALLENGES_PATH_ENV, REFERENCE_DIR,  # noqa: F401
-                            REPO_ROOT, STARTERS_DIR, ChallengeInfo, UnknownChallenge, _info_for,
-                            as_challenges_folder, challenge_roots, discover, find_challenge,
-                            reference_files, reference_folders, starter_files, starter_folders)
+from runner.catalog import ChallengeInfo
 
 Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]

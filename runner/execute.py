@@ -24,7 +24,8 @@ from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions
                             fill_initial_, prepare_call)
 from runner.digest import digest
 from runner.perturb import perturb, run_generator
-from runner.challenge import ChallengeBase, find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import ChallengeBase, load_challenge
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
 from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
 

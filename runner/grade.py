@@ -24,7 +24,8 @@ import torch
 
 from runner import devices, languages, protocol
 from runner.buffers import directions_of, prepare_call
-from runner.challenge import ChallengeBase, ChallengeInfo, load_challenge
+from runner.catalog import ChallengeInfo
+from runner.challenge import ChallengeBase, load_challenge
 from runner.check import Comparison, default_comparison
 from runner.digest import digest
 from runner.execute import (BURST_FLUSH_BYTES, FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,

@@ -15,7 +15,7 @@ import pytest
 
 from runner.authoring.results import FAIL, PASS, SKIP
 from runner.authoring.validate import CHECK_NAMES, validate
-from runner.challenge import CHALLENGES_DIR, discover, find_challenge
+from runner.catalog import CHALLENGES_DIR, discover, find_challenge
 from runner.cli import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "authoring"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 
 
 def numpy_attention(case) -> np.ndarray:

@@ -9,7 +9,8 @@ import torch
 from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
                      grade_json)
 from runner import grade
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 from runner.check import Comparison
 
 FOLDER = REPO / "challenges/medium/97_int8_kv_cache_quantize"

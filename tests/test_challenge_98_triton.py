@@ -15,7 +15,8 @@ import pytest
 import torch
 from test_challenge_98 import REFERENCE, numpy_attention
 
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 
 SOLUTION = REFERENCE / "solution.triton.py"
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import SOLUTIONS, STARTERS_96, grade_json
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 from runner.errors import EnvironmentNotSupported
 from runner.languages import cupy as cupy_language
 

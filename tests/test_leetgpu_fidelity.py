@@ -16,7 +16,7 @@ import torch
 from helpers import REPO, SOLUTIONS, grade_json
 from runner.authoring.validate import validate
 from runner.buffers import GUARD_BYTES, GUARD_PATTERN, prepare_call, promise_initial
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
 from runner.check import compare, unwritten_nan
 from runner.cli import main
 from runner.compat.fills import ConstantFills
@@ -293,7 +293,8 @@ import sys, torch
 sys.path.insert(0, {repo!r})
 from pathlib import Path
 {before}
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 from runner.grade import GradeOptions, grade_safely
 info = find_challenge({folder!r})
 load_challenge(info, torch.device("cpu"))

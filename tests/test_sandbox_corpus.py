@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from runner.challenge import find_challenge
+from runner.catalog import find_challenge
 from runner.grade import GradeOptions, grade_safely
 from runner.sandbox.parent import Limits
 

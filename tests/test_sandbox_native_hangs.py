@@ -20,7 +20,7 @@ import torch
 
 import native_hangs
 from runner import procs
-from runner.challenge import find_challenge
+from runner.catalog import find_challenge
 from runner.grade import GradeOptions, grade_safely
 from runner.sandbox.parent import Limits
 

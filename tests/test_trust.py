@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from runner import protocol
-from runner.challenge import find_challenge, load_challenge
+from runner.catalog import find_challenge
+from runner.challenge import load_challenge
 from runner.grade import GradeOptions, grade_safely
 from runner.perturb import run_generator
 from runner.protocol import ProtocolViolation, Transcript, Verdict

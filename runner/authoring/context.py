@@ -13,7 +13,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from runner.buffers import fill_initial_, promised_initial
-from runner.challenge import ChallengeBase, ChallengeInfo, is_leetgpu_format, load_challenge
+from runner.catalog import ChallengeInfo
+from runner.challenge import ChallengeBase, is_leetgpu_format, load_challenge
 from runner.execute import with_seed
 
 GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")

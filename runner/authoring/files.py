@@ -3,7 +3,7 @@ and grades as ``wrong_answer``, and every reference solution present graded ``ac
 
 Starters are looked for in the folder's own ``starter/`` (LeetGPU's layout), then in
 ``starter_code/<slug>/``; reference solutions in the folder's own ``reference/``, then
-``reference/<slug>/`` (see :mod:`runner.challenge`). LeetGPU's format has no CuPy starter, so for
+``reference/<slug>/`` (see :mod:`runner.catalog`). LeetGPU's format has no CuPy starter, so for
 such a folder a missing ``starter.cupy.py`` is not a failure, and its starters for languages this
 runner does not grade (CuTe, JAX, Mojo) are listed as skipped.
 
@@ -20,8 +20,8 @@ from typing import List, Optional, Tuple
 from runner import languages
 from runner.authoring.context import GRADING_SEED, Context
 from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.challenge import (REPO_ROOT, is_object_type, reference_files, reference_folders,
-                              starter_files, starter_folders)
+from runner.catalog import reference_files, reference_folders, shown, starter_files, starter_folders
+from runner.challenge import is_object_type
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
 from runner.languages.python_module import static_solve
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from runner.challenge import ChallengeInfo, discover
+from runner.catalog import ChallengeInfo, discover
 from runner.judge.protocol import ProtocolError
 
 CPU = "cpu"

@@ -129,7 +129,7 @@ def result_from_output(output: Any):
 def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optional[str], Optional[str]]:
     """(file name, content, language, challengeCode, challenge) for the CLI's arguments."""
     from runner import languages
-    from runner.challenge import UnknownChallenge, find_challenge
+    from runner.catalog import UnknownChallenge, find_challenge
     from runner.cli import resolve_solution
     from runner.errors import UsageError
 

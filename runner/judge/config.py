@@ -272,7 +272,7 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         dirs = [dirs]
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"{_where(path, 'challenges')} must be a list of folders")
-    from runner.challenge import discover   # torch: only when challenges are configured
+    from runner.catalog import discover
 
     base = path.parent if path else Path.cwd()
     cfg.challenge_dirs = [(base / Path(d).expanduser()).resolve() for d in dirs]

@@ -56,7 +56,7 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
     """Write the submission (and an author's challenge) into ``work``; return
     (ChallengeInfo, solution path, language)."""
     from runner import languages
-    from runner.challenge import _info_for
+    from runner.catalog import _info_for
     from runner.judge.catalogue import Catalogue
 
     language = languages.normalize(job["language"])

@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from runner import languages
-from runner.challenge import starter_files
+from runner.catalog import starter_files
 from runner.judge.auth import AuthError, bearer
 from runner.judge.leaderboard import LeaderboardError
 from runner.judge.protocol import ProtocolError, error_message, normalize_language

@@ -8,7 +8,6 @@ stops the job process, escalating SIGTERM to SIGKILL, and stays healthy."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import time
 from pathlib import Path
 

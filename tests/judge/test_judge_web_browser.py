@@ -29,7 +29,8 @@ from judge_helpers import CHALLENGES, REPO, free_port, token, write_config
 def functional_tests_of_96() -> int:
     import torch
 
-    from runner.challenge import find_challenge, load_challenge
+    from runner.catalog import find_challenge
+    from runner.challenge import load_challenge
 
     return len(load_challenge(find_challenge("96"), torch.device("cpu")).generate_functional_test())
 
