@@ -1,4 +1,5 @@
-"""Finding challenges (by folder, number or slug), their starters and reference solutions.
+"""Finding challenges (by folder, number or slug), their starters, reference solutions and the
+user's solution file.
 
 Nothing here imports torch, so the commands that only look things up (``--help``,
 ``--action list``, a mistyped challenge) start in a fraction of a second.
@@ -11,7 +12,10 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
+
+from runner import languages
+from runner.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHALLENGES_DIR = REPO_ROOT / "challenges"
@@ -44,7 +48,7 @@ class ChallengeInfo:
 _FOLDER_RE = re.compile(r"^(\d+)_(.+)$")
 
 
-def _info_for(path: Path) -> ChallengeInfo:
+def challenge_info(path: Path) -> ChallengeInfo:
     match = _FOLDER_RE.match(path.name)
     number, slug = (int(match.group(1)), match.group(2)) if match else (None, path.name)
     return ChallengeInfo(path=path, number=number, slug=slug, difficulty=path.parent.name)
@@ -87,8 +91,8 @@ def discover(root: Optional[Path] = None) -> List[ChallengeInfo]:
         return found
     root = as_challenges_folder(Path(root))
     if (root / "challenge.py").is_file():
-        return [_info_for(root.resolve())]
-    found = [_info_for(p.parent) for p in [*root.glob("*/*/challenge.py"),
+        return [challenge_info(root.resolve())]
+    found = [challenge_info(p.parent) for p in [*root.glob("*/*/challenge.py"),
                                            *root.glob("*/challenge.py")]]
     return sorted(found, key=lambda c: (c.number is None, c.number or 0, c.slug))
 
@@ -105,7 +109,7 @@ def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
     up in ``root`` (default: every folder of :func:`challenge_roots`)."""
     as_path = Path(query)
     if (as_path / "challenge.py").is_file():
-        return _info_for(as_path.resolve())
+        return challenge_info(as_path.resolve())
     known = discover(root)
     for info in known:
         if query in (str(info.number), info.slug, info.path.name):
@@ -120,8 +124,6 @@ def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
 # -- starters and reference solutions ----------------------------------------------------------
 
 def _language_files(folders: List[Path], stem: str) -> Dict[str, Path]:
-    from runner import languages
-
     found: Dict[str, Path] = {}
     for language in languages.LANGUAGES:
         for folder in folders:
@@ -153,3 +155,33 @@ def reference_folders(info: ChallengeInfo) -> List[Path]:
 def reference_files(info: ChallengeInfo) -> Dict[str, Path]:
     """language -> our reference solution, for each language that has one."""
     return _language_files(reference_folders(info), "solution")
+
+
+# -- the user's solution ----------------------------------------------------------------------
+
+def default_solution_dir(info: ChallengeInfo) -> Path:
+    return info.path / "solution"
+
+
+def resolve_solution(info: ChallengeInfo, solution: Optional[Path],
+                     language: Optional[str]) -> Tuple[Path, str]:
+    """The solution file and its language: ``solution`` when given, else the one file
+    ``<challenge>/solution/solution.*`` (of ``language`` when given)."""
+    if solution is None:
+        folder = default_solution_dir(info)
+        if language:
+            solution = folder / f"solution{languages.suffix(language)}"
+        else:
+            found = sorted(p for p in folder.glob("solution.*") if p.is_file()) if folder.is_dir() else []
+            if len(found) != 1:
+                raise UsageError(
+                    f"no solution given: pass --solution FILE or --language L "
+                    f"(`--action init --language L` creates {folder}/solution.<ext> from the starter)"
+                    if not found else
+                    f"several solutions in {folder}: pass --solution or --language")
+            solution = found[0]
+    lang = languages.normalize(language) if language else languages.detect(solution)
+    if not solution.is_file():
+        raise UsageError(f"solution file {solution} does not exist; create it with "
+                         f"`python run_challenge.py {info.display} --action init --language {lang}`")
+    return solution, lang

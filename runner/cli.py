@@ -11,23 +11,25 @@ answer at once.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
 import sys
-import threading
-import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from runner import languages
-from runner.catalog import (ChallengeInfo, UnknownChallenge, find_challenge, starter_files,
-                            starter_folders)
+from runner.catalog import (ChallengeInfo, UnknownChallenge, default_solution_dir, find_challenge,
+                            resolve_solution, starter_files, starter_folders)
 from runner.errors import UsageError
+from runner.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from runner.judge.client import remote_command
+from runner.listing import list_command
+from runner.progress import Progress, log
+from runner.report import render_text
+from runner.sandbox import jail
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-QUIET_BEFORE_HEARTBEAT_S = 5.0      # a step silent this long gets "still ..." lines
-HEARTBEAT_EVERY_S = 10.0
 ACTIONS = ("run", "submit", "init", "validate", "list")
 
 
@@ -65,36 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def default_solution_dir(info: ChallengeInfo) -> Path:
-    return info.path / "solution"
-
-
-def resolve_solution(info: ChallengeInfo, solution: Optional[Path],
-                     language: Optional[str]) -> tuple[Path, str]:
-    if solution is None:
-        folder = default_solution_dir(info)
-        if language:
-            solution = folder / f"solution{languages.suffix(language)}"
-        else:
-            found = sorted(p for p in folder.glob("solution.*") if p.is_file()) if folder.is_dir() else []
-            if len(found) != 1:
-                raise UsageError(
-                    f"no solution given: pass --solution FILE or --language L "
-                    f"(`--action init --language L` creates {folder}/solution.<ext> from the starter)"
-                    if not found else
-                    f"several solutions in {folder}: pass --solution or --language")
-            solution = found[0]
-    lang = languages.normalize(language) if language else languages.detect(solution)
-    if not solution.is_file():
-        raise UsageError(f"solution file {solution} does not exist; create it with "
-                         f"`python run_challenge.py {info.display} --action init --language {lang}`")
-    return solution, lang
-
-
 def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optional[str]) -> int:
     if not language:
         raise UsageError("--action init needs --language (cuda, triton, cupy or pytorch)")
@@ -114,47 +86,6 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     return EXIT_OK
 
 
-class Progress:
-    """Progress lines on stderr ("... compiling"), and while a step is silent for
-    ``quiet_s`` seconds a "... still <step> (N s)" line every ``every_s`` seconds, so that a
-    long step (a big case under Triton's interpreter, a slow build) never looks hung."""
-
-    def __init__(self, write: Callable[[str], None] = None, quiet_s: float = QUIET_BEFORE_HEARTBEAT_S,
-                 every_s: float = HEARTBEAT_EVERY_S):
-        self._write = write or (lambda line: log(line))
-        self.quiet_s, self.every_s = quiet_s, every_s
-        self._lock = threading.Lock()
-        self._step, self._since, self._last = "", time.monotonic(), time.monotonic()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def __call__(self, message: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            self._step, self._since, self._last = message, now, now
-            self._write(f"... {message}")
-
-    def _beat(self) -> None:
-        while not self._stop.wait(0.5):
-            with self._lock:
-                now = time.monotonic()
-                quiet = now - self._last
-                if self._step and quiet >= (self.quiet_s if self._last == self._since
-                                            else self.every_s):
-                    self._last = now
-                    self._write(f"... still {self._step} ({now - self._since:.0f} s)")
-
-    def __enter__(self) -> "Progress":
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="progress")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-
 INTERPRETER_TIMEOUT_S = 1200.0   # Triton's CPU interpreter is ~1000x slower than a GPU
 
 
@@ -172,16 +103,15 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with Progress() as progress:
         progress("starting (loading torch and the challenge)")
+        # lazy: torch (seconds), only when grading
         from runner import devices
         from runner.grade import GradeOptions, grade_safely
-        from runner.report import render_text
         from runner.sandbox.parent import Limits
 
         device = devices.resolve_device(args.device)
         if args.device == "auto" and device.type == "cpu":
             log("no CUDA GPU found: grading on the CPU (timing is skipped)")
         if args.sandbox:
-            from runner.sandbox import jail
             usable, why = jail.probe()
             if not usable:
                 log(f"warning: this grading is not isolated: {why}")
@@ -208,8 +138,6 @@ def interrupted(args: Optional[argparse.Namespace]) -> int:
     what the grading started was stopped by the ``finally`` blocks on the way here."""
     print("interrupted", file=sys.stderr, flush=True)
     if args is not None and getattr(args, "json", False):
-        import json
-
         print(json.dumps({"status": "interrupted", "verdict": "interrupted",
                           "message": "interrupted (Ctrl-C) before grading finished",
                           "challenge": str(args.challenge or ""),
@@ -228,7 +156,7 @@ def _interrupt_once(signum, frame) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
-        from runner.judge.cli import serve_main
+        from runner.judge.cli import serve_main     # lazy: the judge's extras (yaml, fastapi)
         return serve_main(argv[1:])
     parser = build_parser()
     args = None
@@ -249,18 +177,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.action == "list":
-            from runner.authoring.listing import list_command
             return list_command(args)
         if not args.challenge:
             raise UsageError("name a challenge: a folder, a number (96) or a slug")
         if args.remote:
-            from runner.judge.client import remote_command
             return remote_command(args)
         info = find_challenge(args.challenge)
         if args.action == "init":
             return init_solution(info, args.solution, args.language)
         if args.action == "validate":
-            from runner.authoring.validate import validate_command
+            from runner.authoring.validate import validate_command   # lazy: torch
             return validate_command(args, info)
         return grade_command(args, info)
     except (UsageError, UnknownChallenge) as exc:

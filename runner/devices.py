@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Optional
 import torch
 
 from runner.errors import UsageError
+from runner.probe import measure_ceiling
 
 
 @dataclass(frozen=True)
@@ -103,8 +105,6 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
     """The device's measured memory ceiling (None on the CPU): the faster of a vectorized read
     of a large buffer (L2 flushed by reading in between) and a device copy counting read and
     write; measured once per device and kept in the cache folder."""
-    import json
-
     if device.type != "cuda":
         return None
     name = describe(device)
@@ -115,7 +115,6 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
         data = json.loads(path.read_text())
         found = Ceiling(float(data["gbps"]), str(data["source"]))
     except (OSError, ValueError, KeyError, TypeError):
-        from runner.probe import measure_ceiling
         gbps, source = measure_ceiling(device)
         found = Ceiling(gbps, source)
         try:

@@ -9,13 +9,16 @@ import logging
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
+from runner.exit_codes import EXIT_USAGE
+from runner.judge.catalogue import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
+from runner.sandbox import jail
 
 log = logging.getLogger("runner.judge")
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sandbox_refusal(args) -> Optional[str]:
     """Why this host's workers may not grade (None when they may)."""
-    from runner.sandbox import jail
-
     usable, why = jail.probe()
     if usable or args.allow_unsandboxed:
         return None
@@ -96,9 +97,7 @@ def worker_args(config: JudgeConfig, allow_unsandboxed: bool = False) -> List[st
 
 
 def workers_only(args, config: JudgeConfig) -> int:
-    import time
-
-    from runner.judge.catalogue import Accelerators, CPU
+    # lazy: the worker imports torch (through the sandbox); `serve --help` does not need it
     from runner.judge.supervisor import Supervisor, plan_workers
     from runner.judge.worker import TOKEN_ENV
 
@@ -132,10 +131,11 @@ def workers_only(args, config: JudgeConfig) -> int:
 
 
 def serve(args, config: JudgeConfig) -> int:
+    # lazy: the judge's extras (uvicorn, fastapi, prometheus) and torch (the workers, through
+    # the sandbox); `serve --help` and a usage error need none of them
     import uvicorn
 
     from runner.judge.app import create_app
-    from runner.judge.catalogue import CPU
     from runner.judge.service import JudgeService
     from runner.judge.supervisor import Supervisor, plan_workers
 
@@ -190,7 +190,7 @@ def _judge_server(config, service):
     """A uvicorn server that ends the workers' long-poll claims as soon as shutdown begins,
     so that its graceful wait does not have to cancel them (each cancellation logs a
     traceback)."""
-    import uvicorn
+    import uvicorn         # lazy: the judge extra
 
     class JudgeServer(uvicorn.Server):
         def handle_exit(self, sig, frame) -> None:

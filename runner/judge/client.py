@@ -20,13 +20,18 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from runner.protocol import Verdict
+from runner import languages
+from runner.catalog import UnknownChallenge, find_challenge, resolve_solution
+from runner.errors import UsageError
+from runner.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from runner.judge.protocol import TERMINAL_STATUSES, file_list
+from runner.progress import Progress
+from runner.protocol import Verdict
+from runner.report import Result, TestReport, render_text
 
 URL_ENV = "SERVICE_URL"
 TOKEN_ENVS = ("JUDGE_TOKEN", "SERVICE_TOKEN")
 ACCELERATOR_ENV = "JUDGE_ACCELERATOR"
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 RECONNECTS = 5
 
 
@@ -66,7 +71,7 @@ def stream(url: str, message: Dict[str, Any], timeout_s: float = 3600.0,
            reconnects: int = RECONNECTS) -> Iterator[Dict[str, Any]]:
     """Every ``{status, output}`` message the judge sends for ``message``, up to the terminal
     one; reconnects (resuming after the last event seen) when the connection drops."""
-    import websocket
+    import websocket        # lazy: the judge extra (websocket-client), only with --remote
 
     deadline = time.monotonic() + timeout_s
     last_seq, failures = -1, 0
@@ -114,9 +119,7 @@ def stream(url: str, message: Dict[str, Any], timeout_s: float = 3600.0,
                 pass
 
 
-def result_from_output(output: Any):
-    from runner.report import Result, TestReport
-
+def result_from_output(output: Any) -> Result:
     fields = {f.name for f in dataclasses.fields(Result)}
     data = {k: v for k, v in output.items() if k in fields}
     test_fields = {f.name for f in dataclasses.fields(TestReport)}
@@ -128,11 +131,6 @@ def result_from_output(output: Any):
 
 def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optional[str], Optional[str]]:
     """(file name, content, language, challengeCode, challenge) for the CLI's arguments."""
-    from runner import languages
-    from runner.catalog import UnknownChallenge, find_challenge
-    from runner.cli import resolve_solution
-    from runner.errors import UsageError
-
     try:
         info = find_challenge(args.challenge)
     except UnknownChallenge:
@@ -155,9 +153,6 @@ def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optio
 
 def remote_command(args: argparse.Namespace,
                    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
-    from runner.errors import UsageError
-    from runner.report import render_text
-
     url = args.remote or os.environ.get(URL_ENV)
     if not url:
         raise UsageError(f"--remote needs a URL (or set ${URL_ENV})")
@@ -169,12 +164,10 @@ def remote_command(args: argparse.Namespace,
         log("note: --seed is ignored by a judge: it grades with a private seed of its own and "
             "reports it in the result")
     message = build_message(args.action, name, content, language, token, code, challenge,
-                            getattr(args, "accelerator", None) or os.environ.get(ACCELERATOR_ENV),
+                            os.environ.get(ACCELERATOR_ENV),
                             uuid.uuid4().hex)
     timeout = float(getattr(args, "timeout", None) or 3600.0)
     terminal: Optional[Dict[str, Any]] = None
-    from runner.cli import Progress
-
     try:
         with Progress(write=log) as progress:     # "... still ..." while the judge is quiet
             for msg in stream(url, message, timeout_s=timeout + 600):

@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from runner.catalog import discover
+
 ROLES = ("user", "author", "worker", "admin")
 WORKERS_RE = re.compile(r"^(auto|none|cpu:[1-9][0-9]*|gpus:[0-9]+(,[0-9]+)*)$")
 MIN_TOKEN_CHARS = 20
@@ -272,8 +274,6 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         dirs = [dirs]
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(f"{_where(path, 'challenges')} must be a list of folders")
-    from runner.catalog import discover
-
     base = path.parent if path else Path.cwd()
     cfg.challenge_dirs = [(base / Path(d).expanduser()).resolve() for d in dirs]
     for folder in cfg.challenge_dirs:

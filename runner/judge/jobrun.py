@@ -26,14 +26,16 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, TextIO
 
+from runner import languages, procs
+from runner.catalog import challenge_info
+from runner.judge.catalogue import Catalogue
+
 CUSTOM_FOLDER = "0_custom"
 
 
 def kill_descendants(pid: int) -> None:
     """SIGKILL every descendant of ``pid`` (the sandbox's children lead their own groups and
     sessions: they are found through the process tree, and their groups are killed too)."""
-    from runner import procs
-
     table = procs.process_table()
     tree = procs.descendants(pid, table)
     procs.kill_tree(pid, include_root=False,
@@ -55,10 +57,6 @@ def _orphaned() -> None:
 def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
     """Write the submission (and an author's challenge) into ``work``; return
     (ChallengeInfo, solution path, language)."""
-    from runner import languages
-    from runner.catalog import _info_for
-    from runner.judge.catalogue import Catalogue
-
     language = languages.normalize(job["language"])
     solution = work / f"solution{languages.suffix(language)}"
     solution.write_text(job["content"], encoding="utf-8")
@@ -66,13 +64,15 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
         folder = work / "challenge" / "custom" / CUSTOM_FOLDER
         folder.mkdir(parents=True)
         (folder / "challenge.py").write_text(job["challengeCode"], encoding="utf-8")
-        info = _info_for(folder)
+        info = challenge_info(folder)
     else:
         info = Catalogue([Path(d) for d in challenge_dirs]).find(job["challenge"])
     return info, solution, language
 
 
 def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
+    # lazy: torch (seconds) loads only after main() made this process a subreaper and set its
+    # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
 
     from runner.grade import GradeOptions, grade_safely
@@ -100,8 +100,6 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
 
 
 def main() -> int:
-    from runner import procs
-
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
     procs.become_subreaper()

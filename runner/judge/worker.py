@@ -44,8 +44,11 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
-from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
+from runner.exit_codes import EXIT_STUCK
 from runner.judge.protocol import status_of_progress
+from runner.judge.queues import BrokerFeed
+from runner.sandbox import jail
+from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 
 log = logging.getLogger("runner.judge.worker")
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
@@ -53,7 +56,6 @@ STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first pr
 LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 PRESENCE_EVERY_S = 5.0                  # how often a worker tells the API it is serving
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
-EXIT_STUCK = 70                         # the worker's job thread was stuck past every bound
 MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
 MAX_EVENTS_PER_READ = 5                 # more progress lines at once: only the latest is posted
 
@@ -245,7 +247,6 @@ class Worker:
         self._must_finish_by: Optional[float] = None
         self._subreaper = False
         if settings.redis_url:
-            from runner.judge.queues import BrokerFeed
             self.feed = BrokerFeed(settings.redis_url, settings.accelerator, settings.namespace,
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
 
@@ -703,7 +704,6 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
     if s.sandbox == "require":
-        from runner.sandbox import jail
         usable, why = jail.probe()
         if not usable:
             raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
