@@ -26,11 +26,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from runner.judge.auth import AuthError, Principal, bearer
-from runner.judge.protocol import (TERMINAL_STATUSES, ProtocolError, decode_message, error_message,
+from runner.judge.auth import Principal, bearer
+from runner.judge.protocol import (TERMINAL_STATUSES, decode_message, error_message,
                                    parse_submit)
+from runner.judge.rejected import Rejected
 from runner.judge.service import JudgeService
-from runner.judge.store import Refused
 from runner.judge.web import add_web_routes
 
 log = logging.getLogger("runner.judge")
@@ -38,7 +38,6 @@ POLL_S = 0.1           # how often a stream looks for a change notice (in memory
 REREAD_S = 2.0         # and re-reads the store regardless (changes made by another API process)
 MAX_EVENTS_WAIT_S = 30.0
 WORKER_BODY_BYTES = 8 << 20
-Rejection = (ProtocolError, AuthError, Refused)
 
 
 def _error(exc: Exception) -> JSONResponse:
@@ -48,13 +47,13 @@ def _error(exc: Exception) -> JSONResponse:
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(f"request too large: {int(declared):,} bytes (the limit is {limit:,})",
-                            "too_large", 413)
+        raise Rejected(f"request too large: {int(declared):,} bytes (the limit is {limit:,})",
+                       "too_large", 413)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(f"request too large: over {limit:,} bytes", "too_large", 413)
+            raise Rejected(f"request too large: over {limit:,} bytes", "too_large", 413)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -110,7 +109,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
                 req = parse_submit(data, limits.max_file_bytes)
                 principal = tokens.authenticate(req.token or bearer(ws.headers.get("authorization")))
                 record, _ = await run_in_threadpool(service.submit, principal, req)
-            except Rejection as exc:
+            except Rejected as exc:
                 await _send_and_close(ws, error_message(exc.message, exc.code))
                 return
             await _stream(ws, service, record.id, req.after,
@@ -127,7 +126,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             req = parse_submit(data, limits.max_file_bytes)
             principal = user(request, req.token)
             record, created = await run_in_threadpool(service.submit, principal, req)
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         body = {"submissionId": record.id, "state": record.state, "created": created,
                 "events": f"/api/v1/submissions/{record.id}/events",
@@ -138,14 +137,14 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
         principal = user(request)
         record = await run_in_threadpool(service.store.get, submission_id)
         if record is None or not service.may_see(principal, record):
-            raise ProtocolError(f"no submission {submission_id[:64]!r} of yours", "not_found", 404)
+            raise Rejected(f"no submission {submission_id[:64]!r} of yours", "not_found", 404)
         return record
 
     @app.get("/api/v1/submissions")
     async def http_list(request: Request, limit: int = 50) -> JSONResponse:
         try:
             principal = user(request)
-        except AuthError as exc:
+        except Rejected as exc:
             return _error(exc)
         owner = None if principal.has("admin") else principal.name
         records = await run_in_threadpool(service.store.list, owner, max(1, min(limit, 500)))
@@ -156,7 +155,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
     async def http_get(request: Request, submission_id: str) -> JSONResponse:
         try:
             record = await _visible(request, submission_id)
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         return JSONResponse(record.summary())
 
@@ -165,7 +164,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
                           wait: float = 0.0) -> JSONResponse:
         try:
             await _visible(request, submission_id)
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait, MAX_EVENTS_WAIT_S))
@@ -210,14 +209,14 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             name = worker_name(request, payload)
             accelerators = payload.get("accelerators") or []
             if not isinstance(accelerators, list) or not all(isinstance(a, str) for a in accelerators):
-                raise ProtocolError("`accelerators` must be a list of names")
+                raise Rejected("`accelerators` must be a list of names")
             sid = payload.get("submissionId")
             wait = payload.get("wait") or 0
             if isinstance(wait, bool) or not isinstance(wait, (int, float)):
-                raise ProtocolError("`wait` must be a number of seconds")
+                raise Rejected("`wait` must be a number of seconds")
             job = await run_in_threadpool(service.claim, name, accelerators,
                                           str(sid) if sid else None, float(wait))
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         if job is None:
             return Response(status_code=204)
@@ -231,14 +230,14 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             await run_in_threadpool(service.presence, name, str(payload.get("accelerator") or ""),
                                     str(payload.get("state") or ""),
                                     str(payload.get("reason") or ""))
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         return JSONResponse({"ok": True})
 
     def _lease(payload: Dict[str, Any]) -> str:
         lease = payload.get("lease")
         if not isinstance(lease, str) or not lease:
-            raise ProtocolError("missing `lease` (the id the claim returned)")
+            raise Rejected("missing `lease` (the id the claim returned)")
         return lease
 
     @app.post("/api/v1/worker/{submission_id}/heartbeat")
@@ -247,7 +246,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             payload = await worker_payload(request)
             worker_name(request, payload)
             alive = await run_in_threadpool(service.heartbeat, submission_id, _lease(payload))
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         if not alive:
             return JSONResponse({"alive": False, "output": "the lease was taken back: stop "
@@ -262,7 +261,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             status = str(payload.get("status") or "running")
             seq = await run_in_threadpool(service.add_event, submission_id, _lease(payload),
                                           status, payload.get("output", ""))
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         if seq is None:
             return JSONResponse({"alive": False}, status_code=409)
@@ -275,10 +274,10 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             worker_name(request, payload)
             result = payload.get("result")
             if not isinstance(result, dict):
-                raise ProtocolError("`result` must be the grading's result object")
+                raise Rejected("`result` must be the grading's result object")
             outcome = await run_in_threadpool(service.complete, submission_id, _lease(payload),
                                               result)
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         if not outcome.stored:
             return JSONResponse({"stored": False, "reason": outcome.reason}, status_code=409)
@@ -291,7 +290,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             worker_name(request, payload)
             t = await run_in_threadpool(service.release, submission_id, _lease(payload),
                                         str(payload.get("reason") or "unknown fault"))
-        except Rejection as exc:
+        except Rejected as exc:
             return _error(exc)
         if t is None:
             return JSONResponse({"released": False}, status_code=409)

@@ -23,14 +23,9 @@ from dataclasses import dataclass
 from typing import FrozenSet, Iterable, List, Optional, Tuple
 
 from runner.judge.config import TokenSpec
+from runner.judge.rejected import Rejected
 
 ANONYMOUS = "anonymous"
-
-
-class AuthError(Exception):
-    def __init__(self, message: str, code: str = "unauthorized", http_status: int = 401):
-        super().__init__(message)
-        self.message, self.code, self.http_status = message, code, http_status
 
 
 @dataclass(frozen=True)
@@ -76,23 +71,24 @@ class TokenRegistry:
         return found
 
     def authenticate(self, token: Optional[str]) -> Principal:
-        """The principal a user request acts as; raises :class:`AuthError`."""
+        """The principal a user request acts as; raises :class:`Rejected`."""
         principal = self.lookup(token)
         if principal is not None:
             return principal
         if self.open_access:
             return Principal(ANONYMOUS, frozenset({"user", "author"}))
         if not token:
-            raise AuthError("authentication required: send your token as \"token\" in the "
-                            "message or as an `Authorization: Bearer` header")
-        raise AuthError("invalid token")
+            raise Rejected("authentication required: send your token as \"token\" in the "
+                           "message or as an `Authorization: Bearer` header", "unauthorized", 401)
+        raise Rejected("invalid token", "unauthorized", 401)
 
     def authenticate_worker(self, token: Optional[str]) -> Principal:
         principal = self.lookup(token)
         if principal is None:
-            raise AuthError("worker authentication required" if not token else "invalid token")
+            raise Rejected("worker authentication required" if not token else "invalid token",
+                           "unauthorized", 401)
         if "worker" not in principal.roles:
-            raise AuthError(f"{principal.name} has no worker role", "forbidden", 403)
+            raise Rejected(f"{principal.name} has no worker role", "forbidden", 403)
         return principal
 
     def principals(self) -> List[Principal]:

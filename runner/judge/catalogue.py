@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from runner.catalog import ChallengeInfo, discover
-from runner.judge.protocol import ProtocolError
+from runner.judge.rejected import Rejected
 
 CPU = "cpu"
 
@@ -79,7 +79,7 @@ class Catalogue:
         return next(e.id for e in self.entries if e.info.path == info.path)
 
     def find(self, ref: Union[int, str]) -> ChallengeInfo:
-        """A challenge by id, number, slug or folder name; :class:`ProtocolError` when unknown
+        """A challenge by id, number, slug or folder name; :class:`Rejected` when unknown
         or when it names challenges of two roots."""
         query = str(ref).strip()
         if query in self._by_id:
@@ -89,13 +89,13 @@ class Catalogue:
         if len(matches) == 1:
             return matches[0].info
         if matches:
-            raise ProtocolError(f"{query[:40]!r} names {len(matches)} challenges: "
-                                f"{', '.join(e.id for e in matches)}; send one of these ids, or "
-                                f"the challenge's challenge.py as `challengeCode`",
-                                "ambiguous_challenge", 409)
+            raise Rejected(f"{query[:40]!r} names {len(matches)} challenges: "
+                           f"{', '.join(e.id for e in matches)}; send one of these ids, or "
+                           f"the challenge's challenge.py as `challengeCode`",
+                           "ambiguous_challenge", 409)
         known = ", ".join(e.id for e in self.entries[:20]) or "none"
-        raise ProtocolError(f"unknown challenge {query[:40]!r}; this judge has: {known} "
-                            f"(GET /api/v1/challenges lists them)", "unknown_challenge", 404)
+        raise Rejected(f"unknown challenge {query[:40]!r}; this judge has: {known} "
+                       f"(GET /api/v1/challenges lists them)", "unknown_challenge", 404)
 
     def match_code(self, text: str) -> Optional[ChallengeInfo]:
         """The server's challenge whose ``challenge.py`` is ``text`` (line endings aside), in
@@ -180,22 +180,22 @@ class Accelerators:
         if key in self._substitutes or (key in self._known and ANY in self._substitutes):
             served_by = self._substitutes.get(key, self._substitutes.get(ANY))
             if served_by is None:
-                raise ProtocolError(f"this judge does not serve {requested[:40]!r} (refused by "
-                                    f"its accelerator_map); it has: {', '.join(self.names)}",
-                                    "unknown_accelerator", 404)
+                raise Rejected(f"this judge does not serve {requested[:40]!r} (refused by "
+                               f"its accelerator_map); it has: {', '.join(self.names)}",
+                               "unknown_accelerator", 404)
             return served_by
         if key in self._known:
             return self.names[0]
-        raise ProtocolError(f"unknown accelerator {requested[:40]!r}; this judge has: "
-                            f"{', '.join(self.names)} (a GPU name such as T4, A100, H100, H200 or "
-                            f"B200 is served by {self.names[0]})", "unknown_accelerator", 404)
+        raise Rejected(f"unknown accelerator {requested[:40]!r}; this judge has: "
+                       f"{', '.join(self.names)} (a GPU name such as T4, A100, H100, H200 or "
+                       f"B200 is served by {self.names[0]})", "unknown_accelerator", 404)
 
     def listing(self) -> List[Dict[str, object]]:
         served = {}
         for key in sorted(self._known):
             try:
                 served.setdefault(self.resolve(key), []).append(key)
-            except ProtocolError:
+            except Rejected:
                 pass
         return [{"name": n, "aliases": sorted(a for a, v in self._lookup.items()
                                               if v == n and a != _key(n)),

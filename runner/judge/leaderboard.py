@@ -38,6 +38,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
+from runner.judge.rejected import Rejected
 from runner.judge.store import DONE, QUEUED, Record
 from runner.protocol import Verdict
 
@@ -96,14 +97,6 @@ CAND_COLUMNS = ("submission_id, challenge, accelerator, language, owner, submitt
                 "timed, median_ms, gbps, bandwidth_fraction, floor_fraction, state, reason, "
                 "verification_id, verify_worker, verify_verdict, v_timed, v_median_ms, v_gbps, "
                 "v_bandwidth_fraction, v_floor_fraction, decided, updated, reviewed_by")
-
-
-class LeaderboardError(Exception):
-    """An admin action that cannot be done; ``http_status`` and a message that says why."""
-
-    def __init__(self, message: str, code: str = "bad_request", http_status: int = 400):
-        super().__init__(message)
-        self.message, self.code, self.http_status = message, code, http_status
 
 
 def _number(value: Any) -> Optional[float]:
@@ -514,8 +507,8 @@ class Leaderboard:
         with self.store._write() as cur:
             found = self._candidates(cur, "submission_id = ?", (submission_id,))
             if not found:
-                raise LeaderboardError(f"no leaderboard entry for submission "
-                                       f"{submission_id[:64]!r}", "not_found", 404)
+                raise Rejected(f"no leaderboard entry for submission "
+                               f"{submission_id[:64]!r}", "not_found", 404)
             c = found[0]
             if action == "remove":
                 if c.state == REMOVED:
@@ -524,16 +517,16 @@ class Leaderboard:
                 note = f"removed by {admin}" + (f": {reason}" if reason else "")
             elif action == "approve":
                 if c.state != HELD:
-                    raise LeaderboardError(f"only an entry held for review can be approved; this "
-                                           f"one is {c.state}", "conflict", 409)
+                    raise Rejected(f"only an entry held for review can be approved; this "
+                                   f"one is {c.state}", "conflict", 409)
                 if c.timed and c.v_median_ms is None:
-                    raise LeaderboardError("this entry has no verification median to rank it by "
-                                           "(its verification did not finish): remove it, and "
-                                           "have its owner submit again", "conflict", 409)
+                    raise Rejected("this entry has no verification median to rank it by "
+                                   "(its verification did not finish): remove it, and "
+                                   "have its owner submit again", "conflict", 409)
                 state = RANKED
                 note = f"approved by {admin} after review" + (f": {reason}" if reason else "")
             else:
-                raise LeaderboardError(f"unknown action {action[:20]!r}: use remove or approve")
+                raise Rejected(f"unknown action {action[:20]!r}: use remove or approve")
             full = f"{c.reason}; {note}" if c.reason else note
             self.store._exec(cur, "UPDATE lb_candidates SET state = ?, reason = ?, reviewed_by = ?, "
                                   "decided = ?, updated = ? WHERE submission_id = ?",

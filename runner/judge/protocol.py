@@ -19,7 +19,7 @@ and, for a graded submission, ``output`` is the full result (``Result.to_dict()`
 submission refused before it was stored ends with ``{"status": "error", "output": "<why>",
 "code": "<machine-readable reason>"}``.
 
-Everything here raises :class:`ProtocolError` with a message that says what to fix.
+Everything here raises :class:`Rejected` with a message that says what to fix.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
+from runner.judge.rejected import Rejected
 from runner.languages import ALIASES, LANGUAGES
 
 TERMINAL_STATUSES = frozenset({"success", "error", "timeout", "oom", "interrupted"})
@@ -41,12 +42,6 @@ OTHER_LEETGPU_LANGUAGES = ("mojo", "jax", "cute", "mlx", "tinygrad")
 FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SUBMISSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_FILES = 1
-
-
-class ProtocolError(Exception):
-    def __init__(self, message: str, code: str = "bad_request", http_status: int = 400):
-        super().__init__(message)
-        self.message, self.code, self.http_status = message, code, http_status
 
 
 @dataclass
@@ -67,26 +62,26 @@ class SubmitRequest:
 def decode_message(raw: Union[str, bytes, None], max_bytes: int) -> Dict[str, Any]:
     """One JSON object from a WebSocket frame or HTTP body, within ``max_bytes``."""
     if raw is None:
-        raise ProtocolError("empty message: send the submission as one JSON object")
+        raise Rejected("empty message: send the submission as one JSON object")
     size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
-        raise ProtocolError(f"message too large: {size:,} bytes (the limit is {max_bytes:,})",
-                            "too_large", 413)
+        raise Rejected(f"message too large: {size:,} bytes (the limit is {max_bytes:,})",
+                       "too_large", 413)
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("the message is not UTF-8 text: send the submission as a JSON "
-                                "text message")
+            raise Rejected("the message is not UTF-8 text: send the submission as a JSON "
+                           "text message")
     if not raw.strip():
-        raise ProtocolError("empty message: send the submission as one JSON object")
+        raise Rejected("empty message: send the submission as one JSON object")
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-        raise ProtocolError(f"malformed JSON: {detail}")
+        raise Rejected(f"malformed JSON: {detail}")
     if not isinstance(data, dict):
-        raise ProtocolError(f"the message must be a JSON object, not {_kind(data)}")
+        raise Rejected(f"the message must be a JSON object, not {_kind(data)}")
     return data
 
 
@@ -99,13 +94,13 @@ def _field(data: Dict[str, Any], key: str, kinds, where: str, required: bool = F
            names: str = ""):
     if key not in data or data[key] is None:
         if required:
-            raise ProtocolError(f"missing field `{where}{key}`")
+            raise Rejected(f"missing field `{where}{key}`")
         return None
     value = data[key]
     if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise ProtocolError(f"`{where}{key}` must be {names}, not a boolean")
+        raise Rejected(f"`{where}{key}` must be {names}, not a boolean")
     if not isinstance(value, kinds):
-        raise ProtocolError(f"`{where}{key}` must be {names}, not {_kind(value)}")
+        raise Rejected(f"`{where}{key}` must be {names}, not {_kind(value)}")
     return value
 
 
@@ -116,14 +111,14 @@ def normalize_language(name: str) -> str:
     supported = ", ".join(LANGUAGES)
     if canonical in LANGUAGES:
         if importlib.util.find_spec(f"runner.languages.{canonical}") is None:
-            raise ProtocolError(f"language {name!r} is not available on this judge",
-                                "unsupported_language")
+            raise Rejected(f"language {name!r} is not available on this judge",
+                           "unsupported_language")
         return canonical
     if canonical in OTHER_LEETGPU_LANGUAGES:
-        raise ProtocolError(f"language {name!r} is not supported by this judge (it grades "
-                            f"{supported})", "unsupported_language")
-    raise ProtocolError(f"unknown language {_short(name)!r}; choose one of: {supported}",
-                        "unsupported_language")
+        raise Rejected(f"language {name!r} is not supported by this judge (it grades "
+                       f"{supported})", "unsupported_language")
+    raise Rejected(f"unknown language {_short(name)!r}; choose one of: {supported}",
+                   "unsupported_language")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -132,42 +127,42 @@ def _short(text: str, limit: int = 40) -> str:
 
 def check_file_name(name: str) -> None:
     if not FILE_NAME_RE.match(name) or ".." in name:
-        raise ProtocolError(f"file name {_short(name)!r} is not allowed: use a plain name such as "
-                            f"solution.cu (ASCII letters, digits, '.', '_' and '-'; no folders)")
+        raise Rejected(f"file name {_short(name)!r} is not allowed: use a plain name such as "
+                       f"solution.cu (ASCII letters, digits, '.', '_' and '-'; no folders)")
 
 
 def check_text(content: str, what: str, max_bytes: int) -> None:
     try:
         size = len(content.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ProtocolError(f"{what} is not valid UTF-8 text (it holds unpaired surrogates)")
+        raise Rejected(f"{what} is not valid UTF-8 text (it holds unpaired surrogates)")
     if size > max_bytes:
-        raise ProtocolError(f"{what} is too large: {size:,} bytes (the limit is {max_bytes:,})",
-                            "too_large", 413)
+        raise Rejected(f"{what} is too large: {size:,} bytes (the limit is {max_bytes:,})",
+                       "too_large", 413)
     if "\x00" in content:
-        raise ProtocolError(f"{what} holds NUL characters: send source code as text, not binary")
+        raise Rejected(f"{what} holds NUL characters: send source code as text, not binary")
 
 
 def parse_submit(data: Dict[str, Any], max_file_bytes: int) -> SubmitRequest:
     """Validate a decoded submission message."""
     action = _field(data, "action", str, "", True, "\"run\" or \"submit\"")
     if action not in ACTIONS:
-        raise ProtocolError(f"unknown action {_short(action)!r}: use \"run\" or \"submit\"")
+        raise Rejected(f"unknown action {_short(action)!r}: use \"run\" or \"submit\"")
     token = _field(data, "token", str, "", names="a string")
     submission_id = _field(data, "submissionId", str, "", names="a string")
     if submission_id is not None and not SUBMISSION_ID_RE.match(submission_id):
-        raise ProtocolError("`submissionId` must be 8 to 64 characters from A-Z, a-z, 0-9, "
-                            "'-' and '_' (a UUID is fine)")
+        raise Rejected("`submissionId` must be 8 to 64 characters from A-Z, a-z, 0-9, "
+                       "'-' and '_' (a UUID is fine)")
     after = _field(data, "after", int, "", names="a whole number")
     sub = _field(data, "submission", dict, "", True, "an object")
 
     files = _field(sub, "files", list, "submission.", True, "a list of {name, content}")
     if len(files) != MAX_FILES:
-        raise ProtocolError(f"`submission.files` must hold exactly one file, not {len(files)}")
+        raise Rejected(f"`submission.files` must hold exactly one file, not {len(files)}")
     entry = files[0]
     if not isinstance(entry, dict):
-        raise ProtocolError(f"`submission.files[0]` must be an object {{name, content}}, "
-                            f"not {_kind(entry)}")
+        raise Rejected(f"`submission.files[0]` must be an object {{name, content}}, "
+                       f"not {_kind(entry)}")
     name = _field(entry, "name", str, "submission.files[0].", True, "a string")
     content = _field(entry, "content", str, "submission.files[0].", True, "a string")
     check_file_name(name)
@@ -193,10 +188,10 @@ def parse_submit(data: Dict[str, Any], max_file_bytes: int) -> SubmitRequest:
     if isinstance(challenge, str):
         challenge = challenge.strip()
         if not challenge or len(challenge) > 128:
-            raise ProtocolError("`submission.challenge` must be a challenge number or slug")
+            raise Rejected("`submission.challenge` must be a challenge number or slug")
     if challenge is None and code is None:
-        raise ProtocolError("say which challenge: send `submission.challengeCode` (the text of "
-                            "its challenge.py) or `submission.challenge` (a number or slug)")
+        raise Rejected("say which challenge: send `submission.challengeCode` (the text of "
+                       "its challenge.py) or `submission.challenge` (a number or slug)")
     return SubmitRequest(action=action, language=language, file_name=name, content=content,
                          token=token, accelerator=accelerator, challenge=challenge,
                          challenge_code=code, submission_id=submission_id,

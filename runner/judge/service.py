@@ -19,10 +19,11 @@ from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
 from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
 from runner.judge.metrics import Metrics
-from runner.judge.protocol import TERMINAL_STATUSES, ProtocolError, SubmitRequest
+from runner.judge.protocol import TERMINAL_STATUSES, SubmitRequest
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
+from runner.judge.rejected import Rejected
 from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
-                                Refused, SqlStore, Transition)
+                                SqlStore, Transition)
 from runner.judge.stores import open_store
 from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
@@ -118,14 +119,14 @@ class JudgeService:
             return self.catalogue.id_of(own), None
         if principal.has("author"):
             return CUSTOM_CHALLENGE, req.challenge_code
-        raise ProtocolError("the challenge code sent is not one of this judge's challenges, and "
-                            "only tokens with the author role may send their own; send "
-                            "`submission.challenge` (a number or slug) or the unmodified "
-                            "challenge.py", "unknown_challenge", 403)
+        raise Rejected("the challenge code sent is not one of this judge's challenges, and "
+                       "only tokens with the author role may send their own; send "
+                       "`submission.challenge` (a number or slug) or the unmodified "
+                       "challenge.py", "unknown_challenge", 403)
 
     def submit(self, principal: Principal, req: SubmitRequest) -> Tuple[Record, bool]:
-        """Store a submission (or find the one with the same id); raises :class:`ProtocolError`
-        or :class:`Refused`. Only a stored submission is ever acknowledged."""
+        """Store a submission (or find the one with the same id); raises :class:`Rejected`.
+        Only a stored submission is ever acknowledged."""
         if req.submission_id is not None:
             existing = self.store.get(req.submission_id)
             if existing is not None and self.may_see(principal, existing):
@@ -140,7 +141,7 @@ class JudgeService:
                                 seed=secrets.randbelow(2**31 - 1) + 1, challenge_code=code,
                                 public=req.public)
             record, created = self.store.admit(sub, self.admission)
-        except (ProtocolError, Refused) as exc:
+        except Rejected as exc:
             self.metrics.refused.labels(exc.code).inc()
             raise
         if created:
@@ -204,9 +205,9 @@ class JudgeService:
         """A worker says it is ``ready``, ``unavailable`` (``reason``: why it cannot serve) or
         ``stopped``."""
         if state not in ("ready", "unavailable", "stopped"):
-            raise ProtocolError("`state` must be ready, unavailable or stopped")
+            raise Rejected("`state` must be ready, unavailable or stopped")
         if not accelerator:
-            raise ProtocolError("`accelerator` names the queue this worker serves")
+            raise Rejected("`accelerator` names the queue this worker serves")
         self.store.worker_seen(worker, self.accelerators.resolve(accelerator), state, reason)
 
     def local_worker(self, label: str, accelerator: str, state: str, reason: str = "") -> None:
@@ -288,8 +289,8 @@ class JudgeService:
 
     def add_event(self, submission_id: str, lease_id: str, status: str, output: Any) -> Optional[int]:
         if status in TERMINAL_STATUSES:
-            raise ProtocolError("a progress event cannot have a terminal status; send the result "
-                                "to /complete")
+            raise Rejected("a progress event cannot have a terminal status; send the result "
+                           "to /complete")
         seq = self.store.add_event(submission_id, lease_id, status, output)
         self.touch(submission_id)
         return seq

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from runner.judge.rejected import Rejected
+
 QUEUED, RUNNING, DONE = "queued", "running", "done"
 
 SCHEMA = [
@@ -80,14 +82,6 @@ COLUMNS = ("id, owner, action, language, accelerator, challenge, challenge_code,
            "content, seed, public, state, attempts, retries, lease_id, worker, lease_expires, "
            "avoid_worker, avoid_until, created, started, finished, dispatched, status, verdict, "
            "result, next_seq")
-
-
-class Refused(Exception):
-    """A submission not admitted; ``code`` is machine-readable, the message says what to do."""
-
-    def __init__(self, message: str, code: str, http_status: int = 429):
-        super().__init__(message)
-        self.message, self.code, self.http_status = message, code, http_status
 
 
 @dataclass
@@ -302,33 +296,33 @@ class SqlStore:
     def admit(self, sub: NewSubmission, limits: AdmissionLimits,
               now: Optional[float] = None) -> Tuple[Record, bool]:
         """Store ``sub`` with its first event (``queued``), or return the stored submission of
-        the same id and owner (``created`` False). Raises :class:`Refused`."""
+        the same id and owner (``created`` False). Raises :class:`Rejected`."""
         now = time.time() if now is None else now
         with self._write() as cur:
             existing = self._record(cur, sub.id)
             if existing is not None:
                 if existing.owner != sub.owner:
-                    raise Refused("this submission id is taken: leave `submissionId` out or use "
-                                  "a fresh one", "id_taken", 409)
+                    raise Rejected("this submission id is taken: leave `submissionId` out or use "
+                                   "a fresh one", "id_taken", 409)
                 return existing, False
             depth = self._one(cur, "SELECT COUNT(*) FROM submissions WHERE state = ? AND "
                                    "accelerator = ?", (QUEUED, sub.accelerator))[0]
             if depth >= limits.queue_capacity:
-                raise Refused(f"queue full: {depth} submissions are waiting for "
-                              f"{sub.accelerator}; try again in a minute", "queue_full", 503)
+                raise Rejected(f"queue full: {depth} submissions are waiting for "
+                               f"{sub.accelerator}; try again in a minute", "queue_full", 503)
             in_flight = self._one(cur, "SELECT COUNT(*) FROM submissions WHERE owner = ? AND "
                                        "state <> ?", (sub.owner, DONE))[0]
             if in_flight >= limits.max_in_flight:
-                raise Refused(f"you have {in_flight} submissions queued or being graded (the "
-                              f"limit is {limits.max_in_flight}); wait for one to finish",
-                              "too_many_in_flight", 429)
+                raise Rejected(f"you have {in_flight} submissions queued or being graded (the "
+                               f"limit is {limits.max_in_flight}); wait for one to finish",
+                               "too_many_in_flight", 429)
             self._exec(cur, "DELETE FROM admissions WHERE at < ?", (now - limits.rate_window_s,))
             recent = self._one(cur, "SELECT COUNT(*) FROM admissions WHERE owner = ? AND at >= ?",
                                (sub.owner, now - limits.rate_window_s))[0]
             if recent >= limits.rate_limit:
-                raise Refused(f"rate limit: {recent} submissions in the last "
-                              f"{limits.rate_window_s:g} s (the limit is {limits.rate_limit}); "
-                              f"slow down", "rate_limited", 429)
+                raise Rejected(f"rate limit: {recent} submissions in the last "
+                               f"{limits.rate_window_s:g} s (the limit is {limits.rate_limit}); "
+                               f"slow down", "rate_limited", 429)
             self._exec(cur, "INSERT INTO admissions (owner, at) VALUES (?, ?)", (sub.owner, now))
             self._exec(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
                             "challenge, challenge_code, file_name, content, seed, public, state, "

@@ -29,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from runner import languages
 from runner.catalog import starter_files
-from runner.judge.auth import AuthError, bearer
-from runner.judge.leaderboard import LeaderboardError
-from runner.judge.protocol import ProtocolError, error_message, normalize_language
+from runner.judge.auth import bearer
+from runner.judge.protocol import error_message, normalize_language
+from runner.judge.rejected import Rejected
 
 if TYPE_CHECKING:   # pragma: no cover
     from runner.judge.service import JudgeService
@@ -60,7 +60,7 @@ def available_languages():
     for name in languages.LANGUAGES:
         try:
             out.append(normalize_language(name))
-        except ProtocolError:
+        except Rejected:
             pass
     return out
 
@@ -86,7 +86,7 @@ def add_web_routes(app: FastAPI, service: "JudgeService") -> None:
     async def me(request: Request) -> JSONResponse:
         try:
             who = principal(request)
-        except AuthError as exc:
+        except Rejected as exc:
             return _error(exc)
         return JSONResponse({"name": who.name, "roles": sorted(who.roles),
                              "admin": who.has("admin"),
@@ -96,7 +96,7 @@ def add_web_routes(app: FastAPI, service: "JudgeService") -> None:
     async def challenge_detail(challenge: str) -> JSONResponse:
         try:
             info = service.catalogue.find(challenge)
-        except ProtocolError as exc:
+        except Rejected as exc:
             return _error(exc)
         spec_path = info.path / "challenge.html"
         spec = spec_path.read_text(encoding="utf-8", errors="replace") if spec_path.is_file() \
@@ -122,7 +122,7 @@ def add_web_routes(app: FastAPI, service: "JudgeService") -> None:
                           language: Optional[str] = None) -> JSONResponse:
         try:
             name, acc, lang = board_args(challenge, accelerator, language)
-        except ProtocolError as exc:
+        except Rejected as exc:
             return _error(exc)
         board = await run_in_threadpool(service.leaderboard.board, name, acc, lang)
         return JSONResponse(board)
@@ -132,15 +132,15 @@ def add_web_routes(app: FastAPI, service: "JudgeService") -> None:
         try:
             who = principal(request)
             if not who.has("admin"):
-                raise AuthError("only an admin may review leaderboard entries", "forbidden", 403)
+                raise Rejected("only an admin may review leaderboard entries", "forbidden", 403)
             name = service.catalogue.find(challenge).path.name
             found = await run_in_threadpool(service.leaderboard.candidate, submission_id)
             if found is None or found.challenge != name:
-                raise LeaderboardError(f"no leaderboard entry for submission "
-                                       f"{submission_id[:64]!r} on {name}", "not_found", 404)
+                raise Rejected(f"no leaderboard entry for submission "
+                               f"{submission_id[:64]!r} on {name}", "not_found", 404)
             entry = await run_in_threadpool(service.leaderboard.review, submission_id, action,
                                             who.name, reason[:500])
-        except (AuthError, ProtocolError, LeaderboardError) as exc:
+        except Rejected as exc:
             return _error(exc)
         return JSONResponse({"entry": entry.to_dict()})
 

@@ -16,7 +16,8 @@ import pytest
 from runner.judge.auth import Principal, TokenRegistry
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import BAND, VERIFIER, LeaderboardError, Timing
+from runner.judge.leaderboard import BAND, VERIFIER, Timing
+from runner.judge.rejected import Rejected
 from runner.judge.protocol import SubmitRequest
 from runner.judge.service import JudgeService
 from runner.judge.store import SQLiteStore
@@ -173,7 +174,7 @@ def test_admin_review_approves_a_held_entry_and_removes_one(service):
     assert approved.state == "ranked" and approved.reviewed_by == "root"
     [entry] = service.leaderboard.board(CHALLENGE, "H200")["entries"]
     assert entry["medianMs"] == pytest.approx(0.0150)       # the slower, verification figure
-    with pytest.raises(LeaderboardError) as exc:
+    with pytest.raises(Rejected) as exc:
         service.leaderboard.review(sid, "approve", "root")
     assert exc.value.http_status == 409                     # only held entries are approved
     removed = service.leaderboard.review(sid, "remove", "root", "copied solution")
@@ -181,7 +182,7 @@ def test_admin_review_approves_a_held_entry_and_removes_one(service):
     board = service.leaderboard.board(CHALLENGE, "H200")
     assert board["entries"] == [] and board["history"][0]["state"] == "removed"
     assert lb_events(service, sid)[-1]["review"] == "remove"
-    with pytest.raises(LeaderboardError) as exc:
+    with pytest.raises(Rejected) as exc:
         service.leaderboard.review("no-such-submission", "remove", "root")
     assert exc.value.http_status == 404
 
@@ -306,7 +307,7 @@ def test_an_interrupted_verification_is_held_and_cannot_be_approved(service):
     service.leaderboard.sweep()
     c = service.leaderboard.candidate(sid)
     assert c.state == "held" and "interrupted" in c.reason
-    with pytest.raises(LeaderboardError) as exc:
+    with pytest.raises(Rejected) as exc:
         service.leaderboard.review(sid, "approve", "root")
     assert "no verification median" in exc.value.message
 

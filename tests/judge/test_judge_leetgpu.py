@@ -18,7 +18,7 @@ from judge_helpers import (CHALLENGES, REPO, SOLUTIONS, Judge, leetgpu_client, m
 from runner.judge.app import create_app
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import ConfigError, load_config, parse_config
-from runner.judge.protocol import ProtocolError
+from runner.judge.rejected import Rejected
 from runner.judge.service import JudgeService
 
 CHECKOUT = REPO / "tests" / "fixtures" / "leetgpu"
@@ -48,7 +48,7 @@ def test_a_checkout_root_and_same_named_folders_of_two_roots(tmp_path):
     assert catalogue.id_of(catalogue.match_code(ours)) == "judge/1_vector_add"
     assert catalogue.id_of(catalogue.match_code(theirs)) == "other-checkout/1_vector_add"
     assert catalogue.find("other-checkout/1_vector_add").path.parent.parent.parent == other
-    with pytest.raises(ProtocolError) as info:
+    with pytest.raises(Rejected) as info:
         catalogue.find(1)
     assert info.value.code == "ambiguous_challenge"
     assert "judge/1_vector_add, other-checkout/1_vector_add" in info.value.message
@@ -70,13 +70,13 @@ def test_gpu_names_are_served_by_the_accelerators_that_exist():
     cpu_only = Accelerators({"cpu": []})
     for name in ("T4", "NVIDIA TESLA T4", "A100", "H100", "H200", "B200"):
         assert cpu_only.resolve(name) == "cpu", name
-    with pytest.raises(ProtocolError, match="unknown accelerator 'TPU v9'.*served by cpu"):
+    with pytest.raises(Rejected, match="unknown accelerator 'TPU v9'.*served by cpu"):
         cpu_only.resolve("TPU v9")                      # not a GPU name: refused, saying why
     mapped = Accelerators({"H100": ["NVIDIA H100 80GB HBM3"], "cpu": []},
                           {"T4": "cpu", "B200": None, "*": "H100"})
     assert mapped.resolve("Tesla T4") == "cpu" and mapped.resolve("A100") == "H100"
     assert mapped.resolve("nvidia h100 80gb hbm3") == "H100"
-    with pytest.raises(ProtocolError, match="does not serve 'B200'"):
+    with pytest.raises(Rejected, match="does not serve 'B200'"):
         mapped.resolve("B200")
     with pytest.raises(ValueError, match="no accelerator 'V100'"):
         Accelerators({"cpu": []}, {"T4": "V100"})

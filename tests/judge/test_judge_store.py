@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from runner.judge.store import AdmissionLimits, NewSubmission, Refused, SQLiteStore
+from runner.judge.rejected import Rejected
+from runner.judge.store import AdmissionLimits, NewSubmission, SQLiteStore
 from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,7 +60,7 @@ def test_admit_stores_the_submission_with_its_first_event(store):
     assert [(e.seq, e.status) for e in store.events("sub-00000001")] == [(0, "queued")]
     again, created = store.admit(new(sid="sub-00000001"), LIMITS)     # the idempotency key
     assert not created and again.id == record.id
-    with pytest.raises(Refused) as err:
+    with pytest.raises(Rejected) as err:
         store.admit(new(owner="bob", sid="sub-00000001"), LIMITS)
     assert err.value.code == "id_taken"
 
@@ -145,7 +146,7 @@ def test_admission_limits_hold_under_concurrent_submissions(store):
         barrier.wait()
         try:
             admitted.append(store.admit(new(owner="alice"), limits))
-        except Refused as exc:
+        except Rejected as exc:
             refused.append(exc.code)
     threads = [threading.Thread(target=go) for _ in range(10)]
     [t.start() for t in threads]
@@ -155,11 +156,11 @@ def test_admission_limits_hold_under_concurrent_submissions(store):
 
 
 def test_queue_full_and_rate_limit(store):
-    with pytest.raises(Refused) as err:
+    with pytest.raises(Rejected) as err:
         for _ in range(3):
             store.admit(new(owner="alice"), AdmissionLimits(2, 100, 1000, 60))
     assert err.value.code == "queue_full" and err.value.http_status == 503
-    with pytest.raises(Refused) as err:
+    with pytest.raises(Rejected) as err:
         for _ in range(3):
             store.admit(new(owner="bob", accelerator="A100"), AdmissionLimits(100, 100, 2, 60))
     assert err.value.code == "rate_limited"
