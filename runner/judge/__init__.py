@@ -20,7 +20,8 @@ Modules, one job each:
                      one job for it; :mod:`.supervisor` starts a host's workers
 - :mod:`.client`     the LeetGPU-style client behind ``run_challenge.py --remote``
 - :mod:`.cli`        ``run_challenge.py serve``
-- :mod:`.loadtest`   ``python -m runner.judge.loadtest``: load and chaos
+
+Load and chaos live outside the package: ``benchmarks/judge_load.py``.
 
 ``docs/judge.md`` describes the protocol, the guarantees and how to run one machine or a fleet.
 

@@ -343,7 +343,7 @@ def test_health_while_the_local_workers_start_and_when_one_gives_up(make_client)
 
 
 def test_the_loadtest_counts_an_exhausted_retry_budget_as_expected_not_as_a_failure():
-    from runner.judge.loadtest import classify
+    from benchmarks.judge_load import classify
     assert classify("accepted", "accepted", 1, chaos=True) == "right"
     assert classify("accepted", "interrupted", 3, chaos=True) == "retry budget"
     assert classify("accepted", "interrupted", 1, chaos=True).startswith("verdict interrupted")
