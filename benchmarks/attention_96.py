@@ -29,7 +29,8 @@ from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
 from runner.grade import case_bytes, rotation_count  # noqa: E402
-from runner.timing import L2Flusher, time_cuda  # noqa: E402
+from benchmarks.tuning import time_rotated  # noqa: E402
+from runner.timing import L2Flusher  # noqa: E402
 
 PERF_SHAPE = (32, 8192, 128)
 SEQ_SWEEP = [(32, s, 128) for s in (128, 512, 1024, 2048, 4096, 8192, 16384, 32768)]
@@ -48,9 +49,7 @@ def measure(challenge, call, shape: Tuple[int, int, int], device, flusher, budge
         return dict(row, error=f"{wrong} wrong outputs")
     copies = [first] + [random_case(*shape, device, seed=1 + k)
                         for k in range(1, rotation_count(case_bytes(first), device))]
-    timing = time_cuda(lambda i: call(copies[i % len(copies)]), budget_s=budget_s, flusher=flusher)
-    median_s = timing.median_ms / 1e3
-    return dict(row, copies=len(copies), gbps=row["bytes"] / median_s / 1e9, **timing.to_dict())
+    return dict(row, **time_rotated(call, copies, row["bytes"], budget_s, flusher))
 
 
 def run(budget_s: float) -> Dict:

@@ -8,10 +8,8 @@ macros (built in parallel), Triton variants are overrides of solution.triton.py'
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,7 +18,8 @@ import torch  # noqa: E402
 
 from benchmarks.attention_96 import measure  # noqa: E402
 from benchmarks.attention_common import REFERENCE_DIR, challenge_96  # noqa: E402
-from runner.languages import cuda, nvcc  # noqa: E402
+from benchmarks.tuning import ConfiguredModule, build_all  # noqa: E402
+from runner.languages import cuda  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 
 SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (8, 4097, 64)]
@@ -66,9 +65,7 @@ def cuda_calls(challenge, device, folder: Path):
     path, probe = REFERENCE_DIR / "solution.cu", read_only_source(folder)
     builds = [(path, flags) for flags in CUDA_VARIANTS.values()]
     builds += [(probe, flags) for flags in PROBES.values()]
-    capability = torch.cuda.get_device_capability(device)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda b: nvcc.build(b[0], capability, (), b[1]), builds))
+    build_all(builds, device)
     for name, flags in CUDA_VARIANTS.items():
         yield f"cuda {name}", cuda.load(path, challenge, device, extra_flags=flags), True
     for name, flags in PROBES.items():
@@ -76,15 +73,10 @@ def cuda_calls(challenge, device, folder: Path):
 
 
 def triton_calls():
-    spec = importlib.util.spec_from_file_location("tuned_triton_96", REFERENCE_DIR / "solution.triton.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    defaults = dict(module.CONFIG)
+    reference = ConfiguredModule(REFERENCE_DIR / "solution.triton.py", "tuned_triton_96")
     for name, override in TRITON_VARIANTS.items():
         def call(case, override=override):
-            module.CONFIG.clear()
-            module.CONFIG.update(defaults, **override)
-            module.solve(**{k: case[k] for k in ("Q", "K_int8", "V_int8", "k_scale", "v_scale",
+            reference.use(override).solve(**{k: case[k] for k in ("Q", "K_int8", "V_int8", "k_scale", "v_scale",
                                                   "output", "num_heads", "seq_len", "head_dim")})
         yield f"triton {name}", call, True
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List
 
@@ -20,10 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from benchmarks.tuning import build_all, fresh, time_rotated  # noqa: E402
 from runner.catalog import find_challenge  # noqa: E402
-from runner.challenge import load_challenge
-from runner.languages import cuda, nvcc  # noqa: E402
-from runner.timing import L2Flusher, time_cuda  # noqa: E402
+from runner.challenge import load_challenge  # noqa: E402
+from runner.languages import cuda  # noqa: E402
+from runner.timing import L2Flusher  # noqa: E402
 
 SOLUTION = Path(__file__).resolve().parent.parent / "reference" / "paged_int8_decode_attention" / "solution.cu"
 VARIANTS: Dict[str, List[str]] = {
@@ -35,10 +35,6 @@ VARIANTS: Dict[str, List[str]] = {
     "no L2 prefetch hint": ["-DPG_TC_L2PF=0"],
     "MINB3 (spills)": ["-DPG_TC_MINB=3"],
 }
-
-
-def fresh(case: Dict) -> Dict:
-    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
 
 
 def float64_answer(challenge, case: Dict) -> torch.Tensor:
@@ -81,9 +77,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda")
     challenge = load_challenge(find_challenge("98"), device)
     names = args.variant or list(VARIANTS)
-    capability = torch.cuda.get_device_capability(device)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda n: nvcc.build(SOLUTION, capability, (), VARIANTS[n]), names))
+    build_all([(SOLUTION, VARIANTS[n]) for n in names], device)
 
     if args.profile:
         perf = challenge.generate_performance_test()
@@ -104,10 +98,8 @@ def main(argv=None) -> int:
         solve = cuda.load(SOLUTION, challenge, device, extra_flags=VARIANTS[name])
         row = dict(variant=name, flags=VARIANTS[name], **worst_error(challenge, solve, cases, answers))
         if row["worst_error_over_tolerance"] <= 1.0:
-            timing = time_cuda(lambda i: solve(copies[i % 2]), budget_s=args.budget, flusher=flusher)
-            median_s = timing.median_ms / 1e3
-            row.update(timing.to_dict(), gbps=nbytes / median_s / 1e9)
-            print(f"{name:32s} {timing.median_ms * 1e3:8.1f} us {row['gbps']:7.0f} GB/s  "
+            row.update(time_rotated(solve, copies, nbytes, args.budget, flusher))
+            print(f"{name:32s} {row['median_ms'] * 1e3:8.1f} us {row['gbps']:7.0f} GB/s  "
                   f"worst err/tol {row['worst_error_over_tolerance']:.3f}", flush=True)
         else:
             print(f"{name:32s} WRONG: err/tol {row['worst_error_over_tolerance']:.3g} "

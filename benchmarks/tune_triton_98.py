@@ -14,7 +14,6 @@ are a little higher than the harness's, see README "Timing"). Needs an NVIDIA GP
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -42,13 +41,6 @@ VARIANTS = {
 }
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("triton_98_tuned", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="*", help=f"names from: {', '.join(VARIANTS)}")
@@ -74,6 +66,7 @@ def main(argv=None) -> int:
     import triton.testing
 
     sys.path.insert(0, str(ROOT))
+    from benchmarks.tuning import ConfiguredModule
     from runner.catalog import find_challenge
     from runner.challenge import load_challenge
     from runner.devices import peak_for
@@ -87,8 +80,7 @@ def main(argv=None) -> int:
     nbytes = challenge.bytes_moved(case)
     name = torch.cuda.get_device_name(device)
     peak = peak_for(name)
-    module = load_module()
-    defaults = dict(module.CONFIG)
+    reference = ConfiguredModule(SOLUTION, "triton_98_tuned")
 
     print(f"{name}; perf case: batch {case['batch']}, {case['num_heads']} q heads over "
           f"{case['num_kv_heads']} kv heads, head_dim {case['head_dim']}, block_size "
@@ -99,8 +91,7 @@ def main(argv=None) -> int:
     print("-" * len(header))
     rows = []
     for variant in args.variants or list(VARIANTS):
-        module.CONFIG.clear()
-        module.CONFIG.update(defaults, **VARIANTS[variant])
+        module = reference.use(VARIANTS[variant])
         longest = case["max_blocks_per_seq"] * case["block_size"]
         group = case["num_heads"] // case["num_kv_heads"]
         plan = module.plan(case["batch"], case["num_kv_heads"], group, case["head_dim"], longest,
@@ -130,8 +121,7 @@ def main(argv=None) -> int:
               flush=True)
         rows.append({"variant": variant, "median_us": ms * 1e3, "gbps": gbps,
                      "max_abs_error": max_err, "correct": ok, "plan": plan})
-    module.CONFIG.clear()
-    module.CONFIG.update(defaults)
+    reference.reset()
     if args.json:
         args.json.write_text(json.dumps({"device": name, "bytes": nbytes, "rows": rows}, indent=1))
     return 0 if all(r.get("correct") for r in rows) else 1
