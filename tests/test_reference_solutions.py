@@ -1,6 +1,7 @@
-"""Our reference solutions of challenge 96: graded by the harness, and correct on a sweep of
-shapes (not just fast on the performance case). The CPU runs PyTorch and Triton (under the
-interpreter) on small shapes; the GPU runs every language on the full sweep of the issue."""
+"""Our reference solutions: every one of every challenge accepted on `submit` on the GPU; and
+challenge 96's correct on a sweep of shapes (not just fast on the performance case): the CPU
+runs PyTorch and Triton (under the interpreter) on small shapes, the GPU every language on the
+full sweep of the issue."""
 
 import itertools
 import re
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.attention_common import challenge_96, load_solution, mismatches, random_case
-from helpers import REFERENCE_96, grade_json
+from helpers import REFERENCE_96, REPO, grade_json
 
 REFERENCES = ["solution.pytorch.py", "solution.triton.py", "solution.cupy.py", "solution.cu"]
 CPU_REFERENCES = ["solution.pytorch.py", "solution.triton.py"]
@@ -52,12 +53,18 @@ def test_references_are_correct_on_the_sweep(name):
     check_sweep(name, SWEEP, torch.device("cuda"))
 
 
+ALL_REFERENCES = sorted(REPO.glob("reference/*/solution.*"))
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("name", REFERENCES)
-def test_references_are_accepted_on_submit(capsys, name):
-    code, result, _ = grade_json(capsys, "96", "--solution", REFERENCE_96 / name,
+@pytest.mark.parametrize("path", ALL_REFERENCES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_reference_is_accepted_on_submit(capsys, path):
+    """Every reference solution of every challenge (reference/<slug>/), graded as a user
+    submits it."""
+    code, result, _ = grade_json(capsys, path.parent.name, "--solution", path,
                                  "--action", "submit", "--device", "cuda")
     assert code == 0 and result["verdict"] == "accepted", (result["message"], result["details"])
     perf = result["performance"]
-    print(f"\n{name}: perf case median {perf['solution']['median_ms'] * 1e3:.1f} us "
-          f"({perf.get('gbps', 0):.0f} GB/s), reference {perf['reference']['median_ms'] * 1e3:.1f} us")
+    print(f"\n{path.parent.name}/{path.name}: {perf['solution']['median_ms'] * 1e3:.1f} us, "
+          f"{perf.get('gbps', 0):.0f} GB/s ({100 * perf.get('bandwidth_fraction', 0):.0f}% of "
+          f"peak); reference {perf['reference']['median_ms'] * 1e3:.1f} us")
