@@ -16,6 +16,8 @@ from typing import List, Optional
 from runner.exit_codes import EXIT_USAGE
 from runner.judge.catalogue import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
+from runner.judge.supervisor import Supervisor, plan_workers
+from runner.judge.worker_settings import TOKEN_ENV
 from runner.sandbox import jail
 
 log = logging.getLogger("runner.judge")
@@ -97,10 +99,6 @@ def worker_args(config: JudgeConfig, allow_unsandboxed: bool = False) -> List[st
 
 
 def workers_only(args, config: JudgeConfig) -> int:
-    # lazy: the worker imports torch (through the sandbox); `serve --help` does not need it
-    from runner.judge.supervisor import Supervisor, plan_workers
-    from runner.judge.worker import TOKEN_ENV
-
     if not args.url:
         print("error: --workers-only needs --url (the judge's API)", file=sys.stderr)
         return EXIT_USAGE
@@ -131,13 +129,12 @@ def workers_only(args, config: JudgeConfig) -> int:
 
 
 def serve(args, config: JudgeConfig) -> int:
-    # lazy: the judge's extras (uvicorn, fastapi, prometheus) and torch (the workers, through
-    # the sandbox); `serve --help` and a usage error need none of them
+    # lazy: the judge's extras (uvicorn, fastapi, prometheus); `serve --help` and a usage
+    # error need none of them
     import uvicorn
 
     from runner.judge.app import create_app
     from runner.judge.service import JudgeService
-    from runner.judge.supervisor import Supervisor, plan_workers
 
     if not config.auth_enabled:
         if not is_loopback(args.host):

@@ -21,9 +21,10 @@ from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
 from runner.judge.metrics import Metrics
 from runner.judge.protocol import TERMINAL_STATUSES, SubmitRequest
 from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
+from runner.judge.records import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
+                                  Transition)
 from runner.judge.rejected import Rejected
-from runner.judge.store import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
-                                SqlStore, Transition)
+from runner.judge.store import SqlStore
 from runner.judge.stores import open_store
 from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from runner.sandbox.jail import RUNNER_ROOT
-from runner.judge.worker import TOKEN_ENV
+from runner.judge.worker_settings import TOKEN_ENV
 
 log = logging.getLogger("runner.judge.supervisor")
 

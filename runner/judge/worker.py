@@ -24,39 +24,30 @@ token in ``$JUDGE_WORKER_TOKEN``.
 
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import httpx
 
 from runner import procs
 from runner.exit_codes import EXIT_STUCK
+from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
 from runner.judge.protocol import status_of_progress
 from runner.judge.queues import BrokerFeed
-from runner.sandbox import jail
-from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
+from runner.judge.slots import SlotBusy, hold_slot
+from runner.judge.worker_api import Api, LeaseLost
+from runner.judge.worker_settings import WorkerSettings, build_parser, settings_from_args
 
 log = logging.getLogger("runner.judge.worker")
-TOKEN_ENV = "JUDGE_WORKER_TOKEN"
-STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
-LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 PRESENCE_EVERY_S = 5.0                  # how often a worker tells the API it is serving
 CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
-MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
 MAX_EVENTS_PER_READ = 5                 # more progress lines at once: only the latest is posted
 
 
@@ -65,174 +56,6 @@ def crash_point(name: str) -> None:
     kill a worker at an exact stage: after its claim, or holding a result not yet stored)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-class LeaseLost(Exception):
-    """The API took the lease back (or the submission is finished): stop this job."""
-
-
-class SlotBusy(Exception):
-    """Another worker holds this GPU (one job per GPU)."""
-
-
-@dataclass
-class WorkerSettings:
-    url: str
-    token: str
-    accelerator: str
-    gpu: Optional[int] = None          # None: a CPU slot
-    slot: str = "0"
-    name: str = ""
-    challenge_dirs: List[str] = field(default_factory=list)
-    watchdog_margin_s: float = 30.0
-    claim_wait_s: float = 10.0
-    lock_dir: Path = field(default_factory=lambda: machine_lock_dir())
-    jobs_root: Optional[Path] = None   # the slot's jobs folder goes here (default $TMPDIR)
-    parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
-    sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
-    startup_allowance_s: float = STARTUP_ALLOWANCE_S
-    redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
-    namespace: str = "judge"
-    heartbeat_timeout_ms: int = 60_000
-    maintenance_chance: int = 1000
-    result_retry_s: float = 120.0      # keep offering a result this long while the API is down
-    term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
-    kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
-    stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
-
-    @property
-    def slot_name(self) -> str:
-        return f"gpu{self.gpu}" if self.gpu is not None else f"cpu{self.slot}"
-
-    @property
-    def device(self) -> str:
-        return "cuda" if self.gpu is not None else "cpu"
-
-
-def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
-    """The job process's environment: what building and running needs, only this worker's
-    GPU visible (none for a CPU slot), and nothing secret."""
-    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(PYTHONPATH=str(RUNNER_ROOT), PYTHONUNBUFFERED="1", HOME=str(home),
-               TMPDIR=str(home), CUDA_VISIBLE_DEVICES="" if settings.gpu is None else str(settings.gpu))
-    env.pop("NVIDIA_VISIBLE_DEVICES", None)
-    if settings.gpu is None:
-        env["TRITON_INTERPRET"] = "1"
-    return env
-
-
-def machine_lock_dir() -> Path:
-    """Where locks shared by every judge on this machine live (a GPU's)."""
-    return Path(os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
-
-
-def _lock(path: Path, what: str, advice: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise SlotBusy(f"{what} is already held by {holder} ({path}): {advice}")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    return handle
-
-
-class SlotLocks:
-    """The lock files a worker holds for its lifetime."""
-
-    def __init__(self, handles):
-        self.handles = handles
-
-    def close(self) -> None:
-        for handle in self.handles:
-            handle.close()
-
-
-def hold_slot(settings: WorkerSettings) -> SlotLocks:
-    """Exclusive locks for this worker's slot: in ``settings.lock_dir`` (one judge's own, so
-    judges with different data folders never collide on a CPU slot) and, for a GPU, also in
-    :func:`machine_lock_dir`: one worker per GPU on the machine, whichever judge it serves
-    (two gradings on one GPU would skew each other's times)."""
-    slot = settings.slot_name
-    handles = [_lock(settings.lock_dir / f"judge-{slot}.lock", slot,
-                     "one worker per slot; stop the other worker, pick another --gpu/--cpu "
-                     "slot, or give this judge its own --data-dir")]
-    if settings.gpu is not None:
-        machine = machine_lock_dir() / f"judge-{slot}.lock"
-        if machine.resolve() != (settings.lock_dir / f"judge-{slot}.lock").resolve():
-            try:
-                handles.append(_lock(machine, f"GPU {settings.gpu}",
-                                     "one worker per GPU on this machine, whichever judge it "
-                                     "serves; stop the other judge's worker or leave this GPU "
-                                     "out (workers: gpus:...)"))
-            except SlotBusy:
-                handles[0].close()
-                raise
-    return SlotLocks(handles)
-
-
-class Api:
-    """The judge's worker endpoints."""
-
-    def __init__(self, settings: WorkerSettings):
-        self.settings = settings
-        self.http = httpx.Client(base_url=settings.url.rstrip("/"), timeout=30.0,
-                                 headers={"Authorization": f"Bearer {settings.token}"})
-
-    def _post(self, path: str, body: Dict[str, Any], timeout: Optional[float] = None) -> httpx.Response:
-        body = {"worker": self.settings.name, **body}
-        return self.http.post(path, json=body, timeout=timeout or 30.0)
-
-    def claim(self, submission_id: Optional[str] = None) -> Optional[Dict[str, Any]]:
-        wait = 0 if submission_id else self.settings.claim_wait_s
-        r = self._post("/api/v1/worker/claim",
-                       {"accelerators": [self.settings.accelerator], "wait": wait,
-                        "submissionId": submission_id}, timeout=wait + 30)
-        if r.status_code == 204:
-            return None
-        if r.status_code in (401, 403):
-            raise SystemExit(f"the judge refused this worker's token: {r.text[:200]}")
-        r.raise_for_status()
-        return r.json()
-
-    def heartbeat(self, sid: str, lease: str) -> None:
-        r = self._post(f"/api/v1/worker/{sid}/heartbeat", {"lease": lease})
-        if r.status_code == 409:
-            raise LeaseLost(sid)
-        r.raise_for_status()
-
-    def event(self, sid: str, lease: str, status: str, output: Any) -> None:
-        r = self._post(f"/api/v1/worker/{sid}/events", {"lease": lease, "status": status,
-                                                         "output": output}, timeout=10.0)
-        if r.status_code == 409:
-            raise LeaseLost(sid)
-        r.raise_for_status()
-
-    def complete(self, sid: str, lease: str, result: Dict[str, Any]) -> str:
-        r = self._post(f"/api/v1/worker/{sid}/complete", {"lease": lease, "result": result})
-        if r.status_code == 409:
-            return str(r.json().get("reason", "stale"))
-        r.raise_for_status()
-        return "stored"
-
-    def release(self, sid: str, lease: str, reason: str) -> None:
-        self._post(f"/api/v1/worker/{sid}/release", {"lease": lease, "reason": reason})
-
-    def presence(self, state: str, reason: str = "") -> None:
-        r = self._post("/api/v1/worker/presence", {"accelerator": self.settings.accelerator,
-                                                    "state": state, "reason": reason},
-                       timeout=10.0)
-        r.raise_for_status()
-
-    def close(self) -> None:
-        self.http.close()
 
 
 class Worker:
@@ -399,7 +222,7 @@ class Worker:
                         "context still being torn down?): %s; taking the next job anyway",
                         len(left), self.settings.kill_wait_s, left)
         if self._subreaper:
-            procs.reap_zombie_children(skip=[p.pid for p in _UNREAPED if p.poll() is None])
+            procs.reap_zombie_children(skip=[p.pid for p in UNREAPED if p.poll() is None])
 
     def _heartbeats(self, sid: str, lease: str, interval: float, lost: threading.Event,
                     done: threading.Event) -> None:
@@ -524,191 +347,6 @@ class Worker:
                                 "the submission", sid, exc)
                     return
                 time.sleep(1.0)
-
-
-_UNREAPED: List[subprocess.Popen] = []     # job processes being reaped in the background
-
-
-def jobs_folder(settings: WorkerSettings) -> Path:
-    """Where this slot's jobs keep their temporary files (only its lock holder uses it): in
-    ``jobs_root`` (``serve`` puts it in its data folder), else in $TMPDIR."""
-    root = settings.jobs_root or Path(os.environ.get("TMPDIR") or "/tmp")
-    return root / f"judge-jobs-{settings.slot_name}"
-
-
-def remove_stale_jobs(settings: WorkerSettings) -> None:
-    """What jobs of an earlier worker of this slot left (it was killed before cleaning up)."""
-    folder = jobs_folder(settings)
-    try:
-        stale = list(folder.iterdir())
-    except OSError:
-        return
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-class JobProcess:
-    """One grading's process (:mod:`runner.judge.jobrun`), in a session of its own and a
-    private temporary folder, with its stdout read without blocking."""
-
-    command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
-
-    def __init__(self, spec: Dict[str, Any], settings: WorkerSettings):
-        # every temporary file of the job (the sandbox's too) goes here, removed after the job
-        # even when the job process was SIGKILLed before cleaning up (and, after a crash of the
-        # worker, by the next worker of this slot)
-        folder = jobs_folder(settings)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.home = Path(tempfile.mkdtemp(prefix="job-", dir=folder))
-        self.stopped = False
-        # the job goes in through a file, not a pipe: no write can block on a child that
-        # does not read
-        with tempfile.TemporaryFile(dir=self.home) as spec_file:
-            spec_file.write(json.dumps(spec).encode())
-            spec_file.seek(0)
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            try:
-                self.proc = subprocess.Popen(list(self.command), stdin=spec_file, stdout=out_w,
-                                             stderr=err_w, cwd=str(self.home),
-                                             env=job_environment(settings, self.home),
-                                             start_new_session=True)
-            except BaseException:
-                for fd in (out_r, err_r):
-                    os.close(fd)
-                raise
-            finally:
-                os.close(out_w)
-                os.close(err_w)
-        self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
-        self.err = procs.TailReader(err_r)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def read(self, timeout: float) -> List[bytes]:
-        lines = self.out.read(timeout)
-        self.err.pump()
-        return lines
-
-    def output_closed(self) -> bool:
-        return self.out.finished
-
-    def returncode(self, wait_s: float) -> Optional[int]:
-        procs.wait_exited(self.proc, wait_s)
-        return self.proc.returncode
-
-    def stderr_tail(self) -> str:
-        self.err.pump()
-        return self.err.text()
-
-    def _groups(self) -> List[int]:
-        table = procs.process_table()
-        return sorted({self.pid} | {table[p].pgid for p in procs.descendants(self.pid, table)
-                                    if p in table})
-
-    def kill_now(self) -> None:
-        """SIGKILL the process and its whole tree; never waits."""
-        alive = self.proc.poll() is None
-        procs.kill_tree(self.pid if alive else None, groups=self._groups() if alive else [self.pid],
-                        sessions=[self.pid])
-
-    def stop(self, exit_grace_s: float, term_grace_s: float, kill_wait_s: float,
-             sweep_all: bool = False) -> List[int]:
-        """Let it exit by itself for ``exit_grace_s`` s; then SIGTERM its process group (the
-        job process then kills its sandbox and leaves), for ``term_grace_s`` s; then SIGKILL
-        its whole tree, its groups and its session, for ``kill_wait_s`` s. Then kill what is
-        left of it (``sweep_all``: every descendant of this worker, which is a subreaper).
-        Returns the pids still not exited; a job process among them is reaped in the
-        background. Never blocks longer than the three waits together."""
-        self.stopped = True
-        try:
-            if self.proc.poll() is None and exit_grace_s > 0:
-                procs.wait_exited(self.proc, exit_grace_s)
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                procs.wait_exited(self.proc, term_grace_s)
-            signalled = set()
-            if self.proc.poll() is None:
-                signalled |= procs.kill_tree(self.pid, groups=self._groups(), sessions=[self.pid])
-                procs.wait_exited(self.proc, kill_wait_s)
-            # what it left behind: its session and group, and orphans re-parented here
-            signalled |= procs.kill_tree(None, groups=[self.pid], sessions=[self.pid])
-            if sweep_all:
-                signalled |= procs.kill_tree(os.getpid(), include_root=False)
-            left = procs.wait_gone(signalled - {self.pid}, kill_wait_s if signalled else 0)
-            if self.proc.poll() is None:
-                _UNREAPED[:] = [p for p in _UNREAPED if p.poll() is None] + [self.proc]
-                procs.reap_later(self.proc)
-                left = [self.pid] + left
-            return left
-        finally:
-            self.out.close()
-            self.err.close()
-            shutil.rmtree(self.home, ignore_errors=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m runner.judge.worker",
-                                description="A judge worker bound to one GPU (or CPU slot). The "
-                                            f"token comes from ${TOKEN_ENV}.")
-    p.add_argument("--url", required=True, help="the judge's API, e.g. http://judge:8000")
-    p.add_argument("--accelerator", required=True, help="the accelerator this worker serves")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--gpu", type=int, help="the GPU index this worker owns")
-    where.add_argument("--cpu", metavar="SLOT", help="a CPU slot (no GPU: the CPU grading path)")
-    p.add_argument("--name", default="", help="this worker's name in leases and logs")
-    p.add_argument("--challenges", action="append", default=[], metavar="DIR",
-                   help="a folder of challenges (as the API's `challenges`); repeatable")
-    p.add_argument("--redis-url", default=os.environ.get("JUDGE_REDIS_URL"),
-                   help="a fleet: read submission ids from Dramatiq on this Redis "
-                        "(or $JUDGE_REDIS_URL)")
-    p.add_argument("--namespace", default="judge")
-    p.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
-    p.add_argument("--maintenance-chance", type=int, default=1000)
-    p.add_argument("--watchdog-margin", type=float, default=30.0)
-    p.add_argument("--lock-dir", type=Path, default=None,
-                   help=f"where this judge's slot lock files live (default ${LOCK_DIR_ENV}, "
-                        f"$XDG_RUNTIME_DIR or /tmp; `serve` uses DATA_DIR/workers); a GPU's "
-                        f"lock is also taken there, machine-wide")
-    p.add_argument("--jobs-dir", type=Path, default=None,
-                   help="where the slot's jobs keep their files (default: the --lock-dir when "
-                        "given, else $TMPDIR or /tmp)")
-    p.add_argument("--parent-pid", type=int, default=None,
-                   help="stop when this process (the supervisor) is gone")
-    p.add_argument("--allow-unsandboxed", action="store_true",
-                   help="grade even where no bubblewrap jail can be made (trusted code only)")
-    p.add_argument("--startup-allowance", type=float, default=STARTUP_ALLOWANCE_S,
-                   help="seconds the watchdog adds for a job to start, before its first "
-                        f"progress line (default {STARTUP_ALLOWANCE_S:g})")
-    return p
-
-
-def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
-    token = os.environ.get(TOKEN_ENV, "")
-    if not token:
-        raise SystemExit(f"set ${TOKEN_ENV} to a token with the worker role "
-                         f"(`python -m runner.judge.auth new-token NAME worker`)")
-    s = WorkerSettings(url=args.url, token=token, accelerator=args.accelerator, gpu=args.gpu,
-                       slot=args.cpu or "0", name=args.name, challenge_dirs=list(args.challenges),
-                       watchdog_margin_s=args.watchdog_margin, redis_url=args.redis_url,
-                       namespace=args.namespace, heartbeat_timeout_ms=args.heartbeat_timeout_ms,
-                       maintenance_chance=args.maintenance_chance, parent_pid=args.parent_pid)
-    if args.lock_dir:
-        s.lock_dir = args.lock_dir
-    s.jobs_root = args.jobs_dir or args.lock_dir
-    s.sandbox = "auto" if args.allow_unsandboxed else "require"
-    s.startup_allowance_s = args.startup_allowance
-    if s.sandbox == "require":
-        usable, why = jail.probe()
-        if not usable:
-            raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
-                             f"bubblewrap, or pass --allow-unsandboxed for trusted code only")
-    return s
 
 
 def main(argv: Optional[List[str]] = None) -> int:

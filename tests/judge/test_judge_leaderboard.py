@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from runner.judge.auth import Principal, TokenRegistry
+from runner.judge.candidates import Timing
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import BAND, VERIFIER, Timing
-from runner.judge.rejected import Rejected
+from runner.judge.leaderboard import BAND, VERIFIER
 from runner.judge.protocol import SubmitRequest
+from runner.judge.rejected import Rejected
 from runner.judge.service import JudgeService
 from runner.judge.store import SQLiteStore
 from runner.judge.stores import open_store

@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 from runner.judge.rejected import Rejected
-from runner.judge.store import AdmissionLimits, NewSubmission, SQLiteStore
+from runner.judge.records import AdmissionLimits, NewSubmission
+from runner.judge.store import SQLiteStore
 from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(60)

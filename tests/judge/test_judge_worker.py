@@ -13,8 +13,10 @@ import pytest
 
 from judge_helpers import REPO, free_port, leetgpu_client
 from runner.judge.catalogue import Accelerators, Catalogue, code_digest
+from runner.judge.jobprocess import job_environment
+from runner.judge.slots import SlotBusy, hold_slot
 from runner.judge.supervisor import plan_workers
-from runner.judge.worker import SlotBusy, WorkerSettings, hold_slot, job_environment
+from runner.judge.worker_settings import WorkerSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,7 +63,8 @@ def test_two_judges_share_no_cpu_slot_lock_but_a_gpu_is_one_per_machine(tmp_path
 
 
 def test_the_jobs_folder_follows_the_lock_folder(tmp_path, monkeypatch):
-    from runner.judge.worker import build_parser, jobs_folder, settings_from_args
+    from runner.judge.jobprocess import jobs_folder
+    from runner.judge.worker_settings import build_parser, settings_from_args
     monkeypatch.setenv("JUDGE_WORKER_TOKEN", "t" * 30)
     args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
                                       "--lock-dir", str(tmp_path / "w"), "--allow-unsandboxed"])

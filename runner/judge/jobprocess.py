@@ -1,0 +1,160 @@
+"""One grading's process as the worker sees it: started in a session of its own with a
+scrubbed environment and a private folder, its output read without blocking, and stopped
+within bounds however it is stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from runner import procs
+from runner.judge.worker_settings import WorkerSettings
+from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
+
+MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
+
+
+def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
+    """The job process's environment: what building and running needs, only this worker's
+    GPU visible (none for a CPU slot), and nothing secret."""
+    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(PYTHONPATH=str(RUNNER_ROOT), PYTHONUNBUFFERED="1", HOME=str(home),
+               TMPDIR=str(home), CUDA_VISIBLE_DEVICES="" if settings.gpu is None else str(settings.gpu))
+    env.pop("NVIDIA_VISIBLE_DEVICES", None)
+    if settings.gpu is None:
+        env["TRITON_INTERPRET"] = "1"
+    return env
+
+
+UNREAPED: List[subprocess.Popen] = []     # job processes being reaped in the background
+
+
+def jobs_folder(settings: WorkerSettings) -> Path:
+    """Where this slot's jobs keep their temporary files (only its lock holder uses it): in
+    ``jobs_root`` (``serve`` puts it in its data folder), else in $TMPDIR."""
+    root = settings.jobs_root or Path(os.environ.get("TMPDIR") or "/tmp")
+    return root / f"judge-jobs-{settings.slot_name}"
+
+
+def remove_stale_jobs(settings: WorkerSettings) -> None:
+    """What jobs of an earlier worker of this slot left (it was killed before cleaning up)."""
+    folder = jobs_folder(settings)
+    try:
+        stale = list(folder.iterdir())
+    except OSError:
+        return
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class JobProcess:
+    """One grading's process (:mod:`runner.judge.jobrun`), in a session of its own and a
+    private temporary folder, with its stdout read without blocking."""
+
+    command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
+
+    def __init__(self, spec: Dict[str, Any], settings: WorkerSettings):
+        # every temporary file of the job (the sandbox's too) goes here, removed after the job
+        # even when the job process was SIGKILLed before cleaning up (and, after a crash of the
+        # worker, by the next worker of this slot)
+        folder = jobs_folder(settings)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.home = Path(tempfile.mkdtemp(prefix="job-", dir=folder))
+        self.stopped = False
+        # the job goes in through a file, not a pipe: no write can block on a child that
+        # does not read
+        with tempfile.TemporaryFile(dir=self.home) as spec_file:
+            spec_file.write(json.dumps(spec).encode())
+            spec_file.seek(0)
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            try:
+                self.proc = subprocess.Popen(list(self.command), stdin=spec_file, stdout=out_w,
+                                             stderr=err_w, cwd=str(self.home),
+                                             env=job_environment(settings, self.home),
+                                             start_new_session=True)
+            except BaseException:
+                for fd in (out_r, err_r):
+                    os.close(fd)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+        self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
+        self.err = procs.TailReader(err_r)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def read(self, timeout: float) -> List[bytes]:
+        lines = self.out.read(timeout)
+        self.err.pump()
+        return lines
+
+    def output_closed(self) -> bool:
+        return self.out.finished
+
+    def returncode(self, wait_s: float) -> Optional[int]:
+        procs.wait_exited(self.proc, wait_s)
+        return self.proc.returncode
+
+    def stderr_tail(self) -> str:
+        self.err.pump()
+        return self.err.text()
+
+    def _groups(self) -> List[int]:
+        table = procs.process_table()
+        return sorted({self.pid} | {table[p].pgid for p in procs.descendants(self.pid, table)
+                                    if p in table})
+
+    def kill_now(self) -> None:
+        """SIGKILL the process and its whole tree; never waits."""
+        alive = self.proc.poll() is None
+        procs.kill_tree(self.pid if alive else None, groups=self._groups() if alive else [self.pid],
+                        sessions=[self.pid])
+
+    def stop(self, exit_grace_s: float, term_grace_s: float, kill_wait_s: float,
+             sweep_all: bool = False) -> List[int]:
+        """Let it exit by itself for ``exit_grace_s`` s; then SIGTERM its process group (the
+        job process then kills its sandbox and leaves), for ``term_grace_s`` s; then SIGKILL
+        its whole tree, its groups and its session, for ``kill_wait_s`` s. Then kill what is
+        left of it (``sweep_all``: every descendant of this worker, which is a subreaper).
+        Returns the pids still not exited; a job process among them is reaped in the
+        background. Never blocks longer than the three waits together."""
+        self.stopped = True
+        try:
+            if self.proc.poll() is None and exit_grace_s > 0:
+                procs.wait_exited(self.proc, exit_grace_s)
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                procs.wait_exited(self.proc, term_grace_s)
+            signalled = set()
+            if self.proc.poll() is None:
+                signalled |= procs.kill_tree(self.pid, groups=self._groups(), sessions=[self.pid])
+                procs.wait_exited(self.proc, kill_wait_s)
+            # what it left behind: its session and group, and orphans re-parented here
+            signalled |= procs.kill_tree(None, groups=[self.pid], sessions=[self.pid])
+            if sweep_all:
+                signalled |= procs.kill_tree(os.getpid(), include_root=False)
+            left = procs.wait_gone(signalled - {self.pid}, kill_wait_s if signalled else 0)
+            if self.proc.poll() is None:
+                UNREAPED[:] = [p for p in UNREAPED if p.poll() is None] + [self.proc]
+                procs.reap_later(self.proc)
+                left = [self.pid] + left
+            return left
+        finally:
+            self.out.close()
+            self.err.close()
+            shutil.rmtree(self.home, ignore_errors=True)

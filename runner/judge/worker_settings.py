@@ -1,0 +1,113 @@
+"""A worker's settings and its command line (``python -m runner.judge.worker``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from runner.sandbox import jail
+
+TOKEN_ENV = "JUDGE_WORKER_TOKEN"
+STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
+LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
+
+
+def machine_lock_dir() -> Path:
+    """Where locks shared by every judge on this machine live (a GPU's)."""
+    return Path(os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+
+
+@dataclass
+class WorkerSettings:
+    url: str
+    token: str
+    accelerator: str
+    gpu: Optional[int] = None          # None: a CPU slot
+    slot: str = "0"
+    name: str = ""
+    challenge_dirs: List[str] = field(default_factory=list)
+    watchdog_margin_s: float = 30.0
+    claim_wait_s: float = 10.0
+    lock_dir: Path = field(default_factory=lambda: machine_lock_dir())
+    jobs_root: Optional[Path] = None   # the slot's jobs folder goes here (default $TMPDIR)
+    parent_pid: Optional[int] = None   # started by a supervisor: stop when it is gone
+    sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
+    startup_allowance_s: float = STARTUP_ALLOWANCE_S
+    redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
+    namespace: str = "judge"
+    heartbeat_timeout_ms: int = 60_000
+    maintenance_chance: int = 1000
+    result_retry_s: float = 120.0      # keep offering a result this long while the API is down
+    term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
+    kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
+    stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
+
+    @property
+    def slot_name(self) -> str:
+        return f"gpu{self.gpu}" if self.gpu is not None else f"cpu{self.slot}"
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpu is not None else "cpu"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runner.judge.worker",
+                                description="A judge worker bound to one GPU (or CPU slot). The "
+                                            f"token comes from ${TOKEN_ENV}.")
+    p.add_argument("--url", required=True, help="the judge's API, e.g. http://judge:8000")
+    p.add_argument("--accelerator", required=True, help="the accelerator this worker serves")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--gpu", type=int, help="the GPU index this worker owns")
+    where.add_argument("--cpu", metavar="SLOT", help="a CPU slot (no GPU: the CPU grading path)")
+    p.add_argument("--name", default="", help="this worker's name in leases and logs")
+    p.add_argument("--challenges", action="append", default=[], metavar="DIR",
+                   help="a folder of challenges (as the API's `challenges`); repeatable")
+    p.add_argument("--redis-url", default=os.environ.get("JUDGE_REDIS_URL"),
+                   help="a fleet: read submission ids from Dramatiq on this Redis "
+                        "(or $JUDGE_REDIS_URL)")
+    p.add_argument("--namespace", default="judge")
+    p.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
+    p.add_argument("--maintenance-chance", type=int, default=1000)
+    p.add_argument("--watchdog-margin", type=float, default=30.0)
+    p.add_argument("--lock-dir", type=Path, default=None,
+                   help=f"where this judge's slot lock files live (default ${LOCK_DIR_ENV}, "
+                        f"$XDG_RUNTIME_DIR or /tmp; `serve` uses DATA_DIR/workers); a GPU's "
+                        f"lock is also taken there, machine-wide")
+    p.add_argument("--jobs-dir", type=Path, default=None,
+                   help="where the slot's jobs keep their files (default: the --lock-dir when "
+                        "given, else $TMPDIR or /tmp)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="stop when this process (the supervisor) is gone")
+    p.add_argument("--allow-unsandboxed", action="store_true",
+                   help="grade even where no bubblewrap jail can be made (trusted code only)")
+    p.add_argument("--startup-allowance", type=float, default=STARTUP_ALLOWANCE_S,
+                   help="seconds the watchdog adds for a job to start, before its first "
+                        f"progress line (default {STARTUP_ALLOWANCE_S:g})")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise SystemExit(f"set ${TOKEN_ENV} to a token with the worker role "
+                         f"(`python -m runner.judge.auth new-token NAME worker`)")
+    s = WorkerSettings(url=args.url, token=token, accelerator=args.accelerator, gpu=args.gpu,
+                       slot=args.cpu or "0", name=args.name, challenge_dirs=list(args.challenges),
+                       watchdog_margin_s=args.watchdog_margin, redis_url=args.redis_url,
+                       namespace=args.namespace, heartbeat_timeout_ms=args.heartbeat_timeout_ms,
+                       maintenance_chance=args.maintenance_chance, parent_pid=args.parent_pid)
+    if args.lock_dir:
+        s.lock_dir = args.lock_dir
+    s.jobs_root = args.jobs_dir or args.lock_dir
+    s.sandbox = "auto" if args.allow_unsandboxed else "require"
+    s.startup_allowance_s = args.startup_allowance
+    if s.sandbox == "require":
+        usable, why = jail.probe()
+        if not usable:
+            raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
+                             f"bubblewrap, or pass --allow-unsandboxed for trusted code only")
+    return s
