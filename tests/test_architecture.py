@@ -1,0 +1,137 @@
+"""The shape of the house (docs/architecture.md), checked from the source with ``ast`` alone:
+no import circle among ``runner.*`` modules, and no module too long to read in one sitting."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, List, Set
+
+REPO = Path(__file__).resolve().parent.parent
+RUNNER = REPO / "runner"
+MAX_LINES = 450
+
+# modules allowed past MAX_LINES for now, and why
+LONG_MODULES_ALLOWED = {
+    "runner.grade": "being split on the issue-18 grading branch (plan, conversation, verdict)",
+    "runner.sandbox.parent": "being split on the issue-18 grading branch (child start, watch)",
+    "runner.authoring.constraints": "one rule set of --action validate; owned by the authoring "
+                                    "work, to be split there",
+}
+
+# TEMPORARY: the circle runner.challenge <-> runner.compat is broken on the issue-18 grading
+# branch; remove this entry when that branch is merged.
+CIRCLES_ALLOWED_UNTIL_MERGE = [
+    {"runner.challenge", "runner.compat", "runner.compat.core.challenge_base"},
+]
+
+
+def module_files() -> Dict[str, Path]:
+    found = {}
+    for path in sorted(RUNNER.rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _type_checking_only(tree: ast.AST) -> Set[int]:
+    """The ids of nodes under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    skipped: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for n in ast.walk(node))
+    return skipped
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    """module -> the runner modules it imports, at module level or inside functions."""
+    modules = module_files()
+
+    def known(name: str):
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: Dict[str, Set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skipped = _type_checking_only(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:                       # relative: from the package upwards
+                    anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target == "runner" or target.startswith("runner."):
+                    found = known(target)
+                    if found and found != name:
+                        graph[name].add(found)
+    return graph
+
+
+def circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    found: List[List[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_graph_sees_imports_inside_functions():
+    graph = import_graph()
+    assert "runner.grade" in graph["runner.cli"]            # a lazy import (torch)
+    assert "runner.catalog" in graph["runner.judge.client"]
+
+
+def test_no_import_circle_among_runner_modules():
+    found = [c for c in circles(import_graph()) if set(c) not in CIRCLES_ALLOWED_UNTIL_MERGE]
+    assert not found, "import circles (each a set of modules that import one another, " \
+                      "directly or not): " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_no_module_is_too_long():
+    too_long = {}
+    for name, path in module_files().items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES and name not in LONG_MODULES_ALLOWED:
+            too_long[name] = lines
+    assert not too_long, "modules over %d lines (split them along a seam): %s" % (
+        MAX_LINES, ", ".join(f"{n} ({k} lines)" for n, k in sorted(too_long.items())))
