@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from runner.catalog import find_challenge  # noqa: E402
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.languages import cuda, nvcc  # noqa: E402
 from runner.timing import L2Flusher, time_cuda  # noqa: E402
 

@@ -25,11 +25,12 @@ import torch
 from runner import devices, languages, protocol
 from runner.buffers import directions_of, prepare_call
 from runner.catalog import ChallengeInfo
-from runner.challenge import ChallengeBase, load_challenge
+from runner.cases import case_bytes, copy_seed, fresh_seed, performance_case, test_cases
+from runner.challenge import ChallengeBase
 from runner.check import Comparison, default_comparison
 from runner.digest import digest
-from runner.execute import (BURST_FLUSH_BYTES, FRESH_SEED_OFFSET, Job, MemoryChannel, copy_seed, execute,
-                            performance_case, test_cases, with_seed)
+from runner.loading import load_challenge
+from runner.execute import BURST_FLUSH_BYTES, Job, MemoryChannel, execute
 from runner.perturb import perturb, run_generator
 from runner.protocol import Message, ProtocolViolation, Verdict
 from runner.report import Result, TestReport
@@ -131,11 +132,6 @@ class Plan:
     fresh_expected: Optional[Dict[str, torch.Tensor]] = None
 
 
-def case_bytes(case: Dict[str, Any]) -> int:
-    """Bytes of all tensors in a test case."""
-    return sum(v.numel() * v.element_size() for v in case.values() if isinstance(v, torch.Tensor))
-
-
 def rotation_count(nbytes: int, device: torch.device) -> int:
     """Independent input copies so that consecutive timed calls never share cached data."""
     if device.type != "cuda":
@@ -176,7 +172,7 @@ def make_plan(challenge: ChallengeBase, options: GradeOptions) -> Plan:
         plan.perf_expected = reference_outputs(challenge, first, directions)
         plan.perf_case = _release(first)
         del first
-        fresh = performance_case(challenge, options.seed + FRESH_SEED_OFFSET)
+        fresh = performance_case(challenge, fresh_seed(options.seed))
         plan.fresh_expected = reference_outputs(challenge, fresh, directions)
         plan.fresh_case = _release(fresh)
     if options.device.type == "cuda":
@@ -708,4 +704,4 @@ def throughput(challenge: ChallengeBase, case: Dict[str, Any], median_ms: float,
     return out
 
 
-__all__ = ["GradeOptions", "Grading", "grade", "grade_safely", "with_seed"]
+__all__ = ["GradeOptions", "Grading", "grade", "grade_safely"]

@@ -10,7 +10,7 @@ from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_ta
                      grade_json)
 from runner import grade
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.check import Comparison
 
 FOLDER = REPO / "challenges/medium/97_int8_kv_cache_quantize"

@@ -13,7 +13,7 @@ from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_ta
                      grade_json)
 from runner import grade
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.languages import backend
 
 FOLDER = REPO / "challenges/hard/98_paged_int8_decode_attention"

@@ -13,7 +13,7 @@ import torch
 
 from runner import protocol
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.grade import GradeOptions, grade_safely
 from runner.perturb import run_generator
 from runner.protocol import ProtocolViolation, Transcript, Verdict

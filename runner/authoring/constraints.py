@@ -29,7 +29,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from runner.authoring import html as html_mod
-from runner.authoring.context import Context, case_bytes, fmt_bytes
+from runner.authoring.context import Context, fmt_bytes
+from runner.cases import case_bytes
 from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 from runner.challenge import is_object_type, is_tensor_type
 

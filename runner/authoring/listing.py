@@ -74,7 +74,7 @@ def describe(info: ChallengeInfo) -> Listed:
         return entry
     import torch
 
-    from runner.challenge import is_leetgpu_format, load_challenge
+    from runner.loading import is_leetgpu_format, load_challenge
     try:
         challenge = load_challenge(info, torch.device("meta"))
     except Exception as exc:  # noqa: BLE001 - a broken challenge.py is listed, not fatal
