@@ -29,7 +29,7 @@ from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
 from runner.cases import case_bytes  # noqa: E402
-from runner.grade import rotation_count  # noqa: E402
+from runner.plan import rotation_count  # noqa: E402
 from runner.timing import L2Flusher, time_cuda  # noqa: E402
 
 PERF_SHAPE = (32, 8192, 128)

@@ -12,7 +12,6 @@ import base64
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import torch
@@ -27,32 +26,9 @@ from runner.perturb import perturb, run_generator
 from runner.cases import copy_seed, fresh_seed, performance_case, test_cases
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
+from runner.protocol import BURST_FLUSH_BYTES, Job
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
 from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
-
-BURST_FLUSH_BYTES = 2**30     # read before each call of the grader's burst
-
-
-@dataclass
-class Job:
-    """Everything the submission side needs; JSON-serializable."""
-
-    challenge_path: str
-    solution_path: str
-    language: str
-    device: str = "cpu"
-    action: str = "run"
-    seed: int = 0
-    perf_copies: int = 1
-    time_budget_s: float = 3.0
-    nvcc_flags: List[str] = field(default_factory=list)
-    gpu_memory_fraction: Optional[float] = None
-    retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
-    #                                 quarter of what is free)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
 
 class Channel(Protocol):
     def progress(self, message: str) -> None: ...
