@@ -46,7 +46,8 @@ def global_rng_for(seed: int, method_name: str, device: Any) -> Iterator[int]:
     seed ``seed`` (its seed is yielded), and put back as they were afterwards."""
     device = torch.device(device)
     method_seed = stream_seed(seed, name_stream(method_name))
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    on_gpu = device.type == "cuda" and torch.cuda.is_available()   # "cuda" is the default
+    with torch.random.fork_rng(devices=[device.index or 0] if on_gpu else []):
         torch.manual_seed(method_seed)
         yield method_seed
 

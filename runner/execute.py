@@ -12,22 +12,21 @@ import base64
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import torch
 
-from pathlib import Path
-
 from runner import languages, protocol
 from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of,
                             fill_initial_, prepare_call)
-from runner.digest import digest
-from runner.perturb import perturb, run_generator
 from runner.cases import copy_seed, fresh_seed, performance_case, test_cases
 from runner.catalog import find_challenge
-from runner.loading import load_challenge
-from runner.protocol import BURST_FLUSH_BYTES, Job
+from runner.digest import digest
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
+from runner.loading import load_challenge
+from runner.perturb import perturb, run_generator
+from runner.protocol import BURST_FLUSH_BYTES, Job
 from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
 
 class Channel(Protocol):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 BURST_COVER_S = 1e-3         # the spin the burst starts behind
 
 
-def fail(result: Result, verdict: Verdict, message: str, details: str = "") -> Result:
+def _fail(result: Result, verdict: Verdict, message: str, details: str = "") -> Result:
     result.verdict, result.message, result.details = verdict.value, message, details
     return result
 
@@ -295,30 +295,30 @@ class Grading:
     # -- the verdict ---------------------------------------------------------------------------
     def verdict(self, outcome: ChildOutcome, result: Result) -> Result:
         if self.rejection:
-            return fail(result, Verdict.REJECTED, self.rejection)
+            return _fail(result, Verdict.REJECTED, self.rejection)
         if outcome.verdict == Verdict.REJECTED.value:
-            return fail(result, Verdict.REJECTED, outcome.message, outcome.details)
+            return _fail(result, Verdict.REJECTED, outcome.message, outcome.details)
         if self.internal is not None:
-            return fail(result, Verdict.INTERNAL_ERROR,
+            return _fail(result, Verdict.INTERNAL_ERROR,
                          "the grader failed inside the submission process (a bug in the "
                          "harness, or your code broke its internals)", self.internal)
         result.tests = list(self.tests)
         failed = [t for t in self.tests if not t.passed]
         if failed:
             first = failed[0]
-            return fail(result, Verdict.WRONG_ANSWER,
+            return _fail(result, Verdict.WRONG_ANSWER,
                          f"{len(failed)} of {len(self.tests)} tests failed; first: {first.name} "
                          f"({', '.join(f'{k}={v}' for k, v in first.params.items())}): "
                          f"{first.message.splitlines()[0]}")
         if self.child_error is not None:
             verdict, message, details = self.child_error
-            return fail(result, verdict, message, details)
+            return _fail(result, verdict, message, details)
         if not outcome.finished:
-            return fail(result, Verdict(outcome.verdict or Verdict.RUNTIME_ERROR.value),
+            return _fail(result, Verdict(outcome.verdict or Verdict.RUNTIME_ERROR.value),
                          outcome.message, outcome.details)
         missing = self.missing_reports()
         if missing:
-            return fail(result, Verdict.REJECTED,
+            return _fail(result, Verdict.REJECTED,
                          f"{protocol.INTERFERENCE}: the submission's process said it was done "
                          f"without reporting {missing}")
         if self.options.action == "submit":
@@ -326,11 +326,11 @@ class Grading:
             bad = [r for r in reports if not r.passed]
             result.tests.append(bad[0] if bad else self.perf_reports[0])
             if bad:
-                return fail(result, Verdict.WRONG_ANSWER,
+                return _fail(result, Verdict.WRONG_ANSWER,
                              f"performance test: {bad[0].message.splitlines()[0]}")
             summary = performance_summary(self, result)
             if isinstance(summary, str):
-                return fail(result, Verdict.REJECTED, summary)
+                return _fail(result, Verdict.REJECTED, summary)
             result.performance = summary
         result.message = ("example test passed" if self.options.action == "run"
                           else f"all {len(result.tests)} tests passed")

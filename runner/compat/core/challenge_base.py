@@ -15,9 +15,10 @@ Both of LeetGPU's styles load unmodified::
 The class is a :class:`runner.challenge.ChallengeBase`, so the grader treats it like any other
 challenge. What it adds, applied to each subclass's own methods when the class is created:
 
-* generators run with the global random state seeded from the grading seed and the
-  generator's name (and restored afterwards), so unseeded ``torch.rand`` calls give the same
-  case on every call, while a different grading seed gives different data;
+* (as for every challenge: :func:`runner.cases.global_rng_for`) generators run with the global
+  random state seeded from the grading seed and the generator's name (and restored afterwards),
+  so unseeded ``torch.rand`` calls give the same case on every call, while a different grading
+  seed gives different data;
 * input specs in a generated case become tensors on ``self.device`` (:mod:`runner.compat.specs`);
 * an output the generator makes as a constant (``torch.zeros``, ``FullTensor``) is handed to
   ``solve`` holding that value, not poison, as on LeetGPU (:mod:`runner.compat.fills`);
