@@ -29,6 +29,9 @@ from runner.sandbox.watch import ChildOutcome
 
 @dataclass
 class GradeOptions:
+    """Everything a caller asks of one grading. The child's :class:`runner.protocol.Job` is
+    derived from it (:func:`job_for`); ``limits`` is what the sandbox enforces."""
+
     action: str = "run"                   # "run": the example test; "submit": all + timing
     device: torch.device = torch.device("cpu")
     seed: int = 0                         # grading seed; the example test ignores it
@@ -41,7 +44,6 @@ class GradeOptions:
     time_on_cpu: bool = False             # time on the host clock without a GPU (tests)
     burst_s: float = 0.4                  # length of the burst the parent times itself
     checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
-
 
 
 def gpu_memory_fraction(options: GradeOptions) -> Optional[float]:
