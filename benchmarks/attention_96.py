@@ -28,7 +28,8 @@ import torch  # noqa: E402
 from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
-from runner.grade import case_bytes, rotation_count  # noqa: E402
+from runner.cases import case_bytes  # noqa: E402
+from runner.plan import rotation_count  # noqa: E402
 from benchmarks.tuning import time_rotated  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 

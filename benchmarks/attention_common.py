@@ -10,7 +10,8 @@ from typing import Callable, Dict
 import torch
 
 from runner.catalog import find_challenge
-from runner.challenge import ChallengeBase, load_challenge
+from runner.challenge import ChallengeBase
+from runner.loading import load_challenge
 from runner.languages import backend, detect
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,8 +16,9 @@ sys.path.insert(0, str(REPO))
 from runner import languages  # noqa: E402
 from runner.buffers import directions_of, prepare_call  # noqa: E402
 from runner.catalog import find_challenge  # noqa: E402
-from runner.challenge import load_challenge
-from runner.execute import PerfBench, copy_seed, performance_case  # noqa: E402
+from runner.loading import load_challenge
+from runner.cases import copy_seed, performance_case  # noqa: E402
+from runner.execute import PerfBench  # noqa: E402
 
 device = torch.device("cuda")
 for solution in sys.argv[1:]:

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from benchmarks.tuning import build_all, fresh, time_rotated  # noqa: E402
 from runner.catalog import find_challenge  # noqa: E402
-from runner.challenge import load_challenge  # noqa: E402
+from runner.loading import load_challenge  # noqa: E402
 from runner.languages import cuda  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 

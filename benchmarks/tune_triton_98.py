@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from benchmarks.tuning import ConfiguredModule
     from runner.catalog import find_challenge
-    from runner.challenge import load_challenge
+    from runner.loading import load_challenge
     from runner.devices import peak_for
 
     device = torch.device("cuda")

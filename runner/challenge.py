@@ -1,27 +1,20 @@
-"""The challenge contract (LeetGPU-compatible) and loading a challenge folder; finding one by
-number, slug or path is :mod:`runner.catalog`."""
+"""The challenge contract (LeetGPU-compatible). Loading a challenge folder is
+:mod:`runner.loading`; finding one by number, slug or path is :mod:`runner.catalog`."""
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import importlib.util
-import sys
 from abc import ABC, abstractmethod
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from runner.buffers import promise_initial
-from runner.catalog import ChallengeInfo
+from runner.cases import GENERATORS, global_rng_for, stream_seed
 
 Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]
-
-
-GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
 
 
 class ChallengeBase(ABC):
@@ -62,13 +55,13 @@ class ChallengeBase(ABC):
         super().__init_subclass__(**kwargs)
         for method_name in GENERATORS:
             method = cls.__dict__.get(method_name)
-            if callable(method) and not getattr(method, "_fills_initial_outputs", False):
-                setattr(cls, method_name, _filling_initial_outputs(method))
+            if callable(method) and not getattr(method, "_runner_generator", False):
+                setattr(cls, method_name, _generator(method_name, method))
 
     # -- helpers for generators -------------------------------------------------------------
     def generator(self, seed: int) -> torch.Generator:
         """A CPU generator for the case numbered ``seed`` under the current grading seed."""
-        return torch.Generator(device="cpu").manual_seed(seed + 1_000_003 * self.seed)
+        return torch.Generator(device="cpu").manual_seed(stream_seed(self.seed, seed))
 
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(self.device).contiguous()
@@ -137,12 +130,14 @@ class ChallengeBase(ABC):
         return bool(getattr(self, "equal_nan", False)), allow_inf
 
 
-def _filling_initial_outputs(method):
-    """A generator whose cases hold each declared ``initial_outputs`` value in that output,
-    marked for the grader (:func:`runner.buffers.promise_initial`)."""
+def _generator(method_name: str, method):
+    """A generator run with torch's global generator seeded for it (and restored after:
+    :func:`runner.cases.global_rng_for`), whose cases hold each declared ``initial_outputs``
+    value in that output, marked for the grader (:func:`runner.buffers.promise_initial`)."""
     @functools.wraps(method)
     def generate(self, *args, **kwargs):
-        result = method(self, *args, **kwargs)
+        with global_rng_for(getattr(self, "seed", 0), method_name, getattr(self, "device", "cpu")):
+            result = method(self, *args, **kwargs)
         declared = getattr(self, "initial_outputs", None) or {}
         if declared:
             for case in (result if isinstance(result, (list, tuple)) else [result]):
@@ -152,7 +147,7 @@ def _filling_initial_outputs(method):
                         promise_initial(tensor.fill_(value), value)
         return result
 
-    generate._fills_initial_outputs = True
+    generate._runner_generator = True
     return generate
 
 
@@ -171,38 +166,3 @@ def is_object_type(ctype: Any) -> bool:
     ``torch.nn.Module``): neither a tensor nor a ctypes scalar."""
     return (isinstance(ctype, type) and not is_tensor_type(ctype)
             and not issubclass(ctype, (ctypes._SimpleCData, ctypes._Pointer)))
-
-
-def _module_name(path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    return f"_challenge_{path.name}_{digest}"
-
-
-def load_challenge(info: ChallengeInfo, device: torch.device) -> ChallengeBase:
-    """Import ``challenge.py`` from the folder and return its ``Challenge`` instance.
-
-    A LeetGPU-format folder (``from core.challenge_base import ChallengeBase``) gets this
-    runner's compatible ``core`` package (:mod:`runner.compat`) while it is imported.
-    """
-    from runner.compat import leetgpu_imports
-    from runner.languages import triton as triton_language
-
-    # before anything can import triton (generating a case may): on the CPU, Triton kernels,
-    # a solution's or the challenge's own, run under the interpreter
-    triton_language.prepare(torch.device(device))
-    module_name = _module_name(info.path)
-    spec = importlib.util.spec_from_file_location(module_name, info.path / "challenge.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    with leetgpu_imports():
-        spec.loader.exec_module(module)
-        challenge = module.Challenge()
-    challenge.device = torch.device(device)
-    return challenge
-
-
-def is_leetgpu_format(challenge: ChallengeBase) -> bool:
-    """True for a challenge written against LeetGPU's ``core.challenge_base``."""
-    from runner.compat.core.challenge_base import ChallengeBase as LeetGPUBase
-
-    return isinstance(challenge, LeetGPUBase)

@@ -12,48 +12,22 @@ import base64
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import torch
 
-from pathlib import Path
-
 from runner import languages, protocol
 from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of,
                             fill_initial_, prepare_call)
-from runner.digest import digest
-from runner.perturb import perturb, run_generator
+from runner.cases import copy_seed, fresh_seed, performance_case, test_cases
 from runner.catalog import find_challenge
-from runner.challenge import ChallengeBase, load_challenge
+from runner.digest import digest
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
+from runner.loading import load_challenge
+from runner.perturb import perturb, run_generator
+from runner.protocol import BURST_FLUSH_BYTES, Job
 from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
-
-BURST_FLUSH_BYTES = 2**30     # read before each call of the grader's burst
-FRESH_SEED_OFFSET = 7919      # the seed of the post-timing "fresh inputs" check
-COPY_SEED_OFFSET = 104_729    # seeds of the rotated performance copies
-
-
-@dataclass
-class Job:
-    """Everything the submission side needs; JSON-serializable."""
-
-    challenge_path: str
-    solution_path: str
-    language: str
-    device: str = "cpu"
-    action: str = "run"
-    seed: int = 0
-    perf_copies: int = 1
-    time_budget_s: float = 3.0
-    nvcc_flags: List[str] = field(default_factory=list)
-    gpu_memory_fraction: Optional[float] = None
-    retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
-    #                                 quarter of what is free)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
 
 class Channel(Protocol):
     def progress(self, message: str) -> None: ...
@@ -62,35 +36,6 @@ class Channel(Protocol):
              tensors: Optional[Dict[str, torch.Tensor]] = None) -> None: ...
 
     def receive(self) -> Dict[str, Any]: ...
-
-
-# -- test cases: the same on both sides, from the challenge and the seed ---------------------
-
-def with_seed(challenge: ChallengeBase, seed: int, make: Callable[[], Any]) -> Any:
-    """Generate under grading seed ``seed`` (also seeding torch's global RNG, for challenges
-    that draw from it directly)."""
-    saved = getattr(challenge, "seed", 0)
-    challenge.seed = seed
-    try:
-        torch.manual_seed(seed)
-        return make()
-    finally:
-        challenge.seed = saved
-
-
-def test_cases(challenge: ChallengeBase, action: str, seed: int) -> List[Tuple[str, Dict[str, Any]]]:
-    if action == "run":
-        return [("example", with_seed(challenge, seed, challenge.generate_example_test))]
-    cases = with_seed(challenge, seed, challenge.generate_functional_test)
-    return [(f"test {k + 1}", case) for k, case in enumerate(cases)]
-
-
-def performance_case(challenge: ChallengeBase, seed: int) -> Dict[str, Any]:
-    return with_seed(challenge, seed, challenge.generate_performance_test)
-
-
-def copy_seed(seed: int, k: int) -> int:
-    return seed if k == 0 else seed + COPY_SEED_OFFSET + k
 
 
 # -- running --------------------------------------------------------------------------------
@@ -347,7 +292,7 @@ def run_fresh(challenge, solve_call, job: Job, channel: Channel, device: torch.d
               target: PreparedCall, directions: Dict[str, str]) -> None:
     """Fresh random inputs written into the same buffers: answers cached by shape, by pointer
     or from an earlier call now fail."""
-    fresh = performance_case(challenge, job.seed + FRESH_SEED_OFFSET)
+    fresh = performance_case(challenge, fresh_seed(job.seed))
     target.refill(fresh, directions)
     call_and_sync(solve_call, target, device)
     report_call(channel, protocol.PERF_FRESH, {}, target, directions)

@@ -74,7 +74,7 @@ def describe(info: ChallengeInfo) -> Listed:
         return entry
     import torch      # lazy: torch (seconds), only for a challenge.py read statically fails on
 
-    from runner.challenge import is_leetgpu_format, load_challenge   # lazy: torch
+    from runner.loading import is_leetgpu_format, load_challenge   # lazy: torch
     try:
         challenge = load_challenge(info, torch.device("meta"))
     except Exception as exc:  # noqa: BLE001 - a broken challenge.py is listed, not fatal

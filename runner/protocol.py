@@ -13,7 +13,7 @@ pipe; commands from the parent to the child are JSON lines ``{"command": ..., ..
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
@@ -57,6 +57,30 @@ INTERFERENCE = "the submission interfered with the grader"
 
 class ProtocolViolation(Exception):
     """A message the child may not send here; the grading is ``rejected`` with this text."""
+
+
+@dataclass
+class Job:
+    """What the submission side is told (JSON, in the job file): how to make the inputs and
+    load the solution, never an expected output. Made by :func:`runner.grade.job_for`."""
+
+    challenge_path: str
+    solution_path: str
+    language: str
+    device: str
+    action: str                              # "run" or "submit"
+    seed: int                                # the grading seed the cases are made from
+    perf_copies: int                         # rotated copies of the performance case
+    nvcc_flags: List[str]
+    gpu_memory_fraction: Optional[float]     # torch's allocator cap (None: the whole device)
+    retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
+    #                                 quarter of what is free)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+BURST_FLUSH_BYTES = 2**30    # the child reads this much before each call of the grader's burst
 
 
 # -- message kinds (child -> parent) ----------------------------------------------------------

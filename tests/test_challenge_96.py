@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 
 
 def numpy_attention(case) -> np.ndarray:

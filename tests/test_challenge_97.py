@@ -8,9 +8,9 @@ import torch
 
 from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
                      grade_json)
-from runner import grade
+from runner.plan import compare_output
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.check import Comparison
 
 FOLDER = REPO / "challenges/medium/97_int8_kv_cache_quantize"
@@ -63,7 +63,7 @@ def run_reference(challenge, case):
 
 
 def check(challenge, name, got, expected, case) -> Comparison:
-    return grade.compare_output(challenge, name, got, expected, case)
+    return compare_output(challenge, name, got, expected, case)
 
 
 # -- the reference ----------------------------------------------------------------------------
@@ -214,16 +214,16 @@ def test_other_quantizers(cpu_challenge, how, passes):
 def test_compare_output_hook_default_and_override(cpu_challenge):
     c96 = load_challenge(find_challenge("96"), torch.device("cpu"))
     a = torch.ones(4)
-    assert grade.compare_output(c96, "output", a + 5e-4, a, {}).passed       # atol/rtol 1e-3
-    assert not grade.compare_output(c96, "output", a + 5e-3, a, {}).passed
+    assert compare_output(c96, "output", a + 5e-4, a, {}).passed       # atol/rtol 1e-3
+    assert not compare_output(c96, "output", a + 5e-3, a, {}).passed
     ints = torch.arange(4, dtype=torch.int8)
-    assert not grade.compare_output(c96, "x", ints + 1, ints, {}).passed   # integers: exact
+    assert not compare_output(c96, "x", ints + 1, ints, {}).passed   # integers: exact
 
     class LeetGPUStyle:        # no compare_output method: the harness's default rule
         atol, rtol = 0.1, 0.0
 
-    assert grade.compare_output(LeetGPUStyle(), "output", a + 0.05, a, {}).passed
-    assert not grade.compare_output(LeetGPUStyle(), "output", a + 0.2, a, {}).passed
+    assert compare_output(LeetGPUStyle(), "output", a + 0.05, a, {}).passed
+    assert not compare_output(LeetGPUStyle(), "output", a + 0.2, a, {}).passed
     # challenge 97 overrides it: an int8 cache differing from the reference can still pass
     assert type(cpu_challenge).compare_output is not type(c96).compare_output
 

@@ -11,9 +11,9 @@ import torch
 
 from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
                      grade_json)
-from runner import grade
+from runner.plan import compare_output
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.languages import backend
 
 FOLDER = REPO / "challenges/hard/98_paged_int8_decode_attention"
@@ -68,7 +68,7 @@ def reference(challenge, case):
 
 
 def passes(challenge, got, expected, case) -> bool:
-    return grade.compare_output(challenge, "output", torch.as_tensor(got, dtype=torch.float32),
+    return compare_output(challenge, "output", torch.as_tensor(got, dtype=torch.float32),
                                 expected, case).passed
 
 
@@ -220,7 +220,7 @@ def test_references_are_accepted_on_run_and_pass_the_functional_cases(capsys, ch
         args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in case.items()}
         args["output"].fill_(float("nan"))
         solve(args)
-        result = grade.compare_output(challenge, "output", args["output"],
+        result = compare_output(challenge, "output", args["output"],
                                       reference(challenge, case), case)
         assert result.passed, (i, result.describe(challenge.atol, challenge.rtol))
 
@@ -468,7 +468,7 @@ def test_cuda_reference_logic_on_the_cpu(challenge, functional, tmp_path, define
     cases = [challenge.generate_example_test()] + [functional[i] for i in (0, 1, 8, 9)] + extra
     for i, case in enumerate(cases):
         got = call_emulated(library, challenge, case)["output"]
-        result = grade.compare_output(challenge, "output", got, reference(challenge, case), case)
+        result = compare_output(challenge, "output", got, reference(challenge, case), case)
         assert result.passed, (i, result.describe(challenge.atol, challenge.rtol))
 
 

@@ -16,7 +16,7 @@ import torch
 from test_challenge_98 import REFERENCE, numpy_attention
 
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 
 SOLUTION = REFERENCE / "solution.triton.py"
 

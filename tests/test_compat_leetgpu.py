@@ -10,7 +10,7 @@ import torch
 
 from helpers import grade_json
 from runner.catalog import CHALLENGES_DIR, challenge_roots, discover, find_challenge, starter_files
-from runner.challenge import is_leetgpu_format, load_challenge
+from runner.loading import is_leetgpu_format, load_challenge
 from runner.cli import main
 from runner.compat.core import challenge_base as our_challenge_base
 from runner.compat.specs import OutTensor, RandIntTensor, RandTensor, materialize

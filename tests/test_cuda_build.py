@@ -12,7 +12,7 @@ import torch
 
 from helpers import SOLUTIONS, STARTERS_96, grade_json, run_cli
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
 from runner.languages import cuda, cuda_abi, cuda_harness, elf_symbols, nvcc
 

@@ -9,7 +9,7 @@ import torch
 
 from helpers import SOLUTIONS, STARTERS_96, grade_json
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.errors import UserRuntimeError
 from runner.languages import cuda, nvcc
 

@@ -294,7 +294,7 @@ sys.path.insert(0, {repo!r})
 from pathlib import Path
 {before}
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.grade import GradeOptions, grade_safely
 info = find_challenge({folder!r})
 load_challenge(info, torch.device("cpu"))

@@ -127,5 +127,5 @@ def test_the_graders_environment_is_not_passed_on(tmp_path, monkeypatch):
 
 def test_the_child_never_holds_expected_outputs():
     """The submission side is given no reference outputs: its job names only inputs."""
-    from runner.execute import Job
+    from runner.protocol import Job
     assert not any("expect" in name for name in Job.__dataclass_fields__)

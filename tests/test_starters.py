@@ -65,6 +65,6 @@ def test_the_cuda_starter_compiles(info, tmp_path, monkeypatch):
     import torch
 
     from helpers import assert_compiles_without_a_gpu
-    from runner.challenge import load_challenge
+    from runner.loading import load_challenge
     challenge = load_challenge(info, torch.device("cpu"))
     assert_compiles_without_a_gpu(starter_files(info)["cuda"], challenge, tmp_path, monkeypatch)

@@ -13,7 +13,7 @@ import torch
 
 from runner import protocol
 from runner.catalog import find_challenge
-from runner.challenge import load_challenge
+from runner.loading import load_challenge
 from runner.grade import GradeOptions, grade_safely
 from runner.perturb import run_generator
 from runner.protocol import ProtocolViolation, Transcript, Verdict
@@ -97,7 +97,7 @@ def test_the_child_may_report_its_own_failures(verdict):
 @pytest.mark.parametrize("number", ["96", "97", "98"])
 def test_each_challenges_perturbation_is_deterministic_and_changes_the_answer(number):
     from runner.buffers import directions_of
-    from runner.grade import reference_outputs
+    from runner.plan import reference_outputs
 
     challenge = load_challenge(find_challenge(number), torch.device("cpu"))
     cases = challenge.generate_functional_test()
@@ -167,7 +167,9 @@ def test_remembered_answers_and_skipped_calls_fail_the_checked_runs(tmp_path, en
 
 def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatch):
     from runner import devices
-    from runner.grade import Grading, Plan
+    from runner.grading import Grading
+    from runner.performance import physics_problem
+    from runner.plan import Plan
 
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
     case = challenge.generate_performance_test()
@@ -176,6 +178,6 @@ def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatc
     monkeypatch.setattr(devices, "ceiling", lambda device: devices.Ceiling(3500.0, "test"))
     nbytes = challenge.bytes_moved(case)
     honest_ms = nbytes / 3500e9 * 1e3 * 1.02
-    assert grading.physics_problem(honest_ms) == ""
-    problem = grading.physics_problem(honest_ms / 1.5)
+    assert physics_problem(grading, honest_ms) == ""
+    problem = physics_problem(grading, honest_ms / 1.5)
     assert "faster than the device can move them" in problem and "3,500 GB/s" in problem

@@ -6,18 +6,9 @@ challenge.html's Constraints list is the statement, in forms this module reads:
 ``Performance is measured with num_heads = 32, ...``. Bullets in other words (``A and B have
 the same length``) are prose for people and are not checked.
 
-A challenge may also declare them as a ``constraints`` attribute (or a method returning the
-same), parameter name -> rule; the cases are then checked against it, and the html-constraints
-check makes sure the HTML says the same::
-
-    constraints = {
-        "num_heads": {"min": 1, "max": 64},
-        "head_dim": {"min": 8, "max": 256, "multiple_of": 8},
-        "kernel_size": {"min": 1, "max": "input_size"},   # a bound may name another scalar
-        "k_scale": {"gt": 0},                              # on a tensor: every element
-    }
-
-Keys: ``min`` / ``max`` (inclusive), ``gt`` / ``lt`` (exclusive), ``multiple_of``.
+Each statement is read into a rule, parameter name -> ``{"min" | "max" (inclusive), "gt" | "lt"
+(exclusive), "multiple_of": bound}``; a bound may name another scalar parameter
+(``1 ≤ kernel_size ≤ input_size``), and a rule on a tensor holds for every element.
 """
 
 from __future__ import annotations
@@ -29,11 +20,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from runner.authoring import html as html_mod
-from runner.authoring.context import Context, case_bytes, fmt_bytes
+from runner.authoring.context import Context, fmt_bytes
+from runner.cases import case_bytes
 from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 from runner.challenge import is_object_type, is_tensor_type
 
-KEYS = ("min", "max", "gt", "lt", "multiple_of")
 Rule = Dict[str, Any]
 Rules = Dict[str, Rule]
 REALISTIC_FRACTION = 64     # some functional case must be at least 1/64 of the performance case
@@ -66,44 +57,6 @@ def _number(value: Any) -> Any:
 
 def normalize(rules: Rules) -> Rules:
     return {name: {k: _number(v) for k, v in rule.items()} for name, rule in rules.items()}
-
-
-# -- the declaration ----------------------------------------------------------------------------
-
-def declared(ctx: Context) -> Tuple[Optional[Rules], List[str]]:
-    """The challenge's ``constraints`` (None when it has none), and what is wrong with it."""
-    value = getattr(ctx.challenge, "constraints", None)
-    if value is None:
-        return None, []
-    if callable(value):
-        value, error = ctx.call("constraints()", value)
-        if error:
-            return None, [error]
-    if not isinstance(value, dict):
-        return None, [f"`constraints` must be a dict (parameter name -> rule), not "
-                      f"{type(value).__name__}"]
-    problems = []
-    sig = ctx.signature or {}
-    scalars = [n for n, (t, _) in sig.items() if not is_tensor_type(t) and not is_object_type(t)]
-    for name, rule in value.items():
-        if name not in sig:
-            problems.append(f"`constraints` names `{name}`, which is not a parameter")
-        if not isinstance(rule, dict) or not rule:
-            problems.append(f"the rule for `{name}` must be a non-empty dict with keys from "
-                            f"{', '.join(KEYS)}")
-            continue
-        for key, bound in rule.items():
-            if key not in KEYS:
-                problems.append(f"the rule for `{name}` has unknown key {key!r} (use "
-                                f"{', '.join(KEYS)})")
-            elif isinstance(bound, str):
-                if key == "multiple_of" or bound not in scalars:
-                    problems.append(f"the rule for `{name}`: {key}={bound!r} must be a number"
-                                    + ("" if key == "multiple_of" else " or the name of a "
-                                       "scalar parameter"))
-            elif isinstance(bound, bool) or not isinstance(bound, (int, float)):
-                problems.append(f"the rule for `{name}`: {key}={bound!r} is not a number")
-    return (normalize(value) if not problems else None), problems
 
 
 # -- challenge.html's Constraints list ----------------------------------------------------------
@@ -182,17 +135,11 @@ def html_constraints(ctx: Context) -> Tuple[Optional[Rules], Optional[Dict[str, 
     return parse_constraint_items(html_mod.list_items(section.body))
 
 
-def stated(ctx: Context) -> Tuple[Optional[Rules], str, List[str]]:
-    """The constraints to check cases against, where they come from, and problems."""
-    rules, problems = declared(ctx)
-    if problems:
-        return None, "the `constraints` attribute", problems
-    if rules is not None:
-        return rules, "the `constraints` attribute", []
-    html_rules, _ = html_constraints(ctx)
-    if html_rules:
-        return html_rules, "challenge.html's Constraints list", []
-    return None, "", []
+def stated(ctx: Context) -> Optional[Rules]:
+    """The rules challenge.html's Constraints list states (None when it states none this
+    module reads)."""
+    rules, _ = html_constraints(ctx)
+    return rules or None
 
 
 # -- checking a case ----------------------------------------------------------------------------
@@ -246,11 +193,7 @@ def _performance_case(ctx: Context) -> Optional[Dict[str, Any]]:
 
 
 def check_constraints(ctx: Context) -> CheckResult:
-    rules, source, problems = stated(ctx)
-    if problems:
-        return failed("constraints", "; ".join(problems[:3]),
-                      "constraints = {name: {'min': ..., 'max': ..., 'gt': ..., 'lt': ..., "
-                      "'multiple_of': ...}} (see docs/authoring.md)")
+    rules = stated(ctx)
     if rules is None:
         return stricter(ctx.format, "constraints",
                         "challenge.html states no constraint this validator can read",
@@ -268,11 +211,12 @@ def check_constraints(ctx: Context) -> CheckResult:
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         return stricter(ctx.format, "constraints", "; ".join(bad[:3]) + more,
                         "every generated case must satisfy the stated constraints: fix the case, "
-                        "or the constraints (and challenge.html) if they are wrong")
+                        "or challenge.html's constraints if they are wrong")
     unknown = [name for name in rules if name not in (ctx.signature or {})]
     count = len(rules) - len(unknown)
     result = passed("constraints", f"all {len(labelled)} cases satisfy the {count} "
-                                   f"rule{'s' if count != 1 else ''} of {source}")
+                                   f"rule{'s' if count != 1 else ''} of challenge.html's "
+                                   f"Constraints list")
     if unknown:
         result.hint = (f"not checked: {', '.join(unknown)} (not parameters of solve; use the "
                        f"parameters' names for a bound to be checked)")
@@ -332,7 +276,7 @@ def size_parameters(ctx: Context, rules: Rules) -> Dict[str, Tuple[Rule, int]]:
 
 
 def check_coverage(ctx: Context) -> CheckResult:
-    rules, _, problems = stated(ctx)
+    rules = stated(ctx)
     if rules is None:
         return skipped("coverage", "needs stated constraints (see the constraints check)")
     functional = ctx.cases.functional
@@ -388,7 +332,7 @@ def check_value_range(ctx: Context) -> CheckResult:
     value in some functional case: the type's range, narrowed by the stated constraints. A
     solution that mishandles -128 (a clamp to +-127, a conversion trick that breaks on 0x80)
     must fail somewhere."""
-    rules, _, _ = stated(ctx)
+    rules = stated(ctx)
     missing, covered = [], []
     for name, (ctype, direction) in (ctx.signature or {}).items():
         if direction == "out":
@@ -445,27 +389,11 @@ def check_html_constraints(ctx: Context) -> CheckResult:
             if name not in sizes:
                 incomplete.append(f"the performance bullet gives {name}, which is not an "
                                   f"integer of the performance case")
-    rules, _ = declared(ctx)
-    if rules is not None:
-        for name in sorted(set(rules) | set(html_rules)):
-            mine, theirs = rules.get(name), html_rules.get(name)
-            if mine == theirs:
-                continue
-            if theirs is None:
-                problems.append(f"challenge.html does not state {describe_rule(name, mine)}")
-            elif mine is None:
-                problems.append(f"challenge.html states {describe_rule(name, theirs)}, which "
-                                f"`constraints` does not declare")
-            else:
-                problems.append(f"`constraints` declares {describe_rule(name, mine)} but "
-                                f"challenge.html says {describe_rule(name, theirs)}")
-    hint = ("make challenge.html's Constraints list, the `constraints` attribute and "
-            "generate_performance_test() agree (write bounds as '1 &le; <code>n</code> &le; "
+    hint = ("make challenge.html's Constraints list and generate_performance_test() agree (write bounds as '1 &le; <code>n</code> &le; "
             "1,024', and give every integer of the performance case in its bullet)")
     if problems:
         return failed("html-constraints", "; ".join((problems + incomplete)[:4]), hint)
     if incomplete:
         return stricter(ctx.format, "html-constraints", "; ".join(incomplete[:4]), hint)
-    agreed = " agrees with `constraints`, and its" if rules is not None else "'s"
-    return passed("html-constraints", f"the Constraints list{agreed} performance bullet gives "
-                                      f"the performance case's sizes exactly")
+    return passed("html-constraints", "the Constraints list's performance bullet gives the "
+                                      "performance case's sizes exactly")

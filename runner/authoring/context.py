@@ -14,10 +14,9 @@ import torch
 
 from runner.buffers import fill_initial_, promised_initial
 from runner.catalog import ChallengeInfo
-from runner.challenge import ChallengeBase, is_leetgpu_format, load_challenge
-from runner.execute import with_seed
-
-GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
+from runner.cases import GENERATORS, case_bytes, with_seed
+from runner.challenge import ChallengeBase
+from runner.loading import is_leetgpu_format, load_challenge
 MEMORY_BUDGET_BYTES = 16 * 10**9     # a 16 GB GPU (LeetGPU's T4) ...
 MEMORY_FACTOR = 5                    # ... must hold 5 copies of the performance case
 GRADING_SEED = 0                     # the seed `run` and `submit` use by default
@@ -38,10 +37,6 @@ def describe_exception(exc: BaseException, source: Optional[Path] = None) -> str
 
 def tensors_of(case: Case) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in case.items() if isinstance(v, torch.Tensor)}
-
-
-def case_bytes(case: Case) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors_of(case).values())
 
 
 def fmt_bytes(n: float) -> str:
@@ -143,7 +138,7 @@ class Context:
     # -- generated cases ----------------------------------------------------------------------
     def generate(self, device: torch.device, performance: bool = True) -> Generated:
         """Every generator's output on ``device`` (errors kept per generator), each called the
-        way the grader calls it (grading seed 0, torch's global generator seeded)."""
+        way the grader calls it (grading seed 0, torch's global generator seeded for each)."""
         out = Generated()
         challenge = self.challenge
         if challenge is None:

@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from runner.authoring.context import GENERATORS, Context
+from runner.authoring.context import Context
+from runner.cases import GENERATORS
 from runner.authoring.results import CheckResult, failed, passed
 from runner.challenge import ChallengeBase, is_object_type, is_pointer, is_tensor_type
 

@@ -7,13 +7,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from runner.authoring.context import (MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, case_bytes,
-                                      fmt_bytes)
+from runner.authoring.context import MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, fmt_bytes
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.authoring.results import CheckResult, failed, passed
 from runner.buffers import fill_initial_, promised_initial
+from runner.cases import case_bytes
 from runner.challenge import ChallengeBase
-from runner.grade import compare_output
+from runner.plan import compare_output
 
 
 def _float64_outputs(ctx: Context, case: Dict[str, Any],

@@ -10,12 +10,12 @@ so a case is the same on every device and every run.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Sequence, Union
 
 import torch
 
 from runner.buffers import INITIAL_ATTR, promise_initial
+from runner.cases import name_stream, stream_seed
 
 DType = Union[str, torch.dtype]
 
@@ -105,16 +105,13 @@ def to_torch_dtype(dtype: DType) -> torch.dtype:
     return value
 
 
-def _seed(case_seed: int, name: str) -> int:
-    return (case_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
-
-
 def materialize(value: Any, device: torch.device, case_seed: int, name: str = "") -> Any:
     """``value`` with every spec in it (a case dict, or a list of them) turned into a tensor."""
     if isinstance(value, TensorSpec):
         if torch.device(device).type == "meta":  # shapes only: nothing to draw
             return torch.empty(value.shape, dtype=value.torch_dtype, device=device)
-        generator = torch.Generator(device="cpu").manual_seed(_seed(case_seed, name))
+        generator = torch.Generator(device="cpu").manual_seed(
+            stream_seed(case_seed, name_stream(name)))
         built = value.build(generator)
         moved = built.to(device).contiguous()
         initial = getattr(built, INITIAL_ATTR, None)

@@ -17,7 +17,7 @@ def prepare(device) -> None:
     """Choose Triton's interpreter for a CPU grading. It must happen before triton is first
     imported (torch may import it while a challenge generates its cases), because
     triton.language's own functions are built for one mode when triton is imported:
-    :func:`runner.challenge.load_challenge` calls this first thing."""
+    :func:`runner.loading.load_challenge` calls this first thing."""
     if str(device) == "cpu":
         os.environ["TRITON_INTERPRET"] = "1"
 

@@ -142,7 +142,8 @@ def main() -> None:
                           Path(spec["msg_dir"]))
     channel.send("sandbox", {"notes": notes})
     try:
-        from runner.execute import Job, execute
+        from runner.execute import execute
+        from runner.protocol import Job
         execute(Job(**spec["job"]), channel)
     except BaseException:  # noqa: BLE001 - reported to the parent as our failure
         try:

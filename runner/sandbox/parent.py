@@ -6,9 +6,10 @@ job folder unique to this grading). Where bubblewrap cannot run, the child still
 process of its own with a scrubbed environment, and the result says plainly that it was not
 isolated.
 
-The child reports through a pipe of JSON lines (checked against :mod:`runner.protocol`);
-output tensors travel as files loaded with ``torch.load(weights_only=True)``. The parent
-answers through a second pipe with commands (:class:`Conversation` decides them). Limits hold
+The child reports through a pipe of JSON lines (read, checked and answered by
+:func:`runner.sandbox.watch.watch`); output tensors travel as files loaded with
+``torch.load(weights_only=True)``. The parent answers through a second pipe with commands
+(the grader's :class:`~runner.sandbox.watch.Conversation` decides them). Limits hold
 for the whole jail, not one process group: the resident memory, processes and threads of
 every process below the jail's first process, and the size of the job folder; past any of
 them, or past the time limit, the jail's first process is killed, and the kernel kills every
@@ -23,25 +24,21 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import stat
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol as TypingProtocol
+from typing import Callable, Dict, List, Optional
 
 import torch
 
-from runner import procs, protocol
-from runner.protocol import Message, ProtocolViolation, Verdict
+from runner import procs
 from runner.sandbox import jail
+from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 RUNNER_ROOT = jail.RUNNER_ROOT
 MAX_LINE_BYTES = 1 << 20
-MAX_PROGRESS = 1000                 # progress lines passed on per grading (the child may flood)
 ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES",
                    "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
                    "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH", "GRADER_BWRAP")
@@ -62,27 +59,6 @@ class Limits:
     kill_wait_s: float = 10.0                 # after SIGKILL, wait this long for the child to be
     #                                           reaped (a GPU context's teardown), then go on
     sandbox: str = "auto"                     # "auto": jail where possible; "require"; "off"
-
-
-@dataclass
-class ChildOutcome:
-    finished: bool = False          # the child reported "done"
-    verdict: str = ""               # when the process, not the conversation, decided
-    message: str = ""
-    details: str = ""
-    logs: str = ""
-    notes: List[str] = field(default_factory=list)
-    isolated: bool = False
-
-
-class Conversation(TypingProtocol):
-    """The trusted side of one grading: it reads each message and says what to send back."""
-
-    def on_message(self, message: Message, received_at: float) -> List[Dict[str, Any]]: ...
-
-    # True while the grader times something on its own clock: the watcher then reads messages
-    # as they come, without pausing to scan /proc or the job folder (which takes milliseconds)
-    timing_sensitive: bool
 
 
 class SandboxUnavailable(Exception):
@@ -143,49 +119,6 @@ def _read_bounded(f, limit: int):
     except OSError:
         return "", False
     return data.decode("utf-8", errors="replace"), size > limit
-
-
-SIGNAL_NAMES = {
-    signal.SIGSEGV: "SIGSEGV (segmentation fault: a bad host pointer?)",
-    signal.SIGABRT: "SIGABRT (abort)",
-    signal.SIGBUS: "SIGBUS (bus error)",
-    signal.SIGFPE: "SIGFPE (arithmetic error)",
-    signal.SIGILL: "SIGILL (illegal instruction)",
-    signal.SIGKILL: "SIGKILL",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGSYS: "SIGSYS (a system call the sandbox does not allow)",
-}
-
-
-def load_tensors(msg_dir: Path, name: Optional[str]) -> Dict[str, torch.Tensor]:
-    """The tensors of one message; the file is removed once read (it counts toward the disk
-    limit, and nobody needs it twice)."""
-    if not name:
-        return {}
-    if "/" in name or name in (".", ".."):
-        raise ProtocolViolation("a tensor file outside the message folder")
-    # the child writes this folder: never follow a link, never block opening a FIFO
-    try:
-        fd = os.open(msg_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ProtocolViolation(f"a tensor file that cannot be opened ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ProtocolViolation("a tensor file that is not a regular file")
-            try:
-                data = torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - a damaged or hostile file
-                raise ProtocolViolation(f"a tensor file that does not load ({str(exc)[:100]})") from None
-    finally:
-        try:
-            os.unlink(msg_dir / name)
-        except OSError:
-            pass
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in data.items()):
-        raise ProtocolViolation("a tensor file that is not a dict of tensors")
-    return data
 
 
 def jobs_root() -> Path:
@@ -254,7 +187,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                 os.close(fd)
         reader = procs.LineReader(report_r, MAX_LINE_BYTES)
         try:
-            _watch(proc, reader, command_w, job_dir, limits, conversation, progress, outcome)
+            watch(proc, reader, command_w, job_dir, limits, conversation, progress, outcome)
         finally:
             if before is not None:
                 _kill_orphans(before | {proc.pid})
@@ -285,119 +218,6 @@ def _gpu_uuid(device: str) -> str:
     return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
-def _send(command_w: int, commands: List[Dict[str, Any]]) -> None:
-    for cmd in commands:
-        data = (json.dumps(cmd) + "\n").encode()
-        try:
-            os.write(command_w, data)
-        except OSError:
-            return      # the child is gone; its exit decides
-
-
-def _watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job_dir: Path,
-           limits: Limits, conversation: Conversation, progress: Callable[[str], None],
-           outcome: ChildOutcome) -> None:
-    """Read the child's messages until it ends, breaks the protocol or passes a limit; the
-    jail is dead, or reported as not yet reaped, when this returns (even on Ctrl-C)."""
-    started = time.monotonic()
-    deadline = started + limits.startup_s
-    phase, killed_for = "starting", None
-    last_forwarded = ""
-    next_usage_check = next_disk_check = 0.0
-    exited_at = 0.0
-    forwarded = 0
-    quiet: List[float] = []
-    try:
-        while True:
-            for raw in reader.read(timeout=0.05, max_lines=64):
-                received = time.perf_counter()
-                try:
-                    kind, payload, tensor_file = protocol.parse(json.loads(raw))
-                    if kind == protocol.PROGRESS:
-                        message = str(payload.get("message", ""))[:200]
-                        if message != last_forwarded and forwarded < MAX_PROGRESS:
-                            forwarded += 1
-                            last_forwarded = message
-                            progress(message)
-                        phase = message
-                        continue
-                    if kind == protocol.SANDBOX:
-                        outcome.notes += [str(n)[:300] for n in payload.get("notes", [])]
-                    if kind == protocol.READY:
-                        deadline = time.monotonic() + limits.timeout_s
-                        phase = "loading"
-                    if kind == protocol.DONE:
-                        outcome.finished = True
-                    tensors = load_tensors(job_dir / "msgs", tensor_file)
-                    commands = conversation.on_message(Message(kind, payload, tensors), received)
-                    _send(command_w, commands)
-                except (ValueError, UnicodeDecodeError):
-                    killed_for = "protocol"
-                    outcome.message = "a line on the report channel that is not JSON"
-                except ProtocolViolation as exc:
-                    killed_for = "protocol"
-                    outcome.message = str(exc)
-                if killed_for or time.monotonic() > deadline:
-                    break           # a flood of messages must not hold off the time limit
-            if killed_for:
-                break
-            now = time.monotonic()
-            if proc.poll() is not None:
-                exited_at = exited_at or now
-                # a process the submission left behind may hold the pipe open: stop waiting soon
-                if reader.finished or now - exited_at > 2.0:
-                    break
-            elif now > deadline:
-                killed_for = "time"
-                break
-            elif _quiet(conversation, now, quiet):
-                continue            # limits are polled again once the grader's clock stops
-            elif now > next_usage_check:
-                next_usage_check = now + 0.2
-                usage = procs.tree_usage(proc.pid)
-                if usage.rss_bytes > limits.host_memory_bytes:
-                    killed_for = "memory"
-                elif usage.processes > limits.max_processes:
-                    killed_for = "processes"
-                elif usage.threads > limits.max_threads:
-                    killed_for = "threads"
-                if killed_for:
-                    break
-            if now > next_disk_check and not _quiet(conversation, now, quiet):
-                next_disk_check = now + 1.0
-                used, entries = procs.folder_usage(str(job_dir))
-                if used > limits.disk_bytes or entries >= 200_000:
-                    killed_for = "disk"
-                    break
-    finally:
-        # nothing of the submission outlives its grading: the jail's tree (its first process
-        # takes the PID namespace with it), its process group and session, with SIGKILL
-        procs.kill_tree(proc.pid if proc.poll() is None else None, groups=[proc.pid],
-                        sessions=[proc.pid])
-        if not procs.wait_exited(proc, limits.kill_wait_s):
-            procs.reap_later(proc)
-            outcome.notes.append(f"the submission's process had not exited "
-                                 f"{limits.kill_wait_s:g} s after it was killed (a GPU context "
-                                 f"still being torn down?)")
-    if not outcome.finished or killed_for:
-        outcome.finished = False
-        _explain_exit(outcome, proc.returncode, killed_for, phase, limits)
-
-
-QUIET_MAX_S = 5.0     # the longest the limits go unpolled while the grader times a burst
-
-
-def _quiet(conversation, now: float, since: List[float]) -> bool:
-    """Whether to skip polling the limits now: the grader is timing something, for at most
-    QUIET_MAX_S at a stretch (a submission cannot hold the watcher off its limits longer)."""
-    if not getattr(conversation, "timing_sensitive", False):
-        since.clear()
-        return False
-    if not since:
-        since.append(now)
-    return now - since[0] < QUIET_MAX_S
-
-
 def _kill_orphans(known) -> None:
     """SIGKILL the trees of this (subreaper) process's descendants not in ``known``."""
     for pid in procs.descendants(os.getpid()):
@@ -414,46 +234,3 @@ def _logs(stdout, stderr, limit: int) -> str:
                          + (f"\n[... {label} truncated: only the first {limit} bytes are kept]"
                             if cut else ""))
     return "\n".join(parts)
-
-
-def _explain_exit(outcome: ChildOutcome, returncode: Optional[int], killed_for: Optional[str],
-                  phase: str, limits: Limits) -> None:
-    during = f" (while {phase})" if phase else ""
-    if killed_for == "protocol":
-        outcome.verdict = Verdict.REJECTED.value
-        outcome.message = f"{protocol.INTERFERENCE}: {outcome.message}"
-    elif killed_for == "time":
-        outcome.verdict = Verdict.TIME_LIMIT_EXCEEDED.value
-        limit = limits.startup_s if phase == "starting" else limits.timeout_s
-        outcome.message = (f"grading did not finish within the limit of {limit:g} s"
-                           f"{during}: a loop or kernel that never ends?")
-    elif killed_for == "memory":
-        outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
-        outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} GiB "
-                           f"of host memory, counting every process it started{during}")
-    elif killed_for == "processes":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission ran more than {limits.max_processes} processes at "
-                           f"once{during}; solutions must not fork")
-    elif killed_for == "threads":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission ran more than {limits.max_threads} threads at "
-                           f"once{during}")
-    elif killed_for == "disk":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission wrote more than {limits.disk_bytes / 2**30:.1f} GiB "
-                           f"(or too many files) in its working folder{during}")
-    elif returncode is not None and returncode < 0:
-        sig = -returncode
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process was killed by "
-                           f"{SIGNAL_NAMES.get(sig, f'signal {sig}')}{during}")
-    elif outcome.isolated and returncode is not None and returncode > 128 and phase != "starting":
-        sig = returncode - 128   # bwrap reports its child's signal as 128 + n
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process was killed by "
-                           f"{SIGNAL_NAMES.get(sig, f'signal {sig}')}{during}")
-    else:
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process exited with code {returncode}{during} "
-                           f"before grading finished: does your code call os._exit() or exit()?")

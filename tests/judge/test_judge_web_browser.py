@@ -30,7 +30,7 @@ def functional_tests_of_96() -> int:
     import torch
 
     from runner.catalog import find_challenge
-    from runner.challenge import load_challenge
+    from runner.loading import load_challenge
 
     return len(load_challenge(find_challenge("96"), torch.device("cpu")).generate_functional_test())
 

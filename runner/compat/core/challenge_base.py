@@ -15,9 +15,10 @@ Both of LeetGPU's styles load unmodified::
 The class is a :class:`runner.challenge.ChallengeBase`, so the grader treats it like any other
 challenge. What it adds, applied to each subclass's own methods when the class is created:
 
-* generators run with the global random state seeded from the grading seed and the
-  generator's name (and restored afterwards), so unseeded ``torch.rand`` calls give the same
-  case on every call, while a different grading seed gives different data;
+* (as for every challenge: :func:`runner.cases.global_rng_for`) generators run with the global
+  random state seeded from the grading seed and the generator's name (and restored afterwards),
+  so unseeded ``torch.rand`` calls give the same case on every call, while a different grading
+  seed gives different data;
 * input specs in a generated case become tensors on ``self.device`` (:mod:`runner.compat.specs`);
 * an output the generator makes as a constant (``torch.zeros``, ``FullTensor``) is handed to
   ``solve`` holding that value, not poison, as on LeetGPU (:mod:`runner.compat.fills`);
@@ -30,11 +31,11 @@ challenge. What it adds, applied to each subclass's own methods when the class i
 from __future__ import annotations
 
 import functools
-import zlib
 from typing import Any, Callable
 
 import torch
 
+from runner.cases import GENERATORS, name_stream, stream_seed
 from runner.challenge import ChallengeBase as _RunnerChallengeBase
 from runner.compat.device_map import on_device
 from runner.compat.fills import ConstantFills
@@ -44,7 +45,6 @@ from runner.compat.specs import (FullTensor, OutTensor, RandIntTensor, RandnTens
 __all__ = ["ChallengeBase", "RandTensor", "RandnTensor", "RandIntTensor", "FullTensor",
            "OutTensor", "TensorSpec"]
 
-GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
 _OLD_STYLE_FIELDS = ("name", "atol", "rtol", "num_gpus", "access_tier")
 
 
@@ -78,23 +78,21 @@ class ChallengeBase(_RunnerChallengeBase):
         reference = cls.__dict__.get("reference_impl")
         if callable(reference) and not getattr(reference, "_compat_wrapped", False):
             setattr(cls, "reference_impl", _on_grading_device(reference))
-        # last: the runner's own wrapping (declared initial outputs) sees materialized cases
+        # last: the runner's own wrapping (the seeded global generator, declared initial
+        # outputs) runs around ours, and sees materialized cases
         super().__init_subclass__(**kwargs)
 
 
-def _case_seed(challenge: ChallengeBase, method_name: str) -> int:
-    return (zlib.crc32(method_name.encode()) + 1_000_003 * int(getattr(challenge, "seed", 0))) % 2**62
-
-
 def _generator(method_name: str, method: Callable) -> Callable:
+    """The method on the grading device with constant outputs kept, its specs materialized;
+    the runner's own wrapping around it has seeded torch's global generator for it
+    (:func:`runner.cases.global_rng_for`): that seed is the specs' too."""
     @functools.wraps(method)
     def generate(self, *args, **kwargs):
         device = torch.device(self.device)
-        seed = _case_seed(self, method_name)
-        fork_devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices), on_device(device), ConstantFills():
-            torch.manual_seed(seed)
+        with on_device(device), ConstantFills():
             case = method(self, *args, **kwargs)
+        seed = stream_seed(int(getattr(self, "seed", 0)), name_stream(method_name))
         return materialize(case, device, seed, method_name)
 
     generate._compat_wrapped = True

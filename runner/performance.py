@@ -1,0 +1,144 @@
+"""The performance section of a verdict: the solution's time settled against physics and the
+grader's own clock, the reference's time, and the throughput."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+import torch
+
+from runner import devices, protocol
+from runner.buffers import directions_of, prepare_call
+from runner.cases import case_bytes, copy_seed, performance_case
+from runner.challenge import ChallengeBase
+from runner.plan import case_params, rotation_count
+from runner.report import Result
+from runner.timing import L2Flusher, time_cuda
+
+if TYPE_CHECKING:
+    from runner.grade import GradeOptions
+    from runner.grading import Grading
+
+PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured ceiling
+CLOCK_BAND = 0.5             # the grader's clock may read this much above the timed runs' mean
+CLOCK_REJECT = 10.0          # ...and this many times above it is a contradiction (honest
+#                              references read up to 5x on the H200: see the README)
+CLOCK_SLACK_S = 3e-3         # fixed cost of a burst (pipes, wake-ups), spread over its calls
+
+
+def physics_problem(grading: "Grading", median_ms: float) -> str:
+    """Why ``median_ms`` is faster than the device can move the case's bytes ('' if it is not)."""
+    nbytes = grading.challenge.bytes_moved(grading.plan.perf_case) if grading.plan.perf_case else None
+    ceiling = devices.ceiling(grading.options.device)
+    if not nbytes or not ceiling or median_ms <= 0:
+        return ""
+    gbps = nbytes / (median_ms / 1e3) / 1e9
+    if gbps > ceiling.gbps * PHYSICS_MARGIN:
+        return (f"a median of {median_ms * 1e3:.1f} us implies {gbps:,.0f} GB/s for the "
+                f"{nbytes:,} bytes the case must move, {100 * gbps / ceiling.gbps:.0f}% of "
+                f"this GPU's measured ceiling ({ceiling.gbps:,.0f} GB/s, {ceiling.source}): "
+                f"faster than the device can move them")
+    return ""
+
+
+def headline(grading: "Grading", summary: Dict[str, Any]) -> Optional[str]:
+    """Settle the solution's time with the parent's clock; a rejection message or None."""
+    claim_ms = statistics.median(grading.claim["samples_ms"])
+    claim_mean_ms = statistics.fmean(grading.claim["samples_ms"])
+    problem = physics_problem(grading, claim_ms)
+    if problem:
+        return f"{protocol.INTERFERENCE}: the time measured inside the sandbox is impossible: {problem}"
+    clock = dict(grading.clock or {})
+    summary["clock"] = clock
+    if not clock:
+        return None
+    # the burst's clock gives a mean per call: compared with the mean of the timed runs
+    parent_ms = clock["per_call_ms"]
+    slack_ms = CLOCK_SLACK_S * 1e3 / max(clock["calls"], 1)
+    clock["ratio"] = parent_ms / claim_mean_ms if claim_mean_ms > 0 else math.inf
+    if parent_ms <= claim_mean_ms * (1 + CLOCK_BAND) + slack_ms:
+        clock["agrees"] = True
+        return None
+    clock["agrees"] = False
+    host_ms = float(grading.claim.get("host_us", 0.0)) / 1e3
+    if host_ms < 0.5 * parent_ms and parent_ms > CLOCK_REJECT * claim_mean_ms + slack_ms:
+        return (f"{protocol.INTERFERENCE}: the median measured inside the sandbox "
+                f"({claim_ms * 1e3:.1f} us) is contradicted by the grader's own clock "
+                f"({parent_ms * 1e3:.1f} us per call over {clock['calls']} calls on "
+                f"changed inputs, each checked), and the reported host time "
+                f"({host_ms * 1e3:.1f} us) does not explain the difference")
+    summary.setdefault("notes", []).append(
+        f"the grader's own clock measured {parent_ms * 1e3:.1f} us per call, more than "
+        f"{1 + CLOCK_BAND:g} times the {claim_mean_ms * 1e3:.1f} us mean of the timed runs: "
+        f"this time is not corroborated (a leaderboard ranks it only after a verified re-run)")
+    return None
+
+
+def performance_summary(grading: Grading, result: Result):
+    """The performance section of the result, or a rejection message."""
+    options, plan, challenge = grading.options, grading.plan, grading.challenge
+    summary: Dict[str, Any] = {"params": case_params(plan.perf_case), "timed": False}
+    if grading.claim is None:
+        summary["reason"] = ("no GPU: run once for correctness" if options.device.type != "cuda"
+                             else "not timed")
+        return summary
+    solution = {k: v for k, v in grading.claim.items()
+                if k not in ("samples_ms", "run_ids", "digests")}
+    solution["median_ms"] = statistics.median(grading.claim["samples_ms"])
+    summary.update(timed=True, solution=solution, copies=plan.perf_copies,
+                   checked_runs=options.checked_runs, headline="sandbox events")
+    problem = headline(grading, summary)
+    if problem:
+        return problem
+    median_ms = summary["solution"]["median_ms"]
+    if options.time_reference and options.device.type == "cuda":
+        ref = time_reference(challenge, options)
+        summary["reference"] = ref
+        summary["speedup"] = ref["median_ms"] / median_ms
+    summary.update(throughput(challenge, plan.perf_case, median_ms, options.device))
+    return summary
+
+
+def time_reference(challenge: ChallengeBase, options: GradeOptions) -> Dict[str, Any]:
+    """The reference timed exactly like the solution (same flush, rotation and statistics)."""
+    directions = directions_of(challenge.get_solve_signature())
+    first = performance_case(challenge, options.seed)
+    copies = [prepare_call(first, directions)]
+    for k in range(1, rotation_count(case_bytes(first), options.device)):
+        copies.append(prepare_call(performance_case(challenge, copy_seed(options.seed, k)), directions))
+    del first
+    timing = time_cuda(lambda i: challenge.reference_impl(**copies[i % len(copies)].args),
+                       budget_s=options.time_budget_s, flusher=L2Flusher(options.device))
+    return {k: v for k, v in timing.to_dict().items() if k not in ("samples_ms", "run_ids")}
+
+
+def throughput(challenge: ChallengeBase, case: Dict[str, Any], median_ms: float,
+               device: torch.device) -> Dict[str, Any]:
+    nbytes, nflops = challenge.bytes_moved(case), challenge.flops(case)
+    seconds = median_ms / 1e3
+    out: Dict[str, Any] = {"bytes": nbytes, "flops": nflops}
+    if nbytes:
+        out["gbps"] = nbytes / seconds / 1e9
+    if nflops:
+        out["tflops"] = nflops / seconds / 1e12
+    peak = devices.peak_for(devices.describe(device))
+    if device.type != "cuda":
+        pass
+    elif peak is not None:
+        out["peak_source"] = f"{peak.name} peak {peak.dram_gbps:.0f} GB/s"
+        peak_gbps = peak.dram_gbps
+    else:
+        peak_gbps = devices.measured_copy_gbps(device)
+        out["peak_source"] = f"measured copy bandwidth {peak_gbps:.0f} GB/s"
+    if nbytes and device.type == "cuda":
+        out["bandwidth_fraction"] = out["gbps"] / peak_gbps
+        ceiling = devices.ceiling(device)
+        if ceiling:
+            out["ceiling_gbps"] = ceiling.gbps
+            out["ceiling_source"] = ceiling.source
+            out["floor_us"] = nbytes / (ceiling.gbps * 1e9) * 1e6
+            out["floor_fraction"] = out["gbps"] / ceiling.gbps
+    return out
+
