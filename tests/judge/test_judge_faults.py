@@ -59,8 +59,10 @@ def test_worker_killed_after_its_claim_or_holding_an_unstored_result(judge_facto
     judge.start_worker("healthy")
     record = assert_exactly_one_terminal(judge, sid)
     assert record["attempts"] == 2 and record["retries"] == 1
-    statuses = [e["status"] for e in judge.events(sid)]
-    assert statuses.count("queued") == 2            # queued, taken back, queued again
+    # queued, taken back, queued again (besides any note that no worker was serving yet)
+    queued = [e for e in judge.events(sid) if e["status"] == "queued"
+              and not str(e["output"]).startswith("no worker")]
+    assert len(queued) == 2, judge.events(sid)
 
 
 @pytest.mark.parametrize("file, phase", [("slow_import.pytorch.py", "loading"),
