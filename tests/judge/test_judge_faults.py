@@ -153,4 +153,4 @@ def test_one_job_per_gpu_slot(judge_factory):
     second = judge.start_worker("same-slot")
     assert second.wait(timeout=30) == 2
     log = (judge.logs / "worker-same-slot.log").read_text()
-    assert "already held" in log and "one worker per GPU" in log
+    assert "already held" in log and "one worker per slot" in log
