@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import FrozenSet, Iterable, List, Optional, Tuple
 
+from runner.exit_codes import EXIT_OK, EXIT_USAGE
 from runner.judge.config import TokenSpec
 from runner.judge.rejected import Rejected
 
@@ -109,14 +110,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] != "new-token":
         print("usage: python -m runner.judge.auth new-token NAME [ROLE ...]", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     name, roles = argv[1], argv[2:] or ["user"]
     token = new_token()
     print(f"# give this token to {name} (it is shown once):\n#   {token}\n"
           f"# and put this entry under `tokens:` in the judge's config:\n"
           f"  - name: {name}\n    roles: [{', '.join(roles)}]\n"
           f"    sha256: {hashlib.sha256(token.encode()).hexdigest()}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional
 import httpx
 
 from runner import procs
-from runner.exit_codes import EXIT_STUCK
+from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
 from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
 from runner.judge.protocol import status_of_progress
 from runner.judge.queues import BrokerFeed
@@ -363,10 +363,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         log.error("worker %s cannot take its slot, so it is not started: %s",
                   settings.slot_name, exc)
         worker.say_unavailable(f"cannot take its slot: {exc}")
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         pass
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
