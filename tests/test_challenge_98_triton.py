@@ -202,12 +202,23 @@ VARIANTS = [
 ]
 
 
+INTERPRETED_WORK = 40_000     # batch x query heads x cached tokens
+
+
+def attention_work(case) -> int:
+    return case["batch"] * case["num_heads"] * case["max_blocks_per_seq"] * case["block_size"]
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={v[k]}" for k in v))
 def test_tile_settings_are_correct_on_the_functional_cases(challenge, variant):
     module = load_module()
     module.CONFIG.update(variant)
     module.INTERPRETER_CONFIG.update(variant)
     cases = [challenge.generate_example_test()] + challenge.generate_functional_test()[:-1]
+    if cases[0]["Q"].device.type == "cpu":
+        # under the interpreter a 16-token tile over 32k tokens takes minutes: the cases up to
+        # INTERPRETED_WORK still have many chunks and merges per sequence for every variant
+        cases = [c for c in cases if attention_work(c) <= INTERPRETED_WORK]
     for i, case in enumerate(cases):
         ratio = error_over_tolerance(run(module, case), case)
         assert ratio <= 0.05, (i, ratio)
