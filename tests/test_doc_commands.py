@@ -45,6 +45,8 @@ class Command:
     def kind(self) -> str:
         if "gpu only" in self.comment.lower():
             return "gpu"
+        if self.comment.startswith("checked by tests/"):
+            return "elsewhere"
         if self.text.startswith("pip install") or " && pip install" in self.text:
             return "install"
         if re.match(r"python -m pytest\b", self.text):
@@ -67,23 +69,38 @@ def strip_comment(line: str) -> tuple[str, str]:
     return line.strip(), ""
 
 
+# an HTML comment right before a block that cannot run here (it needs another project's own
+# program) names the test that checks the same thing; that test must exist
+ELSEWHERE = re.compile(r"<!-- doc-commands: checked by (tests/\S+\.py)\b.*-->")
+
+
 def bash_blocks(path: Path) -> List[List[Command]]:
-    """The commands of each ```bash block of ``path``, in order."""
-    blocks, current, start = [], None, 0
+    """The commands of each ```bash block of ``path``, in order (a line ending in a backslash
+    continues on the next)."""
+    blocks, current, start, elsewhere, previous = [], None, 0, None, ""
     lines = path.read_text().splitlines()
     for number, line in enumerate(lines, 1):
         fence = line.strip()
         if current is None and re.fullmatch(r"```(bash|sh|shell)", fence):
             current, start = [], number
+            marker = ELSEWHERE.search(previous)
+            elsewhere = marker.group(1) if marker else None
         elif current is not None and fence == "```":
             blocks.append(current)
             current = None
         elif current is not None:
             text, comment = strip_comment(line)
-            if text:
+            if elsewhere:
+                comment = f"checked by {elsewhere} {comment}".strip()
+            if current and current[-1].text.endswith("\\"):
+                current[-1].text = current[-1].text[:-1].rstrip() + " " + text
+                current[-1].comment = (current[-1].comment + " " + comment).strip()
+            elif text:
                 current.append(Command(text, comment, f"{path.name}:{number}"))
             elif comment and current:            # a comment continuing the previous line's
                 current[-1].comment += " " + comment
+        if fence:
+            previous = fence
     assert current is None, f"{path.name}:{start}: a code block is not closed"
     return [block for block in blocks if block]
 
@@ -100,6 +117,16 @@ def test_the_docs_show_commands_and_the_parser_reads_them():
     assert [(c.text, c.kind) for c in sample] == [('python x.py --a "b # c"', "run"),
                                                    ("nvidia-smi", "gpu")]
     assert sample[1].comment == "GPU only more of the note"
+    joined = bash_blocks_from_text('```bash\nA=1 \\\n    python y.py   # why\n```\n')
+    assert [(c.text, c.comment) for c in joined] == [("A=1 python y.py", "why")]
+    marked = bash_blocks_from_text('<!-- doc-commands: checked by tests/test_x.py -->\n'
+                                   '```bash\nother-project --go\n```\n')
+    assert [c.kind for c in marked] == ["elsewhere"]
+    for _, _, block in ALL:
+        for command in block:
+            if command.kind == "elsewhere":
+                named = command.comment.split()[2]
+                assert (REPO / named).is_file(), f"{command.where}: {named} does not exist"
 
 
 def bash_blocks_from_text(text: str) -> List[Command]:
@@ -168,22 +195,24 @@ def script_for(block: List[Command], workdir: Path) -> str:
     port = None
     for k, command in enumerate(block):
         text = command.text
-        if command.kind in ("gpu", "install", "tests"):
+        if command.kind in ("gpu", "install", "tests", "elsewhere"):
             lines.append(f"echo '@@skip {k} {command.kind}'")
             continue
         clone = LEETGPU_CLONE.match(text)
         if clone:            # the stand-in is already where the clone would go
             text = f"test -f {clone.group(1)}/challenges/easy/1_vector_add/challenge.py"
         if command.kind == "serve":
+            given = re.search(r"--port (\d+)", text)
+            doc_port = given.group(1) if given else "8000"
             port = free_port()
-            text = f"{text} --port {port}" if "--port" not in text else text
+            text = re.sub(r"--port \d+", f"--port {port}", text) if given else f"{text} --port {port}"
             lines += ["stop_serve", f"echo '@@cmd {k}'",
                       f"{text} > serve-{k}.log 2>&1 & SERVE_PID=$!",
                       f"python {workdir}/wait_healthy.py {port} $SERVE_PID",
                       f"echo \"@@rc {k} $?\""]
             continue
         if port is not None:
-            text = text.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            text = text.replace(f"127.0.0.1:{doc_port}", f"127.0.0.1:{port}")
         lines += [f"echo '@@cmd {k}'", text, f"echo \"@@rc {k} $?\""]
     lines.append("stop_serve")
     return "\n".join(lines) + "\n"
@@ -240,7 +269,8 @@ def test_each_command_of_the_docs_runs(tmp_path, path, index, block):
     report = f"{path.name} block {index}:\n{script}\n--- stdout\n{proc.stdout[-8000:]}\n" \
              f"--- stderr\n{proc.stderr[-8000:]}"
     codes = {int(k): int(rc) for k, rc in re.findall(r"^@@rc (\d+) (\d+)$", proc.stdout, re.M)}
-    ran = [k for k, c in enumerate(block) if c.kind not in ("gpu", "install", "tests")]
+    ran = [k for k, c in enumerate(block) if c.kind not in ("gpu", "install", "tests",
+                                                             "elsewhere")]
     assert sorted(codes) == ran, report
     assert "Traceback" not in proc.stderr, report
     outputs = re.split(r"^@@cmd \d+$", proc.stdout, flags=re.M)[1:]
