@@ -44,3 +44,19 @@ def test_grading_does_import_torch():
                                               "reference/int8_kv_cache_attention/solution.pytorch.py",
                                               "--no-sandbox")
     assert returncode == 0 and "torch" in modules
+
+
+def test_no_runner_module_imports_triton_at_import():
+    """Importing triton fixes, for the whole process, whether its kernels run under the
+    interpreter; only the grading decides that (runner.languages.triton.prepare), so no module
+    of the runner may import triton when it is imported."""
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (REPO / "runner").rglob("*.py"))
+    check = ("import importlib, sys\n"
+             f"for m in {modules!r}:\n"
+             "    importlib.import_module(m)\n"
+             "print('triton' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "False"
