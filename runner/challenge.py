@@ -12,6 +12,8 @@ import torch
 
 from runner.buffers import promise_initial
 from runner.cases import GENERATORS, global_rng_for, stream_seed
+from runner.check import default_comparison, inputs_hold_inf
+from runner.perturb import default_perturbation
 
 Signature = Dict[str, Tuple[Any, str]]
 TestCase = Dict[str, Any]
@@ -100,7 +102,6 @@ class ChallengeBase(ABC):
         and be cheap (it runs inside the grader's own timing of a burst): change the small
         inputs densely. The default multiplies each floating-point input by one random factor
         in [0.5, 0.95] (signs, zeros, order and bounds containing zero are kept)."""
-        from runner.perturb import default_perturbation
 
         default_perturbation(args, base, {n: d for n, (_, d) in self.get_solve_signature().items()},
                              generator)
@@ -114,7 +115,6 @@ class ChallengeBase(ABC):
         is ``torch.testing.assert_close``'s rule for floats (see :func:`runner.check.compare`:
         an expected inf is matched only by the same inf; NaN only where ``equal_nan``), bit for
         bit otherwise; override it only for a rule the challenge's spec states."""
-        from runner.check import default_comparison
 
         allow_nan, allow_inf = self.nonfinite_allowed(case)
         return default_comparison(name, got, expected, self.atol, self.rtol, allow_nan, allow_inf)
@@ -123,7 +123,6 @@ class ChallengeBase(ABC):
         """(NaN, Inf) may appear in an expected output of ``case``: NaN only where the
         challenge sets ``equal_nan = True``; ±inf where it sets ``allow_inf = True`` or an
         input of the case holds an infinity. Anywhere else they are a bug of the reference."""
-        from runner.check import inputs_hold_inf
 
         directions = {n: d for n, (_, d) in self.get_solve_signature().items()}
         allow_inf = bool(getattr(self, "allow_inf", False)) or inputs_hold_inf(case, directions)

@@ -18,11 +18,13 @@ import torch
 
 from runner import devices, languages, protocol
 from runner.catalog import ChallengeInfo
+from runner.execute import MemoryChannel, execute
 from runner.grading import Grading
 from runner.loading import load_challenge
 from runner.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
+from runner.sandbox.jail import gpu_minor_of
 from runner.sandbox.parent import Limits, SandboxUnavailable, run_in_child
 from runner.sandbox.watch import ChildOutcome
 
@@ -110,7 +112,6 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
 
 def run_in_process(job: Job, grading: Grading, progress: Callable[[str], None]) -> ChildOutcome:
     """The submission side in this process (``--no-sandbox``), talking to ``grading`` directly."""
-    from runner.execute import MemoryChannel, execute
 
     channel = MemoryChannel(grading, progress)
     try:
@@ -127,7 +128,6 @@ def run_in_process(job: Job, grading: Grading, progress: Callable[[str], None]) 
 def _gpu_minor(device: torch.device) -> Optional[int]:
     if device.type != "cuda":
         return None
-    from runner.sandbox.jail import gpu_minor_of
     props = torch.cuda.get_device_properties(device.index or 0)
     bus = getattr(props, "pci_bus_id", None)
     if bus is None:

@@ -14,6 +14,7 @@ import torch
 
 from runner.buffers import fill_initial_, promised_initial
 from runner.catalog import ChallengeInfo
+from runner.check import bitwise_equal
 from runner.cases import GENERATORS, case_bytes, with_seed
 from runner.challenge import ChallengeBase
 from runner.loading import is_leetgpu_format, load_challenge
@@ -225,7 +226,6 @@ class Context:
                                  **args)
         if run.error:
             return run
-        from runner.check import bitwise_equal
         run.outputs = tensors_of(args)
         run.modified = [k for k, v in before.items() if not bitwise_equal(v, args[k])]
         return run

@@ -23,6 +23,7 @@ from runner.authoring.results import CheckResult, failed, passed, skipped
 from runner.catalog import reference_files, reference_folders, shown, starter_files, starter_folders
 from runner.challenge import is_object_type
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
+from runner.grade import GradeOptions, grade_safely
 from runner.languages.python_module import static_solve
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}
@@ -57,7 +58,6 @@ def static_problem(ctx: Context, path: Path) -> Optional[str]:
 
 
 def grade_file(ctx: Context, path: Path, language: str, action: str):
-    from runner.grade import GradeOptions, grade_safely
 
     # trusted files of the challenge itself: graded in this process, without the sandbox
     options = GradeOptions(action=action, device=ctx.device, seed=GRADING_SEED,

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from runner import languages
+from runner import devices, languages
 from runner.authoring import cases, constraints, contract, document, files, numerics
 from runner.authoring.context import Context
 from runner.authoring.results import (FAIL, PASS, SKIP, WARN, CheckResult, ValidationReport,
@@ -121,7 +121,6 @@ def validate(info: ChallengeInfo, device: torch.device, only: Optional[Iterable[
 
 
 def validate_command(args, info: ChallengeInfo) -> int:
-    from runner import devices
 
     device = devices.resolve_device(getattr(args, "device", "auto") or "auto")
     report = validate(info, device,

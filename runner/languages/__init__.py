@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Dict, List
 
 from runner.errors import UsageError
+from runner.languages.python_module import static_solve
 
 # name -> (module, file suffix); the order matters for detection: longest suffix first
 LANGUAGES: Dict[str, str] = {
@@ -55,6 +56,5 @@ def binding_notes(path: Path, language: str, challenge) -> List[str]:
     where their names differ (read from the source, never run: the grader's side calls this)."""
     if normalize(language) == "cuda" or not Path(path).is_file():
         return []
-    from runner.languages.python_module import static_solve
 
     return static_solve(Path(path), list(challenge.get_solve_signature()))[1]

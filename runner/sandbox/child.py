@@ -19,6 +19,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from runner import procs
+from runner.sandbox.jail import libc_unshare_net, load_filter
+
 MAX_FILE_BYTES = 1 << 30
 MAX_PROCESSES = 256
 
@@ -123,17 +126,14 @@ def main() -> None:
     jailed = bool(spec.get("jailed"))
     notes = []
     if not jailed:
-        from runner.sandbox.jail import libc_unshare_net
         network = libc_unshare_net()
         if network:
             notes.append(network)
     set_limits(jailed)
     if jailed:
-        from runner.sandbox.jail import load_filter
         refused = load_filter()
         if refused:
             notes.append(refused)
-    from runner import procs
     procs.become_subreaper()
     procs.die_with_parent()
     if os.getppid() == 1 and not jailed:
@@ -142,6 +142,8 @@ def main() -> None:
                           Path(spec["msg_dir"]))
     channel.send("sandbox", {"notes": notes})
     try:
+        # lazy: torch and the submission side load only once the limits and the seccomp
+        # filter are in place
         from runner.execute import execute
         from runner.protocol import Job
         execute(Job(**spec["job"]), channel)
