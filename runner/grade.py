@@ -84,6 +84,7 @@ def grade_safely(info: ChallengeInfo, solution: Path, language: str,
                               "please report it with the details below",
                       details=traceback.format_exc(), seed=options.seed)
 
+
 def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOptions) -> Result:
     device = options.device
     challenge = load_challenge(info, device)
