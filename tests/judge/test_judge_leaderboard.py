@@ -7,12 +7,12 @@ the sweep that finishes what a dead API process left undone. Workers are played 
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
 import pytest
 
+from judge_helpers import fresh_store  # noqa: E402
 from runner.judge.auth import Principal, TokenRegistry
 from runner.judge.candidates import Timing
 from runner.judge.catalogue import Accelerators, Catalogue
@@ -21,37 +21,15 @@ from runner.judge.leaderboard import BAND, VERIFIER
 from runner.judge.protocol import SubmitRequest
 from runner.judge.rejected import Rejected
 from runner.judge.service import JudgeService
-from runner.judge.store import SQLiteStore
-from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).resolve().parent
 CHALLENGE = "1_vector_add"
 
 
-def postgres_url():
-    url = os.environ.get("JUDGE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("no PostgreSQL: set JUDGE_TEST_POSTGRES_URL (CI's .ci/run starts one)")
-    try:
-        import psycopg
-        psycopg.connect(url, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL at $JUDGE_TEST_POSTGRES_URL is not reachable: {exc}")
-    return url
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def service(request, tmp_path):
-    if request.param == "sqlite":
-        store = SQLiteStore(tmp_path / "judge.sqlite3")
-    else:
-        import psycopg
-
-        url = postgres_url()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS submissions, events, admissions, lb_candidates")
-        store = open_store(url, tmp_path)
+    store = fresh_store(request.param, tmp_path)
     config = JudgeConfig()
     config.limits.max_in_flight = 100
     svc = JudgeService(config, store, Catalogue([HERE / "challenges"]),

@@ -4,44 +4,23 @@ refused, bounded retries, atomic admission limits."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 
 import pytest
 
+from judge_helpers import fresh_store  # noqa: E402
 from runner.judge.rejected import Rejected
 from runner.judge.records import AdmissionLimits, NewSubmission
 from runner.judge.store import SQLiteStore
-from runner.judge.stores import open_store
 
 pytestmark = pytest.mark.timeout(60)
 LIMITS = AdmissionLimits(queue_capacity=100, max_in_flight=100, rate_limit=1000, rate_window_s=60)
 
 
-def postgres_url():
-    url = os.environ.get("JUDGE_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("no PostgreSQL: set JUDGE_TEST_POSTGRES_URL (CI's .ci/run starts one)")
-    try:
-        import psycopg
-        psycopg.connect(url, connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL at $JUDGE_TEST_POSTGRES_URL is not reachable: {exc}")
-    return url
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "judge.sqlite3")
-    else:
-        import psycopg
-
-        url = postgres_url()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS submissions, events, admissions")
-        s = open_store(url, tmp_path)
+    s = fresh_store(request.param, tmp_path)
     yield s
     s.close()
 
