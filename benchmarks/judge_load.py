@@ -134,7 +134,8 @@ class Harness:
         (tmp / "judge.yaml").write_text(yaml.safe_dump(config))
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PYTHONPATH": str(RUNNER_ROOT)}
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(RUNNER_ROOT), os.environ.get("PYTHONPATH")]))}
         self.api: Optional[subprocess.Popen] = None
         self.workers: Dict[str, subprocess.Popen] = {}
         self.kills = 0

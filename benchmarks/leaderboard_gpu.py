@@ -5,7 +5,11 @@ third user sends the timing cheats of ``tests/corpus`` (made self-contained), wh
 reach the board. Prints the boards, checks the order by verified medians, writes the JSON and
 screenshots of the page (Debian's chromium through Playwright, when both are there).
 
-    python benchmarks/leaderboard_gpu.py [--out DIR] [--keep-serving]
+    python benchmarks/leaderboard_gpu.py [--out DIR] [--data-dir DIR] [--keep-serving]
+    python benchmarks/leaderboard_gpu.py --show --data-dir DIR --out DIR   # its page, later
+
+A GPU machine without Debian's chromium can keep the store (``--data-dir``) and have the page
+photographed where chromium is (``--show``: serve that store, take the screenshots, stop).
 
 Every submission goes through the page's own protocol (the WebSocket with
 ``"followLeaderboard": true``), so its stream ends with the final ``leaderboard`` event. Exit
@@ -154,8 +158,13 @@ def main() -> int:
                     help="another timing cheat (a tests/corpus file name) to send as mallory")
     ap.add_argument("--keep-serving", action="store_true",
                     help="leave serve running at the end (Ctrl+C stops it), to look at the page")
+    ap.add_argument("--data-dir", type=Path, default=None,
+                    help="serve's data folder (its store); kept, to show the page elsewhere")
+    ap.add_argument("--show", action="store_true",
+                    help="only serve --data-dir as a finished run left it and take screenshots")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="leaderboard-gpu-"))
+    data_dir = args.data_dir or tmp / "data"
     out = args.out or tmp / "out"
     out.mkdir(parents=True, exist_ok=True)
     config = tmp / "judge.yaml"
@@ -164,10 +173,11 @@ def main() -> int:
         for n, t in TOKENS.items()) + "workers: auto\nlimits: {max_in_flight: 8}\n")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "JUDGE_LOCK_DIR": str(tmp), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "JUDGE_LOCK_DIR": str(tmp),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     serve_log = open(out / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), "serve", "--port",
-                             str(port), "--config", str(config), "--data-dir", str(tmp / "data")],
+                             str(port), "--config", str(config), "--data-dir", str(data_dir)],
                             env=env, stdout=serve_log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     failures: List[str] = []
@@ -178,6 +188,9 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.5)
+        if args.show:
+            print("\n".join(["written:"] + screenshots(base, out)))
+            return 0
         accelerators = [a["name"] for a in get(base + "/api/v1/accelerators")["accelerators"]]
         print(f"judge at {base}: accelerators {accelerators}; page {base}/")
         if accelerators == ["cpu"]:

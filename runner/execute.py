@@ -192,6 +192,10 @@ class PerfBench:
         if self.device.type == "cuda" and cover_cycles > 0:
             torch.cuda._sleep(int(cover_cycles))
         for j in range(calls):
+            if j and j % len(self.copies) == 0:
+                # before an input copy is rewritten for its next call: work that a solve left
+                # on a stream of its own (waited for by the timed runs too) must not still read it
+                synchronize(self.device)
             flush()
             self.perturb(nonce, j)
             self.solve_call(arguments[j])

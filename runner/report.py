@@ -135,7 +135,8 @@ def render_performance(perf: Dict[str, Any]) -> str:
               if sol.get("launch_cover", True) else "(billed: your solve waits for the GPU)")]
     clock = perf.get("clock") or {}
     if clock.get("per_call_ms") is not None:
-        agree = ("agrees" if clock.get("agrees") else "is used: it disagrees with the in-sandbox time")
+        agree = ("agrees" if clock.get("agrees")
+                 else "does not corroborate the in-sandbox time: see the note")
         out.append(f"    grader's clock: {clock['per_call_ms'] * 1e3:.1f} us per call over "
                    f"{clock['calls']} calls on changed inputs ({agree})")
     for note in perf.get("notes", []):

@@ -131,10 +131,17 @@ def workers_only(args, config: JudgeConfig) -> int:
 def serve(args, config: JudgeConfig) -> int:
     # lazy: the judge's extras (uvicorn, fastapi, prometheus); `serve --help` and a usage
     # error need none of them
-    import uvicorn
+    try:
+        import uvicorn
 
-    from runner.judge.app import create_app
-    from runner.judge.service import JudgeService
+        from runner.judge.app import create_app
+        from runner.judge.service import JudgeService
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "runner":
+            raise       # our bug, not a missing extra
+        print(f"error: serve needs the judge's packages ({exc.name} is missing): "
+              f"pip install -e '.[judge]'", file=sys.stderr)
+        return 2
 
     if not config.auth_enabled:
         if not is_loopback(args.host):

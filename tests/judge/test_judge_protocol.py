@@ -233,6 +233,17 @@ def test_serve_refuses_a_public_address_without_tokens(capsys):
     assert "needs a config with tokens" in err
 
 
+def test_serve_without_the_judge_extras_says_what_to_install(capsys, monkeypatch):
+    import sys
+
+    from runner.judge.cli import serve_main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)      # as if it were not installed
+    assert serve_main(["--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "uvicorn is missing" in err and "pip install -e '.[judge]'" in err
+
+
 def test_new_token_prints_only_a_digest_for_the_config(capsys):
     assert auth.main(["new-token", "gpu-host-1", "worker"]) == 0
     out = capsys.readouterr().out
