@@ -71,7 +71,7 @@ class Grading:
         self.nonces = {"timed": secrets.randbits(62), "burst": secrets.randbits(62)}
         self.commitments: Dict[str, Dict[int, str]] = {"timed": {}, "burst": {}}
         self.awaiting: Dict[str, set] = {"timed": set(), "burst": set()}
-        self.burst_sent_at = 0.0
+        self.burst_sent_at = self.burst_done_at = self.probe_sent_at = 0.0
         self.burst_seconds = 0.0
         self.burst_calls = 0
         self.child_burst: Dict[str, float] = {}
@@ -194,6 +194,7 @@ class Grading:
         if calls > 1000:
             raise ProtocolViolation("a burst that reports more calls than were asked")
         self.burst_calls = calls
+        self.burst_done_at = received_at
         self.child_burst = {k: float(payload[k]) for k in ("enqueue_s", "wall_s")
                             if isinstance(payload.get(k), (int, float))}
         # which bytes of every call's outputs must come back: named only now, after the burst
@@ -202,6 +203,7 @@ class Grading:
             nbytes = expected.numel() * expected.element_size()
             self.positions[name] = sorted(self._rng.sample(range(nbytes), min(nbytes, 64)))
         self.transcript.expect(protocol.BURST_PROBE)
+        self.probe_sent_at = time.perf_counter()
         return [{"command": protocol.CMD_PROBE, "calls": calls, "positions": self.positions}]
 
     def _on_burst_probe(self, payload: Dict[str, Any], received_at: float):
@@ -289,7 +291,12 @@ class Grading:
         self.clock = {"calls": calls, "seconds": self.burst_seconds,
                       "child_says": self.child_burst,
                       "overhead_per_call_ms": overhead * 1e3, "cover_ms": self.cover_s * 1e3,
-                      "per_call_ms": per_call * 1e3}
+                      "per_call_ms": per_call * 1e3,
+                      # where the fixed cost of a burst goes, for people reading the result:
+                      # the command to the burst's report, and the probe's round trip
+                      "to_done_ms": (self.burst_done_at - self.burst_sent_at) * 1e3,
+                      "probe_ms": (self.burst_sent_at + self.burst_seconds
+                                   - self.probe_sent_at) * 1e3}
 
 
     # -- the verdict ---------------------------------------------------------------------------

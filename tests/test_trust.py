@@ -141,7 +141,11 @@ def test_an_honest_solution_is_timed_and_its_runs_checked(tmp_path):
     assert result.verdict == "accepted", (result.message, result.details[-2000:])
     perf = result.performance
     assert perf["timed"] and perf["checked_runs"] >= 3
-    assert perf["clock"]["calls"] >= 8 and perf["clock"]["per_call_ms"] >= 0
+    clock = perf["clock"]
+    assert clock["calls"] >= 8 and clock["per_call_ms"] >= 0
+    # the burst's two legs, on the grader's clock, add up to no more than the whole
+    assert 0 < clock["to_done_ms"] and 0 < clock["probe_ms"]
+    assert clock["to_done_ms"] + clock["probe_ms"] <= clock["seconds"] * 1e3
 
 
 @pytest.mark.parametrize("entry", ["matmul/forged_timing_patch.pytorch.py",
