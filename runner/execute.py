@@ -319,7 +319,7 @@ def execute(job: Job, channel: Channel) -> None:
         solve_call = languages.backend(job.language).load(
             Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
         run_cases(challenge, solve_call, job, channel, device)
-        if job.action == "submit":
+        if job.action == "submit" and job.performance:
             run_performance(challenge, solve_call, job, channel, device)
     except SubmissionError as exc:
         channel.send(protocol.ERROR, {"verdict": exc.verdict, "message": exc.message,

@@ -58,12 +58,12 @@ def gpu_memory_fraction(options: GradeOptions) -> Optional[float]:
 
 
 def job_for(info: ChallengeInfo, solution: Path, language: str, options: GradeOptions,
-            perf_copies: int) -> Job:
+            perf_copies: int, performance: bool = True) -> Job:
     """What the submission side is told: the inputs' recipe, never an expected output."""
     return Job(challenge_path=str(info.path), solution_path=str(solution), language=language,
                device=str(options.device), action=options.action, seed=options.seed,
                perf_copies=perf_copies, nvcc_flags=list(options.nvcc_flags),
-               gpu_memory_fraction=gpu_memory_fraction(options))
+               gpu_memory_fraction=gpu_memory_fraction(options), performance=performance)
 
 
 def grade_safely(info: ChallengeInfo, solution: Path, language: str,
@@ -95,9 +95,10 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
         result.notes.append("no GPU: grading on the CPU"
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
     result.notes += languages.binding_notes(Path(solution), language, challenge)
-    plan = make_plan(challenge, options.action, options.seed, device)
+    plan = make_plan(challenge, options.action, options.seed, device,
+                     interpreted=language == "triton" and device.type == "cpu")
     solution = Path(solution).resolve()
-    job = job_for(info, solution, language, options, plan.perf_copies)
+    job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
     grading = Grading(challenge, plan, options,
                       compile_only=language == "cuda" and device.type != "cuda")
     if options.isolate:

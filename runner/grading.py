@@ -59,7 +59,8 @@ class Grading:
         self.timing_enabled = options.action == "submit" and (options.device.type == "cuda"
                                                               or options.time_on_cpu)
         self.directions = directions_of(challenge.get_solve_signature())
-        self.transcript = protocol.Transcript(len(plan.cases), options.action == "submit")
+        self.transcript = protocol.Transcript(len(plan.cases),
+                                              options.action == "submit" and plan.performance)
         self.tests: List[TestReport] = []
         self.perf_reports: List[TestReport] = []
         self.sample_failures: List[TestReport] = []
@@ -328,7 +329,9 @@ class Grading:
             return _fail(result, Verdict.REJECTED,
                          f"{protocol.INTERFERENCE}: the submission's process said it was done "
                          f"without reporting {missing}")
-        if self.options.action == "submit":
+        if self.options.action == "submit" and not self.plan.performance:
+            result.performance = {"timed": False, "reason": self.plan.perf_left_out}
+        elif self.options.action == "submit":
             reports = self.sample_failures + self.perf_reports
             bad = [r for r in reports if not r.passed]
             result.tests.append(bad[0] if bad else self.perf_reports[0])
@@ -348,7 +351,7 @@ class Grading:
         forged "done" message cannot stand in for results."""
         if self.transcript.cases != len(self.plan.cases):
             return f"results for {len(self.plan.cases) - self.transcript.cases} test(s)"
-        if self.options.action != "submit":
+        if self.options.action != "submit" or not self.plan.performance:
             return ""
         seen = self.transcript.seen
         if protocol.PERF_FIRST not in seen:

@@ -86,6 +86,12 @@ class Plan:
     perf_expected: Optional[Dict[str, torch.Tensor]] = None
     fresh_case: Optional[Dict[str, Any]] = None
     fresh_expected: Optional[Dict[str, torch.Tensor]] = None
+    perf_left_out: str = ""               # why a submit runs no performance case ('' if it does)
+
+    @property
+    def performance(self) -> bool:
+        """Whether the performance case (and the fresh-inputs check) is part of the grading."""
+        return self.perf_case is not None
 
 
 
@@ -106,8 +112,16 @@ def release(case: Dict[str, Any]) -> Dict[str, Any]:
 
 
 
-def make_plan(challenge: ChallengeBase, action: str, seed: int, device: torch.device) -> Plan:
-    """The cases of ``action`` under grading ``seed`` and the reference's outputs for them."""
+# Triton's CPU interpreter runs a kernel about a thousand times slower than a GPU: on a case
+# larger than this (98's, 1.1 GB) the performance case alone takes minutes
+INTERPRETED_PERF_BYTES = 256 * 2**20
+
+
+def make_plan(challenge: ChallengeBase, action: str, seed: int, device: torch.device,
+              interpreted: bool = False) -> Plan:
+    """The cases of ``action`` under grading ``seed`` and the reference's outputs for them.
+    ``interpreted``: the solution runs under Triton's CPU interpreter, which leaves a large
+    performance case out (:attr:`Plan.perf_left_out` says so)."""
     directions = directions_of(challenge.get_solve_signature())
     cases = test_cases(challenge, action, seed)
     plan = Plan(cases=[(n, release(c)) for n, c in cases],
@@ -115,6 +129,12 @@ def make_plan(challenge: ChallengeBase, action: str, seed: int, device: torch.de
     del cases
     if action == "submit":
         first = performance_case(challenge, seed)
+        nbytes = case_bytes(first)
+        if interpreted and nbytes > INTERPRETED_PERF_BYTES:
+            plan.perf_left_out = (f"the performance case was left out: Triton's CPU interpreter "
+                                  f"would take minutes on its {nbytes / 2**20:,.0f} MiB; on a GPU "
+                                  f"it is run, checked and timed")
+            return plan
         plan.perf_copies = rotation_count(case_bytes(first), device)
         plan.perf_expected = reference_outputs(challenge, first, directions)
         plan.perf_case = release(first)

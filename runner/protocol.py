@@ -73,6 +73,7 @@ class Job:
     perf_copies: int                         # rotated copies of the performance case
     nvcc_flags: List[str]
     gpu_memory_fraction: Optional[float]     # torch's allocator cap (None: the whole device)
+    performance: bool = True                 # a submit runs the performance case
     retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
     #                                 quarter of what is free)
 

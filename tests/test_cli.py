@@ -3,8 +3,9 @@
 import json
 
 import pytest
+import torch
 
-from helpers import REFERENCE_96, SOLUTIONS, STARTERS_96, grade_json, run_cli
+from helpers import REFERENCE_96, REPO, SOLUTIONS, STARTERS_96, grade_json, run_cli
 
 
 def test_pytorch_reference_solution_is_accepted_on_submit(capsys):
@@ -30,6 +31,26 @@ def test_triton_reference_solution_is_accepted_on_submit(capsys):
                                  "--action", "submit")
     assert code == 0, result["message"]
     assert len(result["tests"]) == 14   # 13 functional tests and the performance case
+
+
+@pytest.mark.slow
+def test_a_large_performance_case_is_left_out_under_the_triton_interpreter(capsys):
+    """98's performance case (over 500 MiB) would take Triton's CPU interpreter minutes; 96's
+    (67 MiB, above) is still run."""
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the performance case is run and timed")
+    code, result, _ = grade_json(capsys, "98", "--solution",
+                                 REPO / "reference" / "paged_int8_decode_attention" / "solution.triton.py",
+                                 "--action", "submit")
+    assert code == 0 and result["verdict"] == "accepted", result["message"]
+    assert [t["name"] for t in result["tests"]] == [f"test {i}" for i in range(1, 15)]
+    perf = result["performance"]
+    assert perf["timed"] is False and "performance case was left out" in perf["reason"]
+    # a PyTorch solution of the same challenge still runs it
+    code, result, _ = grade_json(capsys, "98", "--solution",
+                                 REPO / "reference" / "paged_int8_decode_attention" / "solution.pytorch.py",
+                                 "--action", "submit")
+    assert code == 0 and result["tests"][-1]["name"] == "performance"
 
 
 @pytest.mark.parametrize("solution, expected_in_message", [
