@@ -1,5 +1,6 @@
 """Effective bandwidth against seq_len (32 heads, 128 dims) per implementation, from the JSON
-that ``attention_96.py`` writes, with the device's peak as a line.
+that ``attention_96.py`` writes, with the read floor of the same bytes (solid black) and the
+device's peak (dashed) as lines.
 
     python benchmarks/plot_attention_96.py benchmarks/results/attention_96.json
 """
@@ -23,7 +24,9 @@ def plot(results: Dict, path: Path) -> None:
     for impl in dict.fromkeys(r["impl"] for r in results["rows"]):
         points = sorted((r["shape"][1], r["gbps"]) for r in results["rows"]
                         if r["impl"] == impl and tuple(r["shape"]) in sweep and "gbps" in r)
-        if points:
+        if points and impl.startswith("read floor"):
+            ax.plot(*zip(*points), color="black", linewidth=2, label=impl)
+        elif points:
             ax.plot(*zip(*points), marker="o", label=impl)
     ax.axhline(results["peak_gbps"], color="black", linestyle="--",
                label=f"peak {results['peak_gbps']:.0f} GB/s")

@@ -91,3 +91,45 @@ def measure_ceiling(device: torch.device) -> Tuple[float, str]:
     results.append((2 * nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "copy probe (read + write)"))
     gbps, how = max(results)
     return gbps, f"{how}, {nbytes >> 20} MiB, read flush"
+
+
+# -- the floor of one case: the same probes over exactly the bytes the case must move ------------
+
+def read_floor_ms(device: torch.device, nbytes: int) -> float:
+    """Median ms to read ``nbytes`` with the read probe (L2 flushed by reading before each
+    run): the fastest a kernel that must read those bytes can be."""
+    words = max(1, nbytes // 4)
+    src = torch.ones(words, dtype=torch.int32, device=device)
+    flush = _read_flush(device)
+    kernel = _read_kernel()
+    if kernel is not None:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        block, unroll = 1024, 4
+        grid = (max(1, min(sms * 8, -(-words // (block * unroll)))),)
+        sink = torch.empty(grid[0] * block, dtype=torch.int32, device=device)
+        run = lambda: kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
+    else:
+        sink = torch.empty((), dtype=torch.int64, device=device)
+        as_int64 = src[: words // 2 * 2].view(torch.int64)
+        run = lambda: torch.sum(as_int64, dim=0, out=sink)  # noqa: E731
+    run()
+    return _median_ms(run, flush)
+
+
+def copy_floor_ms(device: torch.device, nbytes: int) -> float:
+    """Median ms of a device copy that reads ``nbytes / 2`` and writes as much (L2 flushed by
+    reading before each run): the floor of a kernel that writes as much as it reads."""
+    src = torch.ones(max(1, nbytes // 2), dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    flush = _read_flush(device)
+    run = lambda: dst.copy_(src)  # noqa: E731
+    run()
+    return _median_ms(run, flush)
+
+
+def _read_flush(device: torch.device) -> Callable[[], None]:
+    """Reading a buffer twice the L2 cache, so the next run finds none of its bytes there."""
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 50 * 2**20
+    buf = torch.ones(2 * l2 // 4, dtype=torch.float32, device=device)
+    sink = torch.empty((), dtype=torch.float32, device=device)
+    return lambda: torch.sum(buf, dim=0, out=sink)
