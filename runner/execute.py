@@ -125,6 +125,9 @@ class PerfBench:
         # call's GPU work outlasts the Python that enqueues it
         self.burst_flush = (L2Flusher(device, BURST_FLUSH_BYTES) if device.type == "cuda"
                             else (lambda: None))
+        # the probe's kernels loaded now: CUDA loads a module on its first launch, which must
+        # not land inside the grader's clock
+        self.probe(1, {name: [0] for name in self.stores})
 
     def _copy_of(self, run: int) -> int:
         return run % len(self.copies)
@@ -181,10 +184,13 @@ class PerfBench:
         data["digests"] = [digests[i] for i in timing.run_ids]
         return data
 
-    def burst(self, nonce: int, calls: int, cover_cycles: int) -> int:
+    def burst(self, nonce: int, calls: int, cover_cycles: int, sync_every: int = 0) -> int:
         """``calls`` runs back to back (the parent times them on its own clock), each after an
         L2 flush as in the timed runs (which also keeps the GPU busy while the next call's
-        Python runs), behind a spin that lets the first launches queue up."""
+        Python runs), behind a spin that lets the first launches queue up. ``sync_every``: for
+        a solve that leaves work on a stream of its own (the timed runs saw it), the device is
+        drained before an input copy is rewritten for its next call, so that work never reads
+        a rewritten copy."""
         calls = max(1, min(calls, len(self.sets)))
         arguments = self.burst_arguments[:calls]
         flush = self.burst_flush
@@ -192,9 +198,7 @@ class PerfBench:
         if self.device.type == "cuda" and cover_cycles > 0:
             torch.cuda._sleep(int(cover_cycles))
         for j in range(calls):
-            if j and j % len(self.copies) == 0:
-                # before an input copy is rewritten for its next call: work that a solve left
-                # on a stream of its own (waited for by the timed runs too) must not still read it
+            if sync_every and j and j % sync_every == 0:
                 synchronize(self.device)
             flush()
             self.perturb(nonce, j)
@@ -266,7 +270,8 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
             channel.send(protocol.TIMING, data)
         elif name == protocol.CMD_BURST and bench is not None:
             calls = _guarded(lambda: bench.burst(int(command["nonce"]), int(command["calls"]),
-                                                 int(command.get("cover_cycles", 0))), device)
+                                                 int(command.get("cover_cycles", 0)),
+                                                 int(command.get("sync_every", 0))), device)
             channel.send(protocol.BURST_DONE, {"calls": calls, **bench.last_burst})
         elif name == protocol.CMD_PROBE and bench is not None:
             values = bench.probe(int(command.get("calls", 0)), dict(command.get("positions", {})))

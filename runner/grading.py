@@ -187,8 +187,11 @@ class Grading:
         self.transcript.expect(protocol.BURST_DONE)
         self.timing_sensitive = True
         self.burst_sent_at = time.perf_counter()
+        # a solve whose work outlived the current stream in the timed runs (the timer's
+        # "device-sync" mode) gets the device drained before each input copy is reused
+        sync_every = self.plan.perf_copies if self.claim.get("mode") == "device-sync" else 0
         return [{"command": protocol.CMD_BURST, "nonce": self.nonces["burst"], "calls": calls,
-                 "cover_cycles": cycles}]
+                 "cover_cycles": cycles, "sync_every": sync_every}]
 
     def _on_burst_done(self, payload: Dict[str, Any], received_at: float):
         calls = payload["calls"]

@@ -104,7 +104,7 @@ DONE = "done"                # {}: nothing more follows
 # -- commands (parent -> child) ---------------------------------------------------------------
 
 CMD_TIME = "time"            # {nonce, budget_s, max_runs}: time the performance case
-CMD_BURST = "burst"          # {nonce, calls, cover_cycles}: run calls back to back
+CMD_BURST = "burst"          # {nonce, calls, cover_cycles, sync_every}: run calls back to back
 CMD_PROBE = "probe"          # {positions: {output: [byte offsets]}}: those bytes of every call
 CMD_REVEAL = "reveal"        # {phase, indices}: send the outputs of these runs
 CMD_FRESH = "fresh"          # {}: the fresh-inputs check
