@@ -114,7 +114,9 @@ class PerfBench:
             rows[name] = -(-need // self.ROW_ALIGN) * self.ROW_ALIGN
         if device.type == "cuda":   # a quarter of what is free now, at most retain_bytes
             retain_bytes = min(retain_bytes, torch.cuda.mem_get_info(device)[0] // 4)
-        count = max(1, min(max_runs, retain_bytes // max(sum(rows.values()), 1)))
+        # as many output sets as the timed runs or the longest burst use, memory allowing
+        count = max(1, min(max(max_runs, protocol.MAX_BURST_CALLS),
+                           retain_bytes // max(sum(rows.values()), 1)))
         self.stores = {name: torch.empty((count, width), dtype=torch.uint8, device=device)
                        for name, width in rows.items()}
         self.sets: List[Dict[str, GuardedOutput]] = [

@@ -44,7 +44,7 @@ class GradeOptions:
     limits: Limits = field(default_factory=Limits)
     progress: Callable[[str], None] = field(default=lambda message: None)
     time_on_cpu: bool = False             # time on the host clock without a GPU (tests)
-    burst_s: float = 0.4                  # length of the burst the parent times itself
+    burst_s: float = 1.0                  # length of the burst the parent times itself
     checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
 
 
