@@ -6,7 +6,7 @@ reach the board. Prints the boards, checks the order by verified medians, writes
 screenshots of the page (Debian's chromium through Playwright, when both are there).
 
     python benchmarks/leaderboard_gpu.py [--out DIR] [--data-dir DIR] [--keep-serving]
-    python benchmarks/leaderboard_gpu.py --show --data-dir DIR --out DIR   # its page, later
+    python benchmarks/leaderboard_gpu.py --show --data-dir DIR --out DIR --accelerator NAME
 
 A GPU machine without Debian's chromium can keep the store (``--data-dir``) and have the page
 photographed where chromium is (``--show``: serve that store, take the screenshots, stop).
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -48,7 +49,8 @@ SUBMISSIONS = [("alice", "cuda", REF / "solution.cu"),
                ("bob", "triton", REF / "solution.triton.py"),
                ("bob", "pytorch", REF / "solution.pytorch.py")]
 # corpus entries that lie about their time; any others named with --cheat are added
-TIMING_CHEATS = ["timer_patch.pytorch.py", "forged_report.pytorch.py"]
+TIMING_CHEATS = ["timer_patch.pytorch.py", "forged_report.pytorch.py",
+                 "forged_timing_patch.pytorch.py", "forged_timing_fd_swap.pytorch.py"]
 TERMINAL = {"success", "error", "timeout", "oom", "interrupted"}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,15 +64,22 @@ def free_port() -> int:
 
 
 def self_contained(path: Path) -> str:
-    """A corpus entry with its ``from _correct import ...`` replaced by that file's text (a
-    judge takes one file)."""
-    text = path.read_text()
-    if "_correct" not in text:
-        return text
-    correct = (CORPUS / "_correct.py").read_text()
-    text = re.sub(r"^sys\.path\.insert\(.*_correct.*\n|^sys\.path\.insert\(0, __file__.*\n", "",
-                  text, flags=re.M)
-    return re.sub(r"^from _correct import .*$", correct, text, flags=re.M)
+    """A corpus entry with each ``from _helper import ...`` replaced by that helper's text (its
+    own helpers first): a judge takes one file."""
+    return _inline(path.read_text(), set())
+
+
+def _inline(text: str, done: set) -> str:
+    text = re.sub(r"^sys\.path\.insert\(0, __file__.*\n", "", text, flags=re.M)
+
+    def helper(match: "re.Match") -> str:
+        name = match.group(1)
+        if name in done:
+            return ""
+        done.add(name)
+        return _inline((CORPUS / f"{name}.py").read_text(), done)
+
+    return re.sub(r"^from (_[a-z]+) import .*$", helper, text, flags=re.M)
 
 
 def get(url: str, token: str = "") -> Any:
@@ -124,7 +133,7 @@ def board_table(board: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def screenshots(base: str, out: Path) -> List[str]:
+def screenshots(base: str, out: Path, accelerator: str = "") -> List[str]:
     if not Path(CHROMIUM).exists():
         print(f"no {CHROMIUM}: no screenshot (apt-get install chromium chromium-driver)")
         return []
@@ -141,8 +150,9 @@ def screenshots(base: str, out: Path) -> List[str]:
         page.fill("#token", TOKENS["alice"])
         page.press("#token", "Enter")
         page.wait_for_selector("#whoami.ok")
-        for name, route in (("leaderboard_96.png", "#/leaderboard/96"),
-                            ("leaderboard_96_pytorch.png", "#/leaderboard/96?language=pytorch")):
+        acc = f"accelerator={urllib.parse.quote(accelerator)}&" if accelerator else ""
+        for name, route in (("leaderboard_96.png", f"#/leaderboard/96?{acc}"),
+                            ("leaderboard_96_pytorch.png", f"#/leaderboard/96?{acc}language=pytorch")):
             page.goto(f"{base}/{route}")
             page.wait_for_selector("#lb-ranks, #lb-empty")
             page.screenshot(path=str(out / name), full_page=True)
@@ -162,6 +172,8 @@ def main() -> int:
                     help="serve's data folder (its store); kept, to show the page elsewhere")
     ap.add_argument("--show", action="store_true",
                     help="only serve --data-dir as a finished run left it and take screenshots")
+    ap.add_argument("--accelerator", default="",
+                    help="with --show: the accelerator whose boards to photograph (the run's GPU)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="leaderboard-gpu-"))
     data_dir = args.data_dir or tmp / "data"
@@ -189,7 +201,7 @@ def main() -> int:
             except OSError:
                 time.sleep(0.5)
         if args.show:
-            print("\n".join(["written:"] + screenshots(base, out)))
+            print("\n".join(["written:"] + screenshots(base, out, args.accelerator)))
             return 0
         accelerators = [a["name"] for a in get(base + "/api/v1/accelerators")["accelerators"]]
         print(f"judge at {base}: accelerators {accelerators}; page {base}/")
@@ -243,7 +255,7 @@ def main() -> int:
                               and m["output"].get("final")), None)
                 print(f"cheat {name}: verdict {verdict}; leaderboard "
                       f"{final['state'] if final else 'never considered it'}")
-        shots = screenshots(base, out)
+        shots = screenshots(base, out, accelerators[0])
         (out / "leaderboard_gpu.json").write_text(json.dumps(
             {"board": board, "pytorch_board": torch_board, "streams": logs,
              "screenshots": shots, "failures": failures}, indent=1, default=str))
