@@ -185,3 +185,21 @@ def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatc
     assert physics_problem(grading, honest_ms) == ""
     problem = physics_problem(grading, honest_ms / 1.5)
     assert "faster than the device can move them" in problem and "3,500 GB/s" in problem
+
+
+@pytest.mark.parametrize("mode, drains", [("device-sync", True), ("events", False)])
+def test_the_burst_drains_the_device_only_for_work_left_on_other_streams(mode, drains):
+    """A solve whose work outlived the current stream in the timed runs (the timer's
+    device-sync mode) gets the device drained before each input copy is reused in the burst,
+    so that work never reads a rewritten copy; any other solve runs back to back."""
+    from runner.grading import Grading
+    from runner.plan import Plan
+
+    challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
+    grading = Grading(challenge, Plan(cases=[], expected=[], perf_copies=3),
+                      GradeOptions(action="submit"))
+    grading.claim = {"samples_ms": [0.05] * 10, "mode": mode}
+    [command] = grading._burst()
+    assert command["command"] == protocol.CMD_BURST
+    assert command["sync_every"] == (3 if drains else 0)
+    assert 16 <= command["calls"] <= protocol.MAX_BURST_CALLS
