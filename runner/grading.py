@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from runner.grade import GradeOptions
 
 BURST_COVER_S = 1e-3         # the spin the burst starts behind
+PROBE_BYTES = 384 * 1024     # the burst probe's bytes at most (512 KiB as base64, one line)
 
 
 def _fail(result: Result, verdict: Verdict, message: str, details: str = "") -> Result:
@@ -201,11 +202,14 @@ class Grading:
         self.burst_done_at = received_at
         self.child_burst = {k: float(payload[k]) for k in ("enqueue_s", "wall_s")
                             if isinstance(payload.get(k), (int, float))}
-        # which bytes of every call's outputs must come back: named only now, after the burst
+        # which bytes of every call's outputs must come back: named only now, after the burst;
+        # as many as keep the probe's line well under the report channel's limit
+        outputs = self.plan.perf_expected or {}
+        per_output = max(4, min(64, PROBE_BYTES // max(1, calls * len(outputs))))
         self.positions = {}
-        for name, expected in (self.plan.perf_expected or {}).items():
+        for name, expected in outputs.items():
             nbytes = expected.numel() * expected.element_size()
-            self.positions[name] = sorted(self._rng.sample(range(nbytes), min(nbytes, 64)))
+            self.positions[name] = sorted(self._rng.sample(range(nbytes), min(nbytes, per_output)))
         self.transcript.expect(protocol.BURST_PROBE)
         self.probe_sent_at = time.perf_counter()
         return [{"command": protocol.CMD_PROBE, "calls": calls, "positions": self.positions}]

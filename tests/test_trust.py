@@ -203,3 +203,23 @@ def test_the_burst_drains_the_device_only_for_work_left_on_other_streams(mode, d
     assert command["command"] == protocol.CMD_BURST
     assert command["sync_every"] == (3 if drains else 0)
     assert 16 <= command["calls"] <= protocol.MAX_BURST_CALLS
+
+
+def test_the_burst_probe_fits_the_report_channels_line_limit():
+    """The bytes of every call's outputs that come back after a burst travel as one line: the
+    parent names as many positions as keep that line well under the channel's limit, for the
+    longest burst and several outputs."""
+    from runner.grading import Grading
+    from runner.plan import Plan
+    from runner.sandbox.parent import MAX_LINE_BYTES
+
+    challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
+    outputs = {f"out{k}": torch.zeros(1000) for k in range(3)}
+    grading = Grading(challenge, Plan(cases=[], expected=[], perf_expected=outputs),
+                      GradeOptions(action="submit"))
+    calls = protocol.MAX_BURST_CALLS
+    [command] = grading._on_burst_done({"calls": calls}, 0.0)
+    assert command["command"] == protocol.CMD_PROBE and set(command["positions"]) == set(outputs)
+    probed = sum(len(p) for p in command["positions"].values())
+    assert probed >= 3 * 4
+    assert calls * probed * 4 / 3 < MAX_LINE_BYTES / 2     # base64 of the bytes, one line
