@@ -183,7 +183,8 @@ class Grading:
     def _burst(self) -> List[Dict[str, Any]]:
         median_s = statistics.median(self.claim["samples_ms"]) / 1e3
         per_call = max(median_s, self._floor_s(), 1e-6) + self._flush_s()
-        calls = int(min(protocol.MAX_BURST_CALLS, max(16, math.ceil(self.options.burst_s / per_call))))
+        calls = int(min(protocol.MAX_BURST_CALLS,
+                        max(16, math.ceil(self.options.burst_s / per_call))))
         self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
         self.transcript.expect(protocol.BURST_DONE)
         self.timing_sensitive = True
