@@ -82,7 +82,7 @@ def run(budget_s: float) -> Dict:
                   flush=True)
             torch.cuda.empty_cache()
     for shape in shapes:      # the floor: the grader's read probe over the same bytes
-        nbytes = _find({"rows": rows}, PYTORCH_REFERENCE, shape).get("bytes")
+        nbytes = next((r["bytes"] for r in rows if r["shape"] == list(shape)), None)
         if nbytes:
             floor_ms = read_floor_ms(device, nbytes)
             rows.append({"impl": FLOOR, "shape": list(shape), "bytes": nbytes, "median_ms": floor_ms,

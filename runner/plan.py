@@ -134,8 +134,8 @@ def make_plan(challenge: ChallengeBase, action: str, seed: int, device: torch.de
             plan.perf_left_out = (f"the performance case was left out: Triton's CPU interpreter "
                                   f"would take minutes on its {nbytes / 2**20:,.0f} MiB; on a GPU "
                                   f"it is run, checked and timed")
-            return plan
-        plan.perf_copies = rotation_count(case_bytes(first), device)
+            return plan     # on the CPU: no GPU memory to give back
+        plan.perf_copies = rotation_count(nbytes, device)
         plan.perf_expected = reference_outputs(challenge, first, directions)
         plan.perf_case = release(first)
         del first

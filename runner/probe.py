@@ -59,30 +59,16 @@ def _median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int 
 
 def measure_ceiling(device: torch.device) -> Tuple[float, str]:
     """(GB/s, how) for ``device``."""
-    props = torch.cuda.get_device_properties(device)
-    l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
-    nbytes = max(4 * l2, 512 * 2**20)
-    words = nbytes // 4
-    src = torch.ones(words, dtype=torch.int32, device=device)
-    flush_buf = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
-    flush_sink = torch.empty((), dtype=torch.float32, device=device)
-
-    def flush() -> None:
-        torch.sum(flush_buf, dim=0, out=flush_sink)
+    nbytes = max(4 * _l2_bytes(device), 512 * 2**20)
+    src = torch.ones(nbytes // 4, dtype=torch.int32, device=device)
+    flush = _read_flush(device, nbytes)
 
     results = []
-    kernel = _read_kernel()
-    if kernel is not None:
-        sms = props.multi_processor_count
-        block, unroll = 1024, 4
-        grid = (sms * 8,)
-        sink = torch.empty(grid[0] * block, dtype=torch.int32, device=device)
-        run = lambda: kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
+    run = _triton_read(src, torch.cuda.get_device_properties(device).multi_processor_count)
+    if run is not None:
         run()
         results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "Triton read probe"))
-    sink = torch.empty((), dtype=torch.int64, device=device)
-    as_int64 = src.view(torch.int64)
-    run = lambda: torch.sum(as_int64, dim=0, out=sink)  # noqa: E731
+    run = _torch_read(src)
     run()
     results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "torch read probe"))
     dst = torch.empty_like(src)
@@ -93,27 +79,48 @@ def measure_ceiling(device: torch.device) -> Tuple[float, str]:
     return gbps, f"{how}, {nbytes >> 20} MiB, read flush"
 
 
+def _triton_read(src: torch.Tensor, sms: int) -> Optional[Callable[[], None]]:
+    """A launch of the read kernel over the int32 words of ``src`` (None without Triton)."""
+    kernel = _read_kernel()
+    if kernel is None:
+        return None
+    words, block, unroll = src.numel(), 1024, 4
+    grid = (max(1, min(sms * 8, -(-words // (block * unroll)))),)
+    sink = torch.empty(grid[0] * block, dtype=torch.int32, device=src.device)
+    run = lambda: kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
+    run.sink = sink         # each lane's XOR of the words it read (tests check the coverage)
+    return run
+
+
+def _torch_read(src: torch.Tensor) -> Callable[[], None]:
+    """torch's reduction over the words of ``src``, read as int64."""
+    sink = torch.empty((), dtype=torch.int64, device=src.device)
+    as_int64 = src[: src.numel() // 2 * 2].view(torch.int64)
+    return lambda: torch.sum(as_int64, dim=0, out=sink)
+
+
+def _read_flush(device: torch.device, nbytes: int) -> Callable[[], None]:
+    """Reading ``nbytes`` (at least twice the L2 cache), so the next run finds none of its
+    bytes there."""
+    buf = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    sink = torch.empty((), dtype=torch.float32, device=device)
+    return lambda: torch.sum(buf, dim=0, out=sink)
+
+
+def _l2_bytes(device: torch.device) -> int:
+    return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 50 * 2**20
+
+
 # -- the floor of one case: the same probes over exactly the bytes the case must move ------------
 
 def read_floor_ms(device: torch.device, nbytes: int) -> float:
     """Median ms to read ``nbytes`` with the read probe (L2 flushed by reading before each
     run): the fastest a kernel that must read those bytes can be."""
-    words = max(1, nbytes // 4)
-    src = torch.ones(words, dtype=torch.int32, device=device)
-    flush = _read_flush(device)
-    kernel = _read_kernel()
-    if kernel is not None:
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        block, unroll = 1024, 4
-        grid = (max(1, min(sms * 8, -(-words // (block * unroll)))),)
-        sink = torch.empty(grid[0] * block, dtype=torch.int32, device=device)
-        run = lambda: kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
-    else:
-        sink = torch.empty((), dtype=torch.int64, device=device)
-        as_int64 = src[: words // 2 * 2].view(torch.int64)
-        run = lambda: torch.sum(as_int64, dim=0, out=sink)  # noqa: E731
+    src = torch.ones(max(2, nbytes // 4), dtype=torch.int32, device=device)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    run = _triton_read(src, sms) or _torch_read(src)
     run()
-    return _median_ms(run, flush)
+    return _median_ms(run, _read_flush(device, 2 * _l2_bytes(device)))
 
 
 def copy_floor_ms(device: torch.device, nbytes: int) -> float:
@@ -121,15 +128,6 @@ def copy_floor_ms(device: torch.device, nbytes: int) -> float:
     reading before each run): the floor of a kernel that writes as much as it reads."""
     src = torch.ones(max(1, nbytes // 2), dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    flush = _read_flush(device)
     run = lambda: dst.copy_(src)  # noqa: E731
     run()
-    return _median_ms(run, flush)
-
-
-def _read_flush(device: torch.device) -> Callable[[], None]:
-    """Reading a buffer twice the L2 cache, so the next run finds none of its bytes there."""
-    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 50 * 2**20
-    buf = torch.ones(2 * l2 // 4, dtype=torch.float32, device=device)
-    sink = torch.empty((), dtype=torch.float32, device=device)
-    return lambda: torch.sum(buf, dim=0, out=sink)
+    return _median_ms(run, _read_flush(device, 2 * _l2_bytes(device)))

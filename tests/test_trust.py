@@ -223,3 +223,23 @@ def test_the_burst_probe_fits_the_report_channels_line_limit():
     probed = sum(len(p) for p in command["positions"].values())
     assert probed >= 3 * 4
     assert calls * probed * 4 / 3 < MAX_LINE_BYTES / 2     # base64 of the bytes, one line
+
+
+def test_the_read_probe_reads_every_word_once():
+    """The kernel behind the measured ceiling and the case floors (runner/probe.py), here under
+    Triton's interpreter: the XOR of its lanes is the XOR of every word, for a size that is no
+    multiple of its tile and a grid smaller than the words need."""
+    import numpy as np
+
+    from runner import probe
+
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("the interpreter runs on CPU tensors; the GPU suite measures the probe")
+    src = torch.randint(-2**31, 2**31 - 1, (50_001,), dtype=torch.int32,
+                        generator=torch.Generator().manual_seed(3))
+    run = probe._triton_read(src, sms=1)
+    run()
+    sink = run.sink
+    assert sink.numel() == 8 * 1024                       # sms * 8 programs, fewer than needed
+    assert np.bitwise_xor.reduce(sink.numpy()) == np.bitwise_xor.reduce(src.numpy())
