@@ -61,13 +61,15 @@ def assert_worker_healthy(judge: Judge) -> None:
     assert log[-1]["output"]["verdict"] == "accepted"
     worker = judge.workers["n1"]
     assert worker.poll() is None, judge.dump_logs()
-    deadline = time.monotonic() + 10
-    while procs.descendants(worker.pid) and time.monotonic() < deadline:
+    jobs = judge.tmp / "locks" / "judge-jobs-cpun1"      # the worker's --lock-dir holds it
+    # the worker stores a result first and then stops its job process and removes its folder
+    deadline = time.monotonic() + 30
+    while ((procs.descendants(worker.pid) or list(jobs.glob("*")))
+           and time.monotonic() < deadline):
         time.sleep(0.1)
     table = procs.process_table()
     left = [p for p in procs.descendants(worker.pid, table) if table[p].state != "Z"]
     assert not left, f"processes left by the worker's jobs: {left}"
-    jobs = judge.tmp / "locks" / "judge-jobs-cpun1"      # the worker's --lock-dir holds it
     assert not list(jobs.glob("*")), f"files left by the worker's jobs: {list(jobs.glob('*'))}"
 
 
