@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from runner.errors import UsageError
-from runner.probe import measure_ceiling
+from runner.probe import copy_floor_ms, measure_ceiling, read_floor_ms
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,15 @@ _CEILINGS: dict = {}
 CEILING_VERSION = 1
 
 
-def _ceiling_cache_file(name: str) -> Path:
-
-    base = os.environ.get("CHALLENGE_CACHE_DIR") or os.path.join(
+def _cache_root() -> Path:
+    return Path(os.environ.get("CHALLENGE_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "gpu-challenge-harness")
-    return Path(base) / "ceilings" / f"ceiling-v{CEILING_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}.json"
+        "gpu-challenge-harness"))
+
+
+def _ceiling_cache_file(name: str) -> Path:
+    return (_cache_root() / "ceilings"
+            / f"ceiling-v{CEILING_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}.json")
 
 
 def ceiling(device: torch.device) -> Optional[Ceiling]:
@@ -123,4 +126,57 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
         except OSError:
             pass
     _CEILINGS[name] = found
+    return found
+
+
+# -- the floor of a case: the fastest the bytes a case moves can be moved ----------------------
+
+@dataclass(frozen=True)
+class Floor:
+    ms: float             # median of the faster probe over exactly these bytes
+    source: str           # which probe, over how much
+
+
+_FLOORS: dict = {}
+FLOOR_VERSION = 1
+
+
+def _floor_cache_file(name: str, nbytes: int) -> Path:
+    return (_cache_root() / "floors"
+            / f"floor-v{FLOOR_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}-{nbytes}.json")
+
+
+def case_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
+    """The floor of a case that moves ``nbytes`` on ``device`` (None on the CPU, or where the
+    probes cannot run): the faster of the read probe over those bytes and a device copy of
+    them (read half, write half), each with L2 flushed by reading, so a read-only kernel and
+    one that writes as much as it reads are both measured against what they could reach.
+    Unlike the ceiling's rate, it includes the ramp and tail a launch of that size pays.
+    Measured once per device and size, and kept in the cache folder."""
+    if device.type != "cuda" or nbytes <= 0:
+        return None
+    key = (describe(device), nbytes)
+    if key in _FLOORS:
+        return _FLOORS[key]
+    path = _floor_cache_file(*key)
+    try:
+        data = json.loads(path.read_text())
+        found = Floor(float(data["ms"]), str(data["source"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            probes = [(read_floor_ms(device, nbytes), "read probe"),
+                      (copy_floor_ms(device, nbytes), "copy probe (read half, write half)")]
+        except torch.cuda.OutOfMemoryError:
+            return None                     # no room beside the case: the ceiling's rate stands
+        finally:
+            torch.cuda.empty_cache()
+        ms, how = min(probes)
+        found = Floor(ms, f"{how} over these {nbytes / 2**20:.1f} MiB, L2 flushed by reading")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"ms": ms, "source": found.source, "device": key[0],
+                                        "bytes": nbytes}))
+        except OSError:
+            pass
+    _FLOORS[key] = found
     return found

@@ -138,7 +138,14 @@ def throughput(challenge: ChallengeBase, case: Dict[str, Any], median_ms: float,
         if ceiling:
             out["ceiling_gbps"] = ceiling.gbps
             out["ceiling_source"] = ceiling.source
+            out["ceiling_fraction"] = out["gbps"] / ceiling.gbps
+        floor = devices.case_floor(device, nbytes)
+        if floor:
+            out["floor_us"], out["floor_source"] = floor.ms * 1e3, floor.source
+        elif ceiling:
             out["floor_us"] = nbytes / (ceiling.gbps * 1e9) * 1e6
-            out["floor_fraction"] = out["gbps"] / ceiling.gbps
+            out["floor_source"] = "these bytes at the measured ceiling's rate"
+        if "floor_us" in out:
+            out["floor_fraction"] = out["floor_us"] / 1e3 / median_ms
     return out
 

@@ -151,7 +151,9 @@ def render_performance(perf: Dict[str, Any]) -> str:
         out.append(f"    achieved: {perf['gbps']:.0f} GB/s{tail}"
                    + (f", {perf['tflops']:.3f} TFLOP/s" if perf.get("tflops") else ""))
         if perf.get("floor_fraction"):
-            out.append(f"    {100 * perf['floor_fraction']:.0f}% of the measured ceiling "
-                       f"({perf['ceiling_gbps']:,.0f} GB/s: {perf['floor_us']:.1f} us for these "
-                       f"bytes; {perf.get('ceiling_source', '')})")
+            out.append(f"    {100 * perf['floor_fraction']:.0f}% of the measured floor "
+                       f"({perf['floor_us']:.1f} us: {perf.get('floor_source', '')})")
+        if perf.get("ceiling_gbps"):
+            out.append(f"    the device's measured ceiling: {perf['ceiling_gbps']:,.0f} GB/s "
+                       f"({perf.get('ceiling_source', '')})")
     return "\n".join(out)

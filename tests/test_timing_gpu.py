@@ -45,3 +45,21 @@ def test_work_on_another_stream_is_billed():
     timing = time_cuda(call, budget_s=0.5)
     assert timing.mode == "device-sync"
     assert timing.median_ms * 1e3 >= 1000, timing
+
+
+def test_the_case_floor_is_below_the_ceilings_rate_and_grows_with_the_bytes(tmp_path,
+                                                                            monkeypatch):
+    """The measured floor of a case (what submit's "% of the measured floor" divides): a
+    launch over a case's bytes cannot beat the device's ceiling rate (with noise), pays a ramp
+    the ceiling's large buffer hides, and takes longer for more bytes."""
+    from runner import devices
+
+    monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(devices, "_FLOORS", {})
+    device = torch.device("cuda")
+    ceiling = devices.ceiling(device)
+    small, large = devices.case_floor(device, 64 * 2**20), devices.case_floor(device, 512 * 2**20)
+    for floor, nbytes in ((small, 64 * 2**20), (large, 512 * 2**20)):
+        at_ceiling_ms = nbytes / (ceiling.gbps * 1e9) * 1e3
+        assert 0.9 * at_ceiling_ms <= floor.ms <= 5 * at_ceiling_ms, (floor, ceiling)
+    assert large.ms > 4 * small.ms

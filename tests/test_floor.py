@@ -1,0 +1,101 @@
+"""The measured floor of a case (runner.devices.case_floor) and how submit reports against it.
+The probes themselves run on the GPU (tests/test_trust.py checks the read kernel under the
+interpreter); here they are stand-ins, so what is checked is the rule: the faster probe, one
+measurement per device and size, a fallback to the ceiling's rate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from runner import devices
+from runner.catalog import find_challenge
+from runner.loading import load_challenge
+from runner.performance import throughput
+from runner.report import render_performance
+
+GPU = torch.device("cuda")          # only a name here: nothing touches a GPU
+
+
+@pytest.fixture
+def probes(monkeypatch, tmp_path):
+    """Stand-in probes that count their calls; a cache folder of this test's own."""
+    monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(devices, "_FLOORS", {})
+    monkeypatch.setattr(devices, "describe", lambda device: "NVIDIA H200")
+    calls = []
+
+    def set_rates(read_ms, copy_ms):
+        def read(device, nbytes):
+            calls.append(("read", nbytes))
+            return read_ms(nbytes) if callable(read_ms) else read_ms
+
+        def copy(device, nbytes):
+            calls.append(("copy", nbytes))
+            return copy_ms(nbytes) if callable(copy_ms) else copy_ms
+        monkeypatch.setattr(devices, "read_floor_ms", read)
+        monkeypatch.setattr(devices, "copy_floor_ms", copy)
+    set_rates.calls = calls
+    return set_rates
+
+
+def test_the_floor_is_the_faster_probe_over_exactly_the_case_bytes(probes):
+    probes(read_ms=0.0195, copy_ms=0.031)
+    floor = devices.case_floor(GPU, 66 * 2**20)
+    assert floor.ms == 0.0195 and floor.source.startswith("read probe over these 66.0 MiB")
+    assert probes.calls == [("read", 66 * 2**20), ("copy", 66 * 2**20)]
+
+    probes(read_ms=0.050, copy_ms=0.041)          # a device whose mixed traffic is faster
+    floor = devices.case_floor(GPU, 10 * 2**20)
+    assert floor.ms == 0.041 and floor.source.startswith("copy probe")
+
+
+def test_the_floor_is_measured_once_per_device_and_size_and_kept_on_disk(probes, tmp_path,
+                                                                         monkeypatch):
+    probes(read_ms=lambda n: n / 3.5e9 * 1e3 + 0.002, copy_ms=1.0)
+    first = devices.case_floor(GPU, 2**26)
+    assert devices.case_floor(GPU, 2**26) == first and len(probes.calls) == 2
+    [kept] = (tmp_path / "floors").glob("*.json")
+    assert json.loads(kept.read_text())["bytes"] == 2**26
+
+    monkeypatch.setattr(devices, "_FLOORS", {})    # a new process finds the file
+    probes(read_ms=99.0, copy_ms=99.0)
+    assert devices.case_floor(GPU, 2**26) == first
+    assert devices.case_floor(GPU, 2**27).ms == 99.0     # another size is measured anew
+    assert devices.case_floor(torch.device("cpu"), 2**26) is None
+
+
+def test_no_room_for_the_probe_leaves_the_ceilings_rate(probes, monkeypatch):
+    def out_of_memory(nbytes):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+    probes(read_ms=out_of_memory, copy_ms=1.0)
+    assert devices.case_floor(GPU, 2**26) is None
+    assert devices._FLOORS == {}                    # not remembered: the next grading tries again
+
+    monkeypatch.setattr(devices, "ceiling", lambda device: devices.Ceiling(4000.0, "test probe"))
+    challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
+    case = challenge.generate_performance_test()
+    nbytes = challenge.bytes_moved(case)
+    out = throughput(challenge, case, 2 * nbytes / 4000e9 * 1e3, GPU)
+    assert out["floor_source"] == "these bytes at the measured ceiling's rate"
+    assert out["floor_fraction"] == pytest.approx(0.5)
+    assert out["ceiling_fraction"] == pytest.approx(0.5)
+
+
+def test_submit_reports_its_share_of_the_case_floor_beside_peak_and_ceiling(probes, monkeypatch):
+    probes(read_ms=0.0195, copy_ms=0.031)
+    monkeypatch.setattr(devices, "ceiling",
+                        lambda device: devices.Ceiling(3600.0, "Triton read probe, 512 MiB"))
+    challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
+    case = challenge.generate_performance_test()
+    out = throughput(challenge, case, 0.026, GPU)
+    assert out["floor_us"] == pytest.approx(19.5)
+    assert out["floor_fraction"] == pytest.approx(0.0195 / 0.026)
+    assert out["peak_source"].startswith("H200 peak")
+    text = render_performance({"timed": True, "params": {}, **out, "solution": {
+        "median_ms": 0.026, "mean_ms": 0.026, "min_ms": 0.025, "std_ms": 0.0001, "runs": 100,
+        "mode": "events"}})
+    assert "75% of the measured floor (19.5 us: read probe over these" in text
+    assert "measured ceiling: 3,600 GB/s (Triton read probe, 512 MiB)" in text
