@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The device checks of the trust, sandbox, floor and leaderboard work, in phases that each fit
+# a 10-minute call on a fresh GPU machine (cold nvcc, CuPy and Triton caches):
+#
+#     bash benchmarks/device_verify.sh PHASE OUT
+#
+#   trust    every reference of 96, 97 and 98 and the correct solutions of tests/solutions,
+#            `submit` in the jail (96's also without it: the sandbox's cost), 96's CUDA five
+#            times (repeatability), the private-stream solution (the burst's drain)
+#   board    the leaderboard through `serve` with a GPU worker (benchmarks/leaderboard_gpu.py;
+#            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
+#   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
+#   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
+#
+# A machine without bubblewrap or the judge's packages gets them from folders named by
+# GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
+# their own, never into /) and GRADER_WHEELS (wheels of pyseccomp and the judge extra for the
+# device's Python). Results and logs go under OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+phase=${1:?phase: trust, board, floors or tests}
+out=${2:?an output folder}
+mkdir -p "$out"
+
+if ! command -v bwrap >/dev/null && [ -d "${GRADER_DEBS:-}" ]; then
+    for deb in "$GRADER_DEBS"/*.deb; do dpkg -x "$deb" /tmp/grader-bwrap; done
+    export GRADER_BWRAP=/tmp/grader-bwrap/usr/bin/bwrap
+fi
+if [ -d "${GRADER_WHEELS:-}" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/grader-site "$GRADER_WHEELS"/*.whl
+    export PYTHONPATH=/tmp/grader-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$out/gpu.csv" 2>&1
+
+refs() { for f in reference/"$1"/solution.*; do printf '%s:%s ' "$2" "$f"; done; }
+case "$phase" in
+trust)
+    trust="python3 benchmarks/trust_check.py --out $out/trust.jsonl"
+    $trust $(refs int8_kv_cache_attention 96) --modes jail,no-sandbox
+    $trust $(refs int8_kv_cache_quantize 97) $(refs paged_int8_decode_attention 98) \
+        96:tests/solutions/cuda_correct.cu 96:tests/solutions/cupy_correct.cupy.py \
+        96:tests/solutions/cupy_array.cupy.py 96:tests/solutions/cupy_elementwise.cupy.py \
+        96:tests/corpus/private_stream.pytorch.py
+    $trust 96:reference/int8_kv_cache_attention/solution.cu --repeat 4
+    ;;
+board)
+    python3 benchmarks/leaderboard_gpu.py --out "$out/shots" --data-dir "$out/board" \
+        2>&1 | tee "$out/board.log"
+    ;;
+floors)
+    python3 benchmarks/floors.py 96 97 98 --out "$out" 2>&1 | tee "$out/floors.log"
+    python3 benchmarks/attention_96.py --out "$out" 2>&1 | tee "$out/attention_96.log"
+    timeout -s INT 240 python3 -m pytest -m gpu -v -p no:cacheprovider \
+        tests/test_timing_gpu.py tests/test_trust_gpu.py 2>&1 | tee "$out/pytest_floors.log"
+    ;;
+tests)
+    timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
+        tests/test_languages_gpu.py -k "not submit" 2>&1 | tee "$out/pytest_languages.log"
+    ;;
+*)
+    echo "unknown phase $phase: trust, board, floors or tests" >&2
+    exit 2
+    ;;
+esac
