@@ -20,6 +20,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:?phase: trust, board, floors or tests}
 out=${2:?an output folder}
+case "$phase" in trust|board|floors|tests) ;; *)
+    echo "unknown phase $phase: trust, board, floors or tests" >&2; exit 2 ;;
+esac
 mkdir -p "$out"
 
 if ! command -v bwrap >/dev/null && [ -d "${GRADER_DEBS:-}" ]; then
@@ -57,9 +60,5 @@ floors)
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
         tests/test_languages_gpu.py -k "not submit" 2>&1 | tee "$out/pytest_languages.log"
-    ;;
-*)
-    echo "unknown phase $phase: trust, board, floors or tests" >&2
-    exit 2
     ;;
 esac
