@@ -101,7 +101,7 @@ def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) 
 def shared_caches(env: Dict[str, str]) -> List[Path]:
     """The CLI's build caches (CUDA and Triton), shown writable in the jail: a user's own
     gradings share them. Nothing else of the cache folder is shown (the measured memory
-    ceiling, which the grader believes, lives beside them)."""
+    ceiling and case floors, which the grader believes, live beside them)."""
     root = Path(env.get("CHALLENGE_CACHE_DIR") or
                 Path(env["XDG_CACHE_HOME"]) / "gpu-challenge-harness")
     out = []
