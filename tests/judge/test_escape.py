@@ -42,6 +42,7 @@ ATTACKS = {
     # process's resident pages count), whichever the watcher sees first
     "fork_bomb": ("runtime_error", "memory_limit_exceeded"),
     "write_outside": None,
+    "cache_tamper": None,
 }
 OUTSIDE = [Path("/tmp") / PROBE_NAME, Path("/var/tmp") / PROBE_NAME, Path("/dev/shm") / PROBE_NAME,
            Path.home() / PROBE_NAME, REPO / PROBE_NAME]
@@ -66,9 +67,18 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setenv("JUDGE_ADMIN_TOKEN", SECRET)
     for path in OUTSIDE:
         path.unlink(missing_ok=True)
-    watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py"]
+    # the grader's cache folder with a measured ceiling and a case floor in it (the jail
+    # shows only its build caches; the child is told where the folder is)
+    cache = tmp_path / "grader-cache"
+    for name, content in (("ceilings/ceiling-v1-NVIDIA_H200.json", '{"gbps": 4390.0}'),
+                          ("floors/floor-v1-NVIDIA_H200-69206016.json", '{"ms": 0.0195}')):
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_text(content)
+    monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(cache))
+    watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py",
+               *sorted(cache.rglob("*.json"))]
     before = {p: digest(p) for p in watched}
-    yield {"store": store, "data": data, "before": before}
+    yield {"store": store, "data": data, "before": before, "cache": cache}
     for path in OUTSIDE:
         path.unlink(missing_ok=True)
     (other / "00001.pt").unlink()
@@ -83,6 +93,8 @@ def assert_attack_failed(name: str, verdict: str, text: str, host) -> None:
         assert digest(path) == sha, f"{path} was changed"
     for path in OUTSIDE:
         assert not path.exists(), f"{path} was written"
+    forged = [p for p in host["cache"].rglob("*.json") if p not in host["before"]]
+    assert not forged, f"the grader's cache folder gained {forged}"
     if ATTACKS[name]:
         assert verdict in ATTACKS[name], (verdict, text[-2000:])
     deadline = time.monotonic() + 10
