@@ -26,8 +26,13 @@ def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
     GPU visible (none for a CPU slot), and nothing secret."""
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    cache = slot_cache_folder(settings)
     env.update(PYTHONPATH=str(RUNNER_ROOT), PYTHONUNBUFFERED="1", HOME=str(home),
-               TMPDIR=str(home), CUDA_VISIBLE_DEVICES="" if settings.gpu is None else str(settings.gpu))
+               TMPDIR=str(home), CUDA_VISIBLE_DEVICES="" if settings.gpu is None else str(settings.gpu),
+               # the grader's own measurements (the device's ceiling, case floors) and the
+               # kernels of its probes, kept for the slot's next jobs; a jailed submission
+               # never sees this folder (its caches are private to its job)
+               CHALLENGE_CACHE_DIR=str(cache), TRITON_CACHE_DIR=str(cache / "triton"))
     env.pop("NVIDIA_VISIBLE_DEVICES", None)
     if settings.gpu is None:
         env["TRITON_INTERPRET"] = "1"
@@ -42,6 +47,11 @@ def jobs_folder(settings: WorkerSettings) -> Path:
     ``jobs_root`` (``serve`` puts it in its data folder), else in $TMPDIR."""
     root = settings.jobs_root or Path(os.environ.get("TMPDIR") or "/tmp")
     return root / f"judge-jobs-{settings.slot_name}"
+
+
+def slot_cache_folder(settings: WorkerSettings) -> Path:
+    """What this slot's job processes measure once and keep (beside its jobs folder)."""
+    return jobs_folder(settings).with_name(f"judge-cache-{settings.slot_name}")
 
 
 def remove_stale_jobs(settings: WorkerSettings) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import pytest
 
 from judge_helpers import REPO, free_port, leetgpu_client
@@ -36,6 +38,20 @@ def test_a_job_sees_only_its_gpu_and_no_secrets(tmp_path, monkeypatch):
     assert "secret-worker-token" not in env.values()
     cpu = job_environment(settings(slot="0"), tmp_path)
     assert cpu["CUDA_VISIBLE_DEVICES"] == "" and cpu["TRITON_INTERPRET"] == "1"
+
+
+def test_a_slots_jobs_keep_the_graders_measurements_out_of_the_jobs_folder(tmp_path):
+    """The device's ceiling and case floors (and the probe's Triton kernel) are measured by
+    a slot's first timed job and kept for the next in one folder per slot and judge instance,
+    outside the folders that jobs own and the worker cleans."""
+    from runner.judge.jobprocess import jobs_folder
+    gpu = settings(gpu=2, jobs_root=tmp_path)
+    env = job_environment(gpu, tmp_path / "judge-jobs-gpu2" / "job-1")
+    assert env["CHALLENGE_CACHE_DIR"] == str(tmp_path / "judge-cache-gpu2")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "judge-cache-gpu2" / "triton")
+    assert not Path(env["CHALLENGE_CACHE_DIR"]).is_relative_to(jobs_folder(gpu))
+    other = job_environment(settings(gpu=2, jobs_root=tmp_path / "other-judge"), tmp_path)
+    assert other["CHALLENGE_CACHE_DIR"] != env["CHALLENGE_CACHE_DIR"]
 
 
 def test_one_worker_per_gpu_lock(tmp_path, monkeypatch):
