@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -81,7 +81,7 @@ def describe(device: torch.device) -> str:
     return "cpu"
 
 
-# -- the measured ceiling: what this device can really move ------------------------------------
+# -- what the grader measures once per device and keeps: the ceiling, the floor of a case ------
 
 @dataclass(frozen=True)
 class Ceiling:
@@ -89,8 +89,15 @@ class Ceiling:
     source: str           # how it was measured
 
 
-_CEILINGS: dict = {}
+@dataclass(frozen=True)
+class Floor:
+    ms: float             # median of the faster probe over exactly these bytes
+    source: str           # which probe, over how much
+
+
+_KEPT: dict = {}          # cache file -> what was measured (this process)
 CEILING_VERSION = 1
+FLOOR_VERSION = 1
 
 
 def _cache_root() -> Path:
@@ -99,9 +106,31 @@ def _cache_root() -> Path:
         "gpu-challenge-harness"))
 
 
-def _ceiling_cache_file(name: str) -> Path:
-    return (_cache_root() / "ceilings"
-            / f"ceiling-v{CEILING_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}.json")
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name)
+
+
+def _kept(path: Path, kind, measure: Callable[[], Optional[Any]], **about: Any):
+    """What ``measure`` found (a ``kind``: a number and its source) the first time, kept in
+    this process and as JSON at ``path`` (with ``about``); None, and nothing kept, when it
+    found nothing."""
+    if path in _KEPT:
+        return _KEPT[path]
+    number = fields(kind)[0].name
+    try:
+        data = json.loads(path.read_text())
+        found = kind(float(data[number]), str(data["source"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        found = measure()
+        if found is None:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({**asdict(found), **about}))
+        except OSError:
+            pass
+    _KEPT[path] = found
+    return found
 
 
 def ceiling(device: torch.device) -> Optional[Ceiling]:
@@ -111,39 +140,8 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
     if device.type != "cuda":
         return None
     name = describe(device)
-    if name in _CEILINGS:
-        return _CEILINGS[name]
-    path = _ceiling_cache_file(name)
-    try:
-        data = json.loads(path.read_text())
-        found = Ceiling(float(data["gbps"]), str(data["source"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        gbps, source = measure_ceiling(device)
-        found = Ceiling(gbps, source)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"gbps": gbps, "source": source, "device": name}))
-        except OSError:
-            pass
-    _CEILINGS[name] = found
-    return found
-
-
-# -- the floor of a case: the fastest the bytes a case moves can be moved ----------------------
-
-@dataclass(frozen=True)
-class Floor:
-    ms: float             # median of the faster probe over exactly these bytes
-    source: str           # which probe, over how much
-
-
-_FLOORS: dict = {}
-FLOOR_VERSION = 1
-
-
-def _floor_cache_file(name: str, nbytes: int) -> Path:
-    return (_cache_root() / "floors"
-            / f"floor-v{FLOOR_VERSION}-{re.sub(r'[^A-Za-z0-9]+', '_', name)}-{nbytes}.json")
+    path = _cache_root() / "ceilings" / f"ceiling-v{CEILING_VERSION}-{_safe(name)}.json"
+    return _kept(path, Ceiling, lambda: Ceiling(*measure_ceiling(device)), device=name)
 
 
 def case_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
@@ -155,28 +153,18 @@ def case_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
     Measured once per device and size, and kept in the cache folder."""
     if device.type != "cuda" or nbytes <= 0:
         return None
-    key = (describe(device), nbytes)
-    if key in _FLOORS:
-        return _FLOORS[key]
-    path = _floor_cache_file(*key)
+    name = describe(device)
+    path = _cache_root() / "floors" / f"floor-v{FLOOR_VERSION}-{_safe(name)}-{nbytes}.json"
+    return _kept(path, Floor, lambda: _measure_floor(device, nbytes), device=name, bytes=nbytes)
+
+
+def _measure_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
     try:
-        data = json.loads(path.read_text())
-        found = Floor(float(data["ms"]), str(data["source"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        try:
-            probes = [(read_floor_ms(device, nbytes), "read probe"),
-                      (copy_floor_ms(device, nbytes), "copy probe (read half, write half)")]
-        except torch.cuda.OutOfMemoryError:
-            return None                     # no room beside the case: the ceiling's rate stands
-        finally:
-            torch.cuda.empty_cache()
-        ms, how = min(probes)
-        found = Floor(ms, f"{how} over these {nbytes / 2**20:.1f} MiB, L2 flushed by reading")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"ms": ms, "source": found.source, "device": key[0],
-                                        "bytes": nbytes}))
-        except OSError:
-            pass
-    _FLOORS[key] = found
-    return found
+        probes = [(read_floor_ms(device, nbytes), "read probe"),
+                  (copy_floor_ms(device, nbytes), "copy probe (read half, write half)")]
+    except torch.cuda.OutOfMemoryError:
+        return None                     # no room beside the case: the ceiling's rate stands
+    finally:
+        torch.cuda.empty_cache()
+    ms, how = min(probes)
+    return Floor(ms, f"{how} over these {nbytes / 2**20:.1f} MiB, L2 flushed by reading")

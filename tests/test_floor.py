@@ -23,7 +23,7 @@ GPU = torch.device("cuda")          # only a name here: nothing touches a GPU
 def probes(monkeypatch, tmp_path):
     """Stand-in probes that count their calls; a cache folder of this test's own."""
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(devices, "_FLOORS", {})
+    monkeypatch.setattr(devices, "_KEPT", {})
     monkeypatch.setattr(devices, "describe", lambda device: "NVIDIA H200")
     calls = []
 
@@ -60,7 +60,7 @@ def test_the_floor_is_measured_once_per_device_and_size_and_kept_on_disk(probes,
     [kept] = (tmp_path / "floors").glob("*.json")
     assert json.loads(kept.read_text())["bytes"] == 2**26
 
-    monkeypatch.setattr(devices, "_FLOORS", {})    # a new process finds the file
+    monkeypatch.setattr(devices, "_KEPT", {})    # a new process finds the file
     probes(read_ms=99.0, copy_ms=99.0)
     assert devices.case_floor(GPU, 2**26) == first
     assert devices.case_floor(GPU, 2**27).ms == 99.0     # another size is measured anew
@@ -72,7 +72,7 @@ def test_no_room_for_the_probe_leaves_the_ceilings_rate(probes, monkeypatch):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
     probes(read_ms=out_of_memory, copy_ms=1.0)
     assert devices.case_floor(GPU, 2**26) is None
-    assert devices._FLOORS == {}                    # not remembered: the next grading tries again
+    assert devices._KEPT == {}                    # not remembered: the next grading tries again
 
     monkeypatch.setattr(devices, "ceiling", lambda device: devices.Ceiling(4000.0, "test probe"))
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
@@ -99,3 +99,19 @@ def test_submit_reports_its_share_of_the_case_floor_beside_peak_and_ceiling(prob
         "mode": "events"}})
     assert "75% of the measured floor (19.5 us: read probe over these" in text
     assert "measured ceiling: 3,600 GB/s (Triton read probe, 512 MiB)" in text
+
+
+def test_the_ceiling_is_measured_once_per_device_and_kept_beside_the_floors(probes, tmp_path,
+                                                                            monkeypatch):
+    measured = []
+    monkeypatch.setattr(devices, "measure_ceiling",
+                        lambda device: measured.append(1) or (4390.0, "Triton read probe"))
+    first = devices.ceiling(GPU)
+    assert first == devices.Ceiling(4390.0, "Triton read probe") and devices.ceiling(GPU) == first
+    [kept] = (tmp_path / "ceilings").glob("*.json")
+    assert json.loads(kept.read_text())["device"] == "NVIDIA H200" and len(measured) == 1
+    monkeypatch.setattr(devices, "_KEPT", {})       # a new process finds the file
+    assert devices.ceiling(GPU) == first and len(measured) == 1
+    kept.write_text("{not json")                     # a damaged file is measured again
+    monkeypatch.setattr(devices, "_KEPT", {})
+    assert devices.ceiling(GPU) == first and len(measured) == 2

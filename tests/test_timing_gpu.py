@@ -55,7 +55,7 @@ def test_the_case_floor_is_below_the_ceilings_rate_and_grows_with_the_bytes(tmp_
     from runner import devices
 
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(devices, "_FLOORS", {})
+    monkeypatch.setattr(devices, "_KEPT", {})
     device = torch.device("cuda")
     ceiling = devices.ceiling(device)
     small, large = devices.case_floor(device, 64 * 2**20), devices.case_floor(device, 512 * 2**20)
