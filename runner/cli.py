@@ -114,7 +114,7 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
         if args.sandbox:
             usable, why = jail.probe()
             if not usable:
-                log(f"warning: this grading is not isolated: {why}")
+                return refuse_unjailed(args, why)
         limits = Limits()
         timeout = args.timeout or default_timeout(language, device.type)
         if timeout:
@@ -131,6 +131,19 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     else:
         print(render_text(result))
     return EXIT_OK if result.verdict in ("accepted", "compiled") else EXIT_REJECTED
+
+
+def refuse_unjailed(args: argparse.Namespace, why: str) -> int:
+    """No jail can be made: grade nothing (a submission would run with this user's rights)."""
+    message = (f"cannot grade in a jail: {why}. Install it (Debian/Ubuntu: apt-get install "
+               f"bubblewrap), or pass --no-sandbox to run the solution in this process, "
+               f"without isolation, for code you trust")
+    if args.json:
+        print(json.dumps({"status": "error", "verdict": "internal_error", "message": message,
+                          "challenge": str(args.challenge or ""), "action": args.action,
+                          "tests": []}, indent=2))
+    log(f"error: {message}")
+    return EXIT_USAGE
 
 
 def interrupted(args: Optional[argparse.Namespace]) -> int:

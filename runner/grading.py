@@ -85,6 +85,24 @@ class Grading:
         self._rng = secrets.SystemRandom()
 
     # -- the conversation ----------------------------------------------------------------------
+    def expected_tensors(self, kind: str, payload: Dict[str, Any]) -> Dict[str, Tuple[torch.dtype, Tuple[int, ...]]]:
+        """The outputs a message carries, as the plan knows them (dtype, shape): the child's
+        raw bytes are read as these and nothing else."""
+        if kind == protocol.CASE:
+            index = payload.get("index")
+            if not isinstance(index, int) or not 0 <= index < len(self.plan.expected):
+                raise ProtocolViolation(f"outputs of a test case that does not exist ({str(index)[:20]})")
+            outputs = self.plan.expected[index]
+        elif kind in (protocol.PERF_FIRST, protocol.SAMPLE):
+            outputs = self.plan.perf_expected
+        elif kind == protocol.PERF_FRESH:
+            outputs = self.plan.fresh_expected
+        else:
+            outputs = {}
+        if outputs is None:
+            raise ProtocolViolation(f"a {kind!r} message in a grading without a performance case")
+        return {name: (t.dtype, tuple(t.shape)) for name, t in outputs.items()}
+
     def on_message(self, message: Message, received_at: float) -> List[Dict[str, Any]]:
         kind, payload, tensors = message.kind, message.payload, message.tensors
         self.transcript.admit(kind, payload)

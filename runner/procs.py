@@ -326,10 +326,10 @@ class LineReader:
             self._fill()
         return self._take(max_lines)
 
-    def _fill(self) -> None:
-        for _ in range(64):              # at most 4 MiB at a time
+    def _fill(self, want: int = 0) -> None:
+        for _ in range(64):              # at most 4 MiB at a time (more for announced data)
             try:
-                chunk = os.read(self.fd, 65536)
+                chunk = os.read(self.fd, max(65536, min(want, 1 << 22)))
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -341,7 +341,8 @@ class LineReader:
                 self.eof = True
                 return
             self._buf += chunk
-            if len(self._buf) > 4 * self.max_line:
+            want -= len(chunk)
+            if len(self._buf) > 4 * self.max_line and want <= 0:
                 return
 
     def _take(self, max_lines: int) -> List[bytes]:
@@ -360,6 +361,23 @@ class LineReader:
             else:
                 break
         return out
+
+    def read_exact(self, nbytes: int, deadline: float) -> Optional[bytes]:
+        """The next ``nbytes`` bytes (raw data that follows a line), or None when the pipe
+        ends first or ``deadline`` (time.monotonic) passes."""
+        while len(self._buf) < nbytes and not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if self._sel.select(min(left, 0.5)):
+                self._fill(want=nbytes - len(self._buf))
+        if len(self._buf) < nbytes:
+            if self.eof:
+                self._buf.clear()        # a cut-off array is nobody's next line
+            return None
+        data = bytes(self._buf[:nbytes])
+        del self._buf[:nbytes]
+        return data
 
     @property
     def finished(self) -> bool:

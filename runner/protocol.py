@@ -7,8 +7,10 @@ come, and which verdicts the child may claim for itself (only its own failures).
 message, anything after ``done``) makes the grading ``rejected``: the submission interfered
 with the grader. The parent decides every other verdict from its own checks.
 
-Messages are JSON lines ``{"kind": ..., "payload": {...}, "tensors": "<file>"}`` on the report
-pipe; commands from the parent to the child are JSON lines ``{"command": ..., ...}``.
+Messages are JSON lines ``{"kind": ..., "payload": {...}, "tensors": [names]}`` on the report
+pipe; a message that names tensors is followed on the same pipe by their raw bytes, in the
+order of the names (sorted), each read as the dtype and shape the grader itself expects (the
+child never says what they are, so nothing it writes is parsed beyond those bytes); commands from the parent to the child are JSON lines ``{"command": ..., ...}``.
 """
 
 from __future__ import annotations
@@ -169,8 +171,9 @@ class Message:
     tensors: Dict[str, Any] = field(default_factory=dict)
 
 
-def parse(record: Any) -> Tuple[str, Dict[str, Any], Optional[str]]:
-    """(kind, payload, tensor file name) of one decoded JSON line, or ProtocolViolation."""
+def parse(record: Any) -> Tuple[str, Dict[str, Any], Optional[List[str]]]:
+    """(kind, payload, names of the tensors that follow) of one decoded JSON line, or
+    ProtocolViolation."""
     if not isinstance(record, dict) or set(record) - {"kind", "payload", "tensors"}:
         raise ProtocolViolation("a message that is not {kind, payload, tensors}")
     kind, payload, tensors = record.get("kind"), record.get("payload", {}), record.get("tensors")
@@ -185,8 +188,9 @@ def parse(record: Any) -> Tuple[str, Dict[str, Any], Optional[str]]:
         ok = False
     if not ok:
         raise ProtocolViolation(f"a malformed {kind!r} message")
-    if tensors is not None and (not with_tensors or not isinstance(tensors, str)):
-        raise ProtocolViolation(f"a {kind!r} message with an unexpected tensor file")
+    if tensors is not None and (not with_tensors or not _str_list(tensors, 64)
+                                or tensors != sorted(set(tensors))):
+        raise ProtocolViolation(f"a {kind!r} message with unexpected tensors")
     return kind, payload, tensors
 
 

@@ -30,20 +30,29 @@ def test_the_gpu_minor_comes_from_the_drivers_pci_table(tmp_path):
     assert jail.gpu_minor_of("0000:18:00.0", gpus, tmp_path / "dev") == 0
 
 
-def test_the_view_is_minimal_and_read_only_but_for_the_job(tmp_path):
+def test_the_view_is_minimal_and_nothing_of_the_host_is_writable(tmp_path):
     job = tmp_path / "job"
-    (job / "tmp").mkdir(parents=True)
-    solution_dir = tmp_path / "solution"
+    job.mkdir()
+    (job / "job.json").write_text("{}")
+    solution_dir, challenge_dir = tmp_path / "solution", tmp_path / "medium" / "96_x"
     solution_dir.mkdir()
-    args = jail.command(jail.JailSpec(job_dir=job, read_only=[solution_dir]), ["python"],
-                        {"PATH": "/usr/bin"})
+    challenge_dir.mkdir(parents=True)
+    args = jail.command(jail.JailSpec(job_dir=job, mapped={solution_dir: "/submission",
+                                                           challenge_dir: "/challenge/medium/96_x"},
+                                      disk_bytes=123 << 20), ["python"], {"PATH": "/usr/bin"})
     pairs = [(args[k], args[k + 1]) for k in range(len(args) - 1)]
-    writable = [b for a, b in pairs if a == "--bind"]
-    assert sorted(writable) == sorted([str(job / "tmp"), str(job)])
-    assert ("--ro-bind", str(solution_dir)) in pairs
+    assert not [b for a, b in pairs if a == "--bind"], "a host folder is writable in the jail"
+    # the one writable place is a tmpfs of the disk limit's size, made by the kernel
+    tmpfs = args.index(jail.JAIL_SCRATCH, args.index("--perms"))
+    assert args[tmpfs - 1] == "--tmpfs" and args[tmpfs - 5:tmpfs - 3] == ["--size", str(123 << 20)]
+    assert ("--ro-bind", str(solution_dir)) in pairs and ("--ro-bind", str(challenge_dir)) in pairs
+    assert args[args.index(str(solution_dir)) + 1] == "/submission"
+    assert args[args.index(str(job / "job.json")) + 1] == jail.JAIL_JOB_FILE
     shown = [b for a, b in pairs if a in ("--ro-bind", "--bind")]
-    assert not any(p in ("/", "/home", "/root", "/etc", "/var") for p in shown)
+    assert not any(p in ("/", "/home", "/root", "/etc", "/var", "/sys", "/sys/fs") for p in shown)
+    assert not any(p.startswith("/sys/fs") or p.startswith("/sys/class/net") for p in shown)
     assert str(jail.RUNNER_ROOT) not in shown              # only its runner/ package
+    assert str(job) not in shown                           # only its job.json, read-only
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
                  "--die-with-parent", "--new-session", "--disable-userns", "--clearenv"):
         assert flag in args

@@ -77,15 +77,23 @@ def test_a_native_hang_ends_time_limit_exceeded_and_the_next_grading_is_clean(tm
 
 
 def test_a_grandchild_left_behind_by_a_process_that_exited_is_killed(tmp_path):
-    """The submission's process starts a grandchild in a session of its own, which keeps the
-    report pipe open, and exits. ``run_challenge.py`` is a subreaper: the orphan is
-    re-parented to it, and the sandbox kills it."""
+    """The submission's process (unjailed: in a jail the PID namespace takes it down) starts
+    a grandchild in a session of its own, which keeps the report pipe open, and exits. The
+    grading process is a subreaper, as ``run_challenge.py`` is: the orphan is re-parented to
+    it, and the sandbox kills it."""
     path = write(tmp_path, "escapee_exit")
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(REPO / "run_challenge.py"), "96", "--solution",
-                           str(path), "--language", "pytorch", "--device", "cpu", "--timeout",
-                           str(LIMIT_S), "--json"], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env={**os.environ, "GRADER_BWRAP": "/nonexistent"})
+    script = ("import sys\n"
+              "from runner.procs import become_subreaper\n"
+              "from runner.catalog import find_challenge\n"
+              "from runner.grade import GradeOptions, grade_safely\n"
+              "from runner.sandbox.parent import Limits\n"
+              "become_subreaper()\n"
+              "options = GradeOptions(limits=Limits(timeout_s=float(sys.argv[2]), sandbox='off'))\n"
+              "print(grade_safely(find_challenge('96'), sys.argv[1], 'pytorch', options).to_json())\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path), str(LIMIT_S)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     seconds = time.monotonic() - started
     result = json.loads(done.stdout)
     assert result["verdict"] == "runtime_error", (result, done.stderr[-2000:])
@@ -107,32 +115,30 @@ def test_a_child_not_reaped_after_sigkill_is_reported_without_waiting(tmp_path, 
     assert_next_grading_is_clean()
 
 
-FIFO_TRAP = '''
+DATA_TRAP = '''
 def solve(Q, K_int8, V_int8, k_scale, v_scale, output, num_heads, seq_len, head_dim):
-    import json, os, sys
-    job = os.path.dirname(os.getcwd())
-    os.mkfifo(os.path.join(job, "msgs", "trap.pt"))
-    for name in ("stdout.txt", "stderr.txt"):
-        os.unlink(os.path.join(job, name))
-        os.mkfifo(os.path.join(job, name))
-    lines = (json.dumps({"kind": "case", "payload": {"index": 0}, "tensors": "trap.pt"}) + "\\n"
-             + json.dumps({"kind": "done", "payload": {}}) + "\\n").encode()
+    import json, os, time
+    line = (json.dumps({"kind": "case", "payload": {"index": 0, "modified_inputs": [],
+                                                    "guard_damage": []},
+                        "tensors": ["output"]}) + "\\n").encode()
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-                os.write(int(fd), lines)
+                os.write(int(fd), line + b"\\0" * 3)   # a few bytes of the outputs, never the rest
         except OSError:
             pass
-    os._exit(0)
+    while True:
+        time.sleep(1)
 '''
 
 
-def test_fifos_planted_in_the_job_folder_do_not_block_the_grader(tmp_path):
-    path = tmp_path / "fifo_trap.pytorch.py"
-    path.write_text(FIFO_TRAP)
+def test_outputs_announced_and_never_sent_do_not_block_the_grader(tmp_path):
+    """The grader reads a message's raw outputs with the grading's own deadline: a child that
+    names its outputs and then sends too few bytes is stopped at the time limit."""
+    path = tmp_path / "data_trap.pytorch.py"
+    path.write_text(DATA_TRAP)
     result, seconds = grade(path, timeout_s=LIMIT_S)
-    assert result.verdict == "rejected", (result.verdict, result.message)
-    assert "not a regular file" in result.message, result.message
+    assert result.verdict == "time_limit_exceeded", (result.verdict, result.message)
     assert seconds < LIMIT_S + MARGIN_S, seconds
     assert_next_grading_is_clean()
 

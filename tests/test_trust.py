@@ -42,7 +42,14 @@ def grade(challenge, path: Path, action: str, **options):
     ({"kind": "case", "payload": {"index": "0"}}, "malformed"),
     ({"kind": "case", "payload": {"index": 0}, "extra": 1}, "not {kind"),
     ({"kind": "timing", "payload": {"samples_ms": [1.0], "digests": []}}, "malformed"),
-    ({"kind": "ready", "payload": {}, "tensors": "x.pt"}, "unexpected tensor file"),
+    ({"kind": "ready", "payload": {}, "tensors": ["output"]}, "unexpected tensors"),
+    # outputs are named, never files: a path, an unsorted or repeated list is refused
+    ({"kind": "case", "payload": {"index": 0, "modified_inputs": [], "guard_damage": []},
+      "tensors": "x.pt"}, "unexpected tensors"),
+    ({"kind": "case", "payload": {"index": 0, "modified_inputs": [], "guard_damage": []},
+      "tensors": ["b", "a"]}, "unexpected tensors"),
+    ({"kind": "case", "payload": {"index": 0, "modified_inputs": [], "guard_damage": []},
+      "tensors": ["a", "a"]}, "unexpected tensors"),
     (["case"], "not {kind"),
 ])
 def test_malformed_messages_are_violations(record, why):

@@ -87,7 +87,7 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="judge-job-", ignore_cleanup_errors=True) as tmp:
         info, solution, language = stage(job, Path(tmp), spec.get("challengeDirs") or [])
         limits = Limits(timeout_s=float(spec["timeLimitSeconds"]),
-                        host_memory_bytes=int(spec["hostMemoryBytes"]), private_caches=True,
+                        host_memory_bytes=int(spec["hostMemoryBytes"]),
                         sandbox=spec.get("sandbox", "require"))
         options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),

@@ -61,33 +61,34 @@ def _hide(fd: int) -> int:
 
 
 class PipeChannel:
-    """JSON lines to the parent; tensors as files it loads with ``weights_only=True``;
-    commands from the parent as JSON lines."""
+    """JSON lines to the parent, each message's tensors right after its line as raw bytes (in
+    the order of their names, sorted; the parent knows every dtype and shape and reads exactly
+    that many bytes); commands from the parent as JSON lines."""
 
-    def __init__(self, report_fd: int, command_fd: int, msg_dir: Path):
+    def __init__(self, report_fd: int, command_fd: int):
         self._out = report_fd
         self._in = command_fd
-        self._msg_dir = msg_dir
-        self._count = 0
         self._buffer = b""
 
     def _write(self, record: dict) -> None:
-        data = (json.dumps(record) + "\n").encode()
-        while data:
-            data = data[_WRITE(self._out, data):]
+        self._write_bytes((json.dumps(record) + "\n").encode())
+
+    def _write_bytes(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[_WRITE(self._out, view):]
 
     def progress(self, message: str) -> None:
         self._write({"kind": "progress", "payload": {"message": message}})
 
     def send(self, kind, payload, tensors=None) -> None:
         record = {"kind": kind, "payload": payload}
-        if tensors:
-            import torch
-            self._count += 1
-            name = f"{self._count:05d}.pt"
-            torch.save({k: v.contiguous() for k, v in tensors.items()}, self._msg_dir / name)
-            record["tensors"] = name
+        names = sorted(tensors or {})
+        if names:
+            record["tensors"] = names
         self._write(record)
+        for name in names:
+            self._write_bytes(raw_bytes(tensors[name]))
 
     def receive(self) -> dict:
         """The parent's next command (blocks; an empty dict when the parent has gone)."""
@@ -111,11 +112,22 @@ def capture_check() -> str:
         changed.append("the report channel's writer")
     if PipeChannel.send.__code__ is not _SEND_CODE:
         changed.append("the report channel's send")
+    if PipeChannel._write_bytes.__code__ is not _WRITE_BYTES_CODE:
+        changed.append("the report channel's byte writer")
     return ", ".join(changed)
+
+
+def raw_bytes(tensor):
+    """The tensor's bytes, little-endian, in row-major order (what the parent reads back)."""
+    import torch  # lazy: torch loads only after the limits and the filter are in place
+
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy() if flat.numel() else b""
 
 
 _WRITE_CODE = PipeChannel._write.__code__
 _SEND_CODE = PipeChannel.send.__code__
+_WRITE_BYTES_CODE = PipeChannel._write_bytes.__code__
 
 
 def main() -> None:
@@ -138,8 +150,7 @@ def main() -> None:
     procs.die_with_parent()
     if os.getppid() == 1 and not jailed:
         os._exit(1)              # the parent died before that: nobody would read the report
-    channel = PipeChannel(_hide(spec["report_fd"]), _hide(spec["command_fd"]),
-                          Path(spec["msg_dir"]))
+    channel = PipeChannel(_hide(spec["report_fd"]), _hide(spec["command_fd"]))
     channel.send("sandbox", {"notes": notes})
     try:
         # lazy: torch and the submission side load only once the limits and the seccomp

@@ -52,16 +52,27 @@ CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x1
                          | 0x20000000 | 0x40000000 | 0x00000080)   # NEWNS..NEWNET, NEWTIME
 
 
+# where things are inside the jail: fixed names, so nothing in its view names the host's folders
+JAIL_JOB_FILE = "/grading/job.json"
+JAIL_SCRATCH = "/tmp"                     # the one writable place: a size-capped tmpfs
+JAIL_WORK = "/tmp/work"                   # the child's working folder
+JAIL_HOME = "/tmp/home"
+
+
 @dataclass
 class JailSpec:
-    """What one grading's jail shows and allows."""
+    """What one grading's jail shows and allows. Nothing of the host is writable in it: the
+    child writes only into a tmpfs of ``disk_bytes`` (and /dev/shm), which the kernel caps and
+    which vanishes with the jail's mount namespace; the trusted side never looks inside."""
 
-    job_dir: Path                        # the writable folder (also mounted on /tmp)
-    read_only: List[Path] = field(default_factory=list)   # extra folders shown read-only
-    writable: List[Path] = field(default_factory=list)    # extra writable folders (CLI caches)
+    job_dir: Path                        # the parent's own folder: job.json, passwd, group
+    read_only: List[Path] = field(default_factory=list)   # folders shown read-only where they are
+    mapped: Dict[Path, str] = field(default_factory=dict)  # host folder -> its path in the jail
+    writable: List[Path] = field(default_factory=list)    # extra writable folders (tests only)
     gpu_minor: Optional[int] = None      # /dev/nvidia<minor> of the grading's GPU
     gpu: bool = False                    # expose the GPU's device nodes and driver libraries
     shm_bytes: int = 256 * 2**20
+    disk_bytes: int = 4 * 2**30          # the size of the writable tmpfs
 
 
 def bwrap_path() -> Optional[str]:
@@ -247,10 +258,10 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[s
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     args += passwd_files(spec.job_dir)
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(spec.shm_bytes), "--tmpfs", "/dev/shm"]
-    if Path("/sys").is_dir():
-        args += ["--ro-bind", "/sys", "/sys"]
-    # the jail's /tmp is the job's; mounted before anything else that may lie below /tmp
-    args += ["--bind", str(spec.job_dir / "tmp"), "/tmp"]
+    args += sys_view(spec.gpu)
+    # the one writable place, before anything that may lie below /tmp is shown
+    args += ["--size", str(spec.disk_bytes), "--perms", "0700", "--tmpfs", JAIL_SCRATCH,
+             "--dir", JAIL_WORK, "--dir", JAIL_HOME]
     shown: List[Path] = []
     for path in [*python_paths(), RUNNER_ROOT / "runner", *spec.read_only,
                  *(cuda_paths() if spec.gpu else [])]:
@@ -259,17 +270,42 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[s
             shown.append(path)
     for path in shown:
         args += ["--ro-bind", str(path), str(path)]
+    for path, inside in spec.mapped.items():
+        args += ["--ro-bind", str(path), inside]
+    args += ["--ro-bind", str(spec.job_dir / "job.json"), JAIL_JOB_FILE]
     for path in spec.writable:
         args += ["--bind", str(path), str(path)]
     if spec.gpu:
         for node in gpu_nodes(spec.gpu_minor):
             args += ["--dev-bind", node, node]
-    args += ["--bind", str(spec.job_dir), str(spec.job_dir),
-             "--chdir", str(spec.job_dir / "work")]
+    args += ["--chdir", JAIL_WORK]
     args += ["--clearenv"]
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return args + ["--", *inner]
+
+
+# the parts of /sys a grading reads: CPU and NUMA topology (torch, OpenMP), and on a GPU the
+# PCI devices and the driver's modules (the CUDA driver reads them); never the cgroup tree,
+# the network interfaces or the rest of the host's devices
+SYS_CPU = ("/sys/devices/system/cpu", "/sys/devices/system/node")
+SYS_GPU = ("/sys/bus/pci", "/sys/devices", "/sys/module/nvidia", "/sys/module/nvidia_uvm",
+           "/sys/class/drm")
+SYS_HIDDEN = ("/sys/devices/virtual/net",)
+
+
+def sys_view(gpu: bool) -> List[str]:
+    """bwrap arguments for the jail's /sys: only what the grading reads, read-only."""
+    args: List[str] = []
+    shown = [p for p in (SYS_GPU if gpu else SYS_CPU) if Path(p).exists()]
+    if gpu:
+        shown += [p for p in SYS_CPU if not any(p.startswith(s + "/") for s in shown)]
+    for path in shown:
+        args += ["--ro-bind", path, path]
+    for path in SYS_HIDDEN:
+        if Path(path).exists() and any(path.startswith(s + "/") for s in shown):
+            args += ["--tmpfs", path, "--remount-ro", path]
+    return args
 
 
 def passwd_files(job_dir: Path) -> List[str]:

