@@ -39,8 +39,15 @@ def private_cache(tmp_path_factory, monkeypatch):
     same source are cache hits) and starts without remembered nvcc facts, as a new process."""
     root = tmp_path_factory.getbasetemp() / "cuda-build-cache"
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(root))
+    jobs = tmp_path_factory.getbasetemp() / "cuda-build-jobs"
+    jobs.mkdir(exist_ok=True)
+    monkeypatch.setenv("GRADER_JOBS_DIR", str(jobs))   # where build folders are made (and removed)
     monkeypatch.setattr(nvcc, "_info_memo", {})
     return root
+
+
+def leftovers():
+    return list((nvcc.cache_root().parent / "cuda-build-jobs").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +120,9 @@ def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
     assert "-gencode=arch=compute_90a,code=sm_90a" in cmd
     assert cmd.index("-DFROM_CHALLENGE") < cmd.index("-DFROM_USER")
     assert any(arg.endswith(cuda_harness.FILE_NAME) for arg in cmd)
-    assert built.library.parent == nvcc.cache_root() / "cuda"
-    assert not list(built.library.parent.glob(".build-*")), "the build folder was not removed"
+    assert built.library.parent == nvcc.cache_root() / "cuda-trusted"
+    assert not leftovers(), "the build folder was not removed"
+    assert not list(built.library.parent.glob(".incoming-*"))
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -174,7 +182,8 @@ def test_compile_error_names_the_users_file_and_line(tmp_path, challenge):
     assert err.verdict == "compile_error"
     assert 'my_kernel.cu(3): error: identifier "not_declared_anywhere" is undefined' in err.message
     assert "my_kernel.cu(3): error" in err.details
-    assert str(nvcc.cache_root()) not in err.details and ".build-" not in err.details
+    assert str(nvcc.cache_root()) not in err.details and "/build/" not in err.details
+    assert "cuda-build-" not in err.details
     assert "tmpxft" not in err.details
 
 
@@ -221,7 +230,7 @@ def test_nvcc_timeout_is_a_compile_error(tmp_path, challenge, monkeypatch):
     monkeypatch.setattr(nvcc, "BUILD_TIMEOUT_S", 0.01)
     with pytest.raises(CompileError, match="took longer than"):
         cuda.load(write(tmp_path, "slow.cu", GOOD + "// unique 3\n"), challenge, CPU)
-    assert not list((nvcc.cache_root() / "cuda").glob(".build-*"))
+    assert not leftovers()
 
 
 def test_missing_nvcc_is_reported_plainly(tmp_path, challenge, monkeypatch):
@@ -260,12 +269,12 @@ def test_ordinary_flags_are_accepted(flags):
 
 def test_refused_flag_through_the_cli_is_a_compile_error_before_nvcc(capsys, tmp_path):
     source = write(tmp_path, "flags.cu", GOOD + "// unique 5\n")
-    before = set((nvcc.cache_root() / "cuda").glob("*.so"))
+    before = set(nvcc.cuda_cache_dir().glob("*.so"))
     code, result, _ = grade_json(capsys, "96", "--solution", source, "--device", "cpu",
                                  "--nvcc-flag=-o", "--nvcc-flag=/tmp/x.so")
     assert code == 1 and result["verdict"] == "compile_error"
     assert "'-o' is not allowed" in result["message"]
-    assert set((nvcc.cache_root() / "cuda").glob("*.so")) == before, "nvcc ran"
+    assert set(nvcc.cuda_cache_dir().glob("*.so")) == before, "nvcc ran"
 
 
 # -- the solve symbol -----------------------------------------------------------------------

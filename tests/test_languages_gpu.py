@@ -108,7 +108,7 @@ def test_cuda_call_matches_float64_and_a_launch_error_does_not_stick(challenge, 
 
 
 def test_cached_build_is_reused_by_a_second_submission(capsys):
-    folder = nvcc.cache_root() / "cuda"
+    folder = nvcc.cuda_cache_dir()
     grade(capsys, SOLUTIONS / "cuda_correct.cu", "run")
     libraries = sorted(folder.glob("*.so"))
     stamps = [p.stat().st_mtime_ns for p in libraries]

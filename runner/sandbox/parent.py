@@ -99,13 +99,13 @@ def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) 
 
 
 def shared_caches(env: Dict[str, str]) -> List[Path]:
-    """The CLI's build caches (CUDA and Triton), shown writable in the jail: a user's own
+    """The CLI's build cache (Triton's), shown writable in the jail: a user's own
     gradings share them. Nothing else of the cache folder is shown (the measured memory
     ceiling and case floors, which the grader believes, live beside them)."""
     root = Path(env.get("CHALLENGE_CACHE_DIR") or
                 Path(env["XDG_CACHE_HOME"]) / "gpu-challenge-harness")
     out = []
-    for path in (root / "cuda", Path(env["TRITON_CACHE_DIR"])):
+    for path in (Path(env["TRITON_CACHE_DIR"]),):   # CUDA: built and cached by the trusted side
         path.mkdir(parents=True, exist_ok=True)
         out.append(path.resolve())
     return out
