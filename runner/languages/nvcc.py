@@ -298,7 +298,16 @@ def clean_log(text: str, work: Path, renames: Dict[str, str]) -> str:
     for long, short in renames.items():
         text = text.replace(long, short)
     text = text.replace(str(work) + os.sep, "")
-    return _TMPXFT.sub("", text).strip()
+    return _TOKEN.sub(_strip_tmpxft, text).strip()
+
+
+# word by word: _TMPXFT on the whole text takes time quadratic in the length of a word
+_TOKEN = re.compile(r"[^\s'\"`]+")
+
+
+def _strip_tmpxft(match: "re.Match[str]") -> str:
+    word = match.group(0)
+    return _TMPXFT.sub("", word) if "tmpxft_" in word and len(word) <= 4096 else word
 
 
 def first_error(log: str) -> str:
