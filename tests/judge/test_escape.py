@@ -43,6 +43,7 @@ ATTACKS = {
     "fork_bomb": ("runtime_error", "memory_limit_exceeded"),
     "write_outside": None,
     "cache_tamper": None,
+    "cuda_library_plant": None,
 }
 OUTSIDE = [Path("/tmp") / PROBE_NAME, Path("/var/tmp") / PROBE_NAME, Path("/dev/shm") / PROBE_NAME,
            Path.home() / PROBE_NAME, REPO / PROBE_NAME]
@@ -71,12 +72,13 @@ def host(tmp_path, monkeypatch):
     # shows only its build caches; the child is told where the folder is)
     cache = tmp_path / "grader-cache"
     for name, content in (("ceilings/ceiling-v1-NVIDIA_H200.json", '{"gbps": 4390.0}'),
-                          ("floors/floor-v1-NVIDIA_H200-69206016.json", '{"ms": 0.0195}')):
+                          ("floors/floor-v1-NVIDIA_H200-69206016.json", '{"ms": 0.0195}'),
+                          (f"cuda-trusted/{'ab' * 32}.so", "a library the trusted side built")):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_text(content)
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(cache))
     watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py",
-               *sorted(cache.rglob("*.json"))]
+               *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
     before = {p: digest(p) for p in watched}
     yield {"store": store, "data": data, "before": before, "cache": cache}
     for path in OUTSIDE:
@@ -93,7 +95,8 @@ def assert_attack_failed(name: str, verdict: str, text: str, host) -> None:
         assert digest(path) == sha, f"{path} was changed"
     for path in OUTSIDE:
         assert not path.exists(), f"{path} was written"
-    forged = [p for p in host["cache"].rglob("*.json") if p not in host["before"]]
+    forged = [p for pattern in ("*.json", "*.so") for p in host["cache"].rglob(pattern)
+              if p not in host["before"]]
     assert not forged, f"the grader's cache folder gained {forged}"
     if ATTACKS[name]:
         assert verdict in ATTACKS[name], (verdict, text[-2000:])
