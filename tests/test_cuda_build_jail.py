@@ -17,7 +17,7 @@ import pytest
 from helpers import grade_json
 from runner import grade as grade_module
 from runner.errors import CompileError
-from runner.languages import cuda_build, nvcc
+from runner.languages import cuda, cuda_build, nvcc
 from runner.sandbox import jail, parent
 
 HAS_NVCC = shutil.which("nvcc") is not None
@@ -228,6 +228,27 @@ def test_a_grading_builds_before_the_child_and_shows_it_only_a_copy(tmp_path, mo
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("the compiler ran")))
     code, result, _ = grade_json(capsys, "96", "--solution", path, "--device", "cpu")
     assert code == 0 and result["verdict"] == "compiled", result
+
+
+@needs_nvcc
+def test_without_a_sandbox_the_grader_still_builds_and_the_solution_loads_the_copy(
+        tmp_path, monkeypatch, capsys):
+    loaded = []
+    real_prebuilt = cuda.prebuilt
+
+    def spy(library_path, build_info):
+        loaded.append(library_path)
+        return real_prebuilt(library_path, build_info)
+
+    monkeypatch.setattr(cuda, "prebuilt", spy)
+    path = source(tmp_path, GOOD + "// no sandbox\n")
+    code, result, _ = grade_json(capsys, "96", "--solution", path, "--device", "cpu",
+                                 "--no-sandbox")
+    assert code == 0 and result["verdict"] == "compiled", result
+    (library,) = loaded
+    assert Path(library).parent.parent == tmp_path / "jobs"
+    assert not list((tmp_path / "jobs").iterdir()), "the grading's copy was left behind"
+    assert list(nvcc.cuda_cache_dir().glob("*.so"))
 
 
 @needs_nvcc

@@ -140,6 +140,9 @@ def build(path: Path, capability: Optional[Tuple[int, int]], challenge_flags: Se
         done = run_bounded(command, env, cwd, out)
         log = nvcc.clean_log(done.output, Path(seen_src),
                              {f"{seen_src}/{copy_name}": path.name, f"{seen_out}/": ""})
+        if jailed and done.returncode != 0 and done.output.startswith("bwrap: "):
+            raise EnvironmentNotSupported(f"the CUDA build's jail could not be made: "
+                                          f"{done.output.strip()[:500]}")
         if done.stopped:
             raise CompileError(_stopped_message(done.stopped, path.name), nvcc.bound(log))
         if done.returncode != 0:
@@ -198,7 +201,9 @@ def jail_command(inner: Sequence[str], src: Path, out: Path, nvcc_path: str) -> 
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
     toolkit = Path(nvcc_path).resolve().parent.parent
     shown: List[Path] = []
-    for path in [*jail.cuda_paths(), toolkit]:
+    # the toolkit where outside /usr; the interpreter's packages too, for an nvcc installed
+    # from pip (its headers and libraries lie in other packages' folders)
+    for path in [*jail.cuda_paths(), toolkit, *jail.python_paths()]:
         if (path.is_dir() and not str(path).startswith("/usr/") and path != Path("/")
                 and not any(p == path or p in path.parents for p in shown)):
             shown.append(path)
@@ -208,7 +213,7 @@ def jail_command(inner: Sequence[str], src: Path, out: Path, nvcc_path: str) -> 
              "--clearenv"]
     env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": "/tmp",
            "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-    for key in ("CUDA_HOME", "CUDA_PATH"):
+    for key in ("CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH"):
         if key in os.environ:
             env[key] = os.environ[key]
     for key, value in sorted(env.items()):
