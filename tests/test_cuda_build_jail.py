@@ -84,6 +84,20 @@ def test_what_the_build_jail_leaves_is_refused(tmp_path, monkeypatch, script, wh
     assert not list((tmp_path / "jobs").iterdir()), "the build folder was left behind"
 
 
+def test_without_a_jail_what_the_build_leaves_is_still_checked(tmp_path, monkeypatch):
+    host = tmp_path / "host-secret.txt"
+    host.write_text("the host's file\n")
+    fake_compiler(monkeypatch, f'ln -s {host} "$1"')
+    with pytest.raises(CompileError, match="is a symbolic link, not a file; refused"):
+        cuda_build.build(source(tmp_path), None, sandbox="off")
+    fake_compiler(monkeypatch, 'echo library > "$1"')
+    built = cuda_build.build(source(tmp_path), None, sandbox="off")
+    assert built.library.read_bytes() == b"library\n" and built.command[0] == "/bin/sh"
+    assert built.notes == ["the CUDA build was not isolated: no sandbox was asked for"]
+    assert host.read_text() == "the host's file\n"
+    assert not list((tmp_path / "jobs").iterdir())
+
+
 @needs_bwrap
 def test_the_build_jail_cannot_write_or_see_anything_of_the_host(tmp_path, monkeypatch):
     host = tmp_path / "host-secret.txt"
