@@ -14,7 +14,7 @@ from helpers import SOLUTIONS, STARTERS_96, grade_json, run_cli
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
-from runner.languages import cuda, cuda_abi, cuda_harness, elf_symbols, nvcc
+from runner.languages import cuda, cuda_abi, cuda_build, cuda_harness, elf_symbols, nvcc
 
 HAS_NVCC = shutil.which("nvcc") is not None
 needs_nvcc = pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
@@ -113,7 +113,7 @@ def test_target_older_than_nvcc_supports_is_refused():
 @needs_nvcc
 def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
     calls = NvccCalls(monkeypatch)
-    built = nvcc.build(write(tmp_path, "solution.cu", GOOD + "// unique 1\n"), None,
+    built = cuda_build.build(write(tmp_path, "solution.cu", GOOD + "// unique 1\n"), None,
                        ["-DFROM_CHALLENGE"], ["-DFROM_USER"])
     assert built.library.is_file() and not built.cached and built.target.name == "sm_90a"
     (cmd,) = calls.builds
@@ -130,16 +130,16 @@ def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
 @needs_nvcc
 def test_second_build_of_the_same_file_does_not_call_nvcc(tmp_path, monkeypatch):
     source = write(tmp_path, "solution.cu", GOOD + "// unique 2\n")
-    first = nvcc.build(source, None)
+    first = cuda_build.build(source, None)
     monkeypatch.setattr(nvcc, "_info_memo", {})   # as a new process would
     calls = NvccCalls(monkeypatch)
-    second = nvcc.build(source, None)
+    second = cuda_build.build(source, None)
     assert second.cached and second.library == first.library
     assert calls.commands == [], "a cached build ran nvcc"
     # anything in the key changes the library: flags, source bytes
-    flagged = nvcc.build(source, None, user_flags=["-DSOMETHING"])
+    flagged = cuda_build.build(source, None, user_flags=["-DSOMETHING"])
     source.write_text(GOOD + "// unique 2, edited\n")
-    edited = nvcc.build(source, None)
+    edited = cuda_build.build(source, None)
     assert len({first.library, flagged.library, edited.library}) == 3
     assert len(calls.builds) == 2
 
@@ -345,7 +345,7 @@ def test_solve_symbol_is_checked_in_the_built_library(tmp_path, challenge, sourc
 
 @needs_nvcc
 def test_elf_reader_finds_exported_functions(tmp_path):
-    built = nvcc.build(write(tmp_path, "solution.cu", GOOD + "// unique 4\n"), None)
+    built = cuda_build.build(write(tmp_path, "solution.cu", GOOD + "// unique 4\n"), None)
     names = elf_symbols.exported_functions(built.library)
     assert "solve" in names and set(cuda_harness.SYMBOLS) <= set(names)
     assert not any(n.startswith("cudaMalloc") for n in names), "the static CUDA runtime leaked"

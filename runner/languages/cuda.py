@@ -25,7 +25,7 @@ from typing import Dict, Optional
 import torch
 
 from runner.errors import CompileError, CompiledOnly, EnvironmentNotSupported, UserRuntimeError
-from runner.languages import cuda_abi, cuda_harness, elf_symbols, nvcc
+from runner.languages import cuda_abi, cuda_build, cuda_harness, elf_symbols
 
 ERROR_TEXT_BYTES = 512
 
@@ -88,8 +88,8 @@ def load(path, challenge, device, **settings):
     built = prebuilt(settings.get("library_path"), settings.get("build_info"))
     if built is None:
         capability = torch.cuda.get_device_capability(device) if on_gpu else None
-        fresh = nvcc.build(path, capability, getattr(challenge, "nvcc_flags", None) or (),
-                           settings.get("extra_flags") or ())
+        fresh = cuda_build.build(path, capability, getattr(challenge, "nvcc_flags", None) or (),
+                                 settings.get("extra_flags") or ())
         built = Prebuilt(fresh.library, fresh.target.name, fresh.nvcc.release, fresh.log)
     signature = challenge.get_solve_signature()
     cuda_abi.check_exports(elf_symbols.exported_functions(built.library), path.name, signature)

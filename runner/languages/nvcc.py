@@ -278,15 +278,6 @@ def cache_key(source: bytes, nvcc: NvccInfo, target: Target, flags: Sequence[str
     return _sha256(json.dumps(fields, sort_keys=True).encode())
 
 
-def build(path: Path, capability: Optional[Tuple[int, int]], challenge_flags: Sequence[str] = (),
-          user_flags: Sequence[str] = (), sandbox: str = "auto"):
-    """The shared library for ``path``, from the trusted cache or built by nvcc in a jail of
-    its own: :func:`runner.languages.cuda_build.build`."""
-    from runner.languages import cuda_build
-
-    return cuda_build.build(path, capability, challenge_flags, user_flags, sandbox)
-
-
 # -- messages --------------------------------------------------------------------------------
 
 _TMPXFT = re.compile(r"(?:[^\s'\"`]*/)?tmpxft_[0-9a-f]+_[0-9a-f]+-\d+_")
