@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 
-from runner.languages import nvcc
+from runner.languages import cuda_build
 from runner.timing import L2Flusher, time_cuda
 
 BUILD_JOBS = 8
@@ -28,7 +28,7 @@ def build_all(builds: Iterable[Tuple[Path, Sequence[str]]], device: torch.device
     (a later ``cuda.load`` with the same flags finds it there)."""
     capability = torch.cuda.get_device_capability(device)
     with ThreadPoolExecutor(max_workers=BUILD_JOBS) as pool:
-        list(pool.map(lambda b: nvcc.build(b[0], capability, (), list(b[1])), builds))
+        list(pool.map(lambda b: cuda_build.build(b[0], capability, (), list(b[1])), builds))
 
 
 class ConfiguredModule:

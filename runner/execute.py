@@ -322,9 +322,11 @@ def execute(job: Job, channel: Channel) -> None:
     challenge = load_challenge(find_challenge(job.challenge_path), device)
     challenge.seed = job.seed
     try:
-        channel.progress("compiling" if job.language == "cuda" else "loading")
+        channel.progress("compiling" if job.language == "cuda" and not job.library_path
+                         else "loading")
         solve_call = languages.backend(job.language).load(
-            Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags)
+            Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags,
+            library_path=job.library_path, build_info=job.build_info)
         run_cases(challenge, solve_call, job, channel, device)
         if job.action == "submit" and job.performance:
             run_performance(challenge, solve_call, job, channel, device)

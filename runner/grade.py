@@ -9,6 +9,7 @@ in this process with ``isolate=False``.
 
 from __future__ import annotations
 
+import shutil
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,10 @@ import torch
 
 from runner import devices, languages, protocol
 from runner.catalog import ChallengeInfo
+from runner.errors import SubmissionError
 from runner.execute import MemoryChannel, execute
 from runner.grading import Grading
+from runner.languages import cuda_build
 from runner.loading import load_challenge
 from runner.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
@@ -101,15 +104,47 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
     grading = Grading(challenge, plan, options,
                       compile_only=language == "cuda" and device.type != "cuda")
-    if options.isolate:
-        outcome = run_in_child(job, options.limits, grading, options.progress,
-                               read_only=[info.path, solution.parent],
-                               gpu_minor=_gpu_minor(device))
-    else:
-        outcome = run_in_process(job, grading, options.progress)
+    library_dir: Optional[Path] = None
+    if language == "cuda":
+        # built here, on the trusted side (nvcc in a jail of its own), before the child starts;
+        # the child gets a read-only copy in a folder of this grading's own
+        options.progress("compiling")
+        try:
+            built = build_cuda(challenge, solution, options)
+        except SubmissionError as exc:
+            result.verdict, result.message, result.details = exc.verdict, exc.message, exc.details
+            return result
+        result.notes += built.notes
+        job.library_path = str(cuda_build.grading_copy(built.library))
+        job.build_info = built.info()
+        library_dir = Path(job.library_path).parent
+    try:
+        if options.isolate:
+            outcome = run_in_child(job, options.limits, grading, options.progress,
+                                   read_only=[info.path, solution.parent,
+                                              *([library_dir] if library_dir else [])],
+                                   gpu_minor=_gpu_minor(device))
+        else:
+            outcome = run_in_process(job, grading, options.progress)
+    finally:
+        if library_dir is not None:
+            shutil.rmtree(library_dir, ignore_errors=True)
     result.logs = outcome.logs
     result.notes += outcome.notes
     return grading.verdict(outcome, result)
+
+
+def build_cuda(challenge, solution: Path, options: GradeOptions) -> cuda_build.Built:
+    """The solution's library in the trusted cache (SubmissionError: compile_error and the
+    like, before any child starts)."""
+    device = options.device
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    sandbox = options.limits.sandbox if options.isolate else "auto"
+    try:
+        return cuda_build.build(solution, capability, getattr(challenge, "nvcc_flags", None) or (),
+                                options.nvcc_flags, sandbox=sandbox)
+    except cuda_build.BuildUnavailable as exc:
+        raise SandboxUnavailable(f"the CUDA build cannot be jailed: {exc}") from None
 
 
 def run_in_process(job: Job, grading: Grading, progress: Callable[[str], None]) -> ChildOutcome:

@@ -78,6 +78,8 @@ class Job:
     performance: bool = True                 # a submit runs the performance case
     retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
     #                                 quarter of what is free)
+    library_path: Optional[str] = None   # CUDA: the library the trusted side built (read-only)
+    build_info: Optional[Dict[str, str]] = None   # CUDA: {target, nvcc, log} of that build
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ from helpers import SOLUTIONS, STARTERS_96, grade_json, run_cli
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
-from runner.languages import cuda, cuda_abi, cuda_harness, elf_symbols, nvcc
+from runner.languages import cuda, cuda_abi, cuda_build, cuda_harness, elf_symbols, nvcc
 
 HAS_NVCC = shutil.which("nvcc") is not None
 needs_nvcc = pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
@@ -39,8 +39,15 @@ def private_cache(tmp_path_factory, monkeypatch):
     same source are cache hits) and starts without remembered nvcc facts, as a new process."""
     root = tmp_path_factory.getbasetemp() / "cuda-build-cache"
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(root))
+    jobs = tmp_path_factory.getbasetemp() / "cuda-build-jobs"
+    jobs.mkdir(exist_ok=True)
+    monkeypatch.setenv("GRADER_JOBS_DIR", str(jobs))   # where build folders are made (and removed)
     monkeypatch.setattr(nvcc, "_info_memo", {})
     return root
+
+
+def leftovers():
+    return list((nvcc.cache_root().parent / "cuda-build-jobs").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +113,16 @@ def test_target_older_than_nvcc_supports_is_refused():
 @needs_nvcc
 def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
     calls = NvccCalls(monkeypatch)
-    built = nvcc.build(write(tmp_path, "solution.cu", GOOD + "// unique 1\n"), None,
+    built = cuda_build.build(write(tmp_path, "solution.cu", GOOD + "// unique 1\n"), None,
                        ["-DFROM_CHALLENGE"], ["-DFROM_USER"])
     assert built.library.is_file() and not built.cached and built.target.name == "sm_90a"
     (cmd,) = calls.builds
     assert "-gencode=arch=compute_90a,code=sm_90a" in cmd
     assert cmd.index("-DFROM_CHALLENGE") < cmd.index("-DFROM_USER")
     assert any(arg.endswith(cuda_harness.FILE_NAME) for arg in cmd)
-    assert built.library.parent == nvcc.cache_root() / "cuda"
-    assert not list(built.library.parent.glob(".build-*")), "the build folder was not removed"
+    assert built.library.parent == nvcc.cache_root() / "cuda-trusted"
+    assert not leftovers(), "the build folder was not removed"
+    assert not list(built.library.parent.glob(".incoming-*"))
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -122,16 +130,16 @@ def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
 @needs_nvcc
 def test_second_build_of_the_same_file_does_not_call_nvcc(tmp_path, monkeypatch):
     source = write(tmp_path, "solution.cu", GOOD + "// unique 2\n")
-    first = nvcc.build(source, None)
+    first = cuda_build.build(source, None)
     monkeypatch.setattr(nvcc, "_info_memo", {})   # as a new process would
     calls = NvccCalls(monkeypatch)
-    second = nvcc.build(source, None)
+    second = cuda_build.build(source, None)
     assert second.cached and second.library == first.library
     assert calls.commands == [], "a cached build ran nvcc"
     # anything in the key changes the library: flags, source bytes
-    flagged = nvcc.build(source, None, user_flags=["-DSOMETHING"])
+    flagged = cuda_build.build(source, None, user_flags=["-DSOMETHING"])
     source.write_text(GOOD + "// unique 2, edited\n")
-    edited = nvcc.build(source, None)
+    edited = cuda_build.build(source, None)
     assert len({first.library, flagged.library, edited.library}) == 3
     assert len(calls.builds) == 2
 
@@ -174,7 +182,8 @@ def test_compile_error_names_the_users_file_and_line(tmp_path, challenge):
     assert err.verdict == "compile_error"
     assert 'my_kernel.cu(3): error: identifier "not_declared_anywhere" is undefined' in err.message
     assert "my_kernel.cu(3): error" in err.details
-    assert str(nvcc.cache_root()) not in err.details and ".build-" not in err.details
+    assert str(nvcc.cache_root()) not in err.details and "/build/" not in err.details
+    assert "cuda-build-" not in err.details
     assert "tmpxft" not in err.details
 
 
@@ -221,7 +230,7 @@ def test_nvcc_timeout_is_a_compile_error(tmp_path, challenge, monkeypatch):
     monkeypatch.setattr(nvcc, "BUILD_TIMEOUT_S", 0.01)
     with pytest.raises(CompileError, match="took longer than"):
         cuda.load(write(tmp_path, "slow.cu", GOOD + "// unique 3\n"), challenge, CPU)
-    assert not list((nvcc.cache_root() / "cuda").glob(".build-*"))
+    assert not leftovers()
 
 
 def test_missing_nvcc_is_reported_plainly(tmp_path, challenge, monkeypatch):
@@ -260,12 +269,12 @@ def test_ordinary_flags_are_accepted(flags):
 
 def test_refused_flag_through_the_cli_is_a_compile_error_before_nvcc(capsys, tmp_path):
     source = write(tmp_path, "flags.cu", GOOD + "// unique 5\n")
-    before = set((nvcc.cache_root() / "cuda").glob("*.so"))
+    before = set(nvcc.cuda_cache_dir().glob("*.so"))
     code, result, _ = grade_json(capsys, "96", "--solution", source, "--device", "cpu",
                                  "--nvcc-flag=-o", "--nvcc-flag=/tmp/x.so")
     assert code == 1 and result["verdict"] == "compile_error"
     assert "'-o' is not allowed" in result["message"]
-    assert set((nvcc.cache_root() / "cuda").glob("*.so")) == before, "nvcc ran"
+    assert set(nvcc.cuda_cache_dir().glob("*.so")) == before, "nvcc ran"
 
 
 # -- the solve symbol -----------------------------------------------------------------------
@@ -336,7 +345,7 @@ def test_solve_symbol_is_checked_in_the_built_library(tmp_path, challenge, sourc
 
 @needs_nvcc
 def test_elf_reader_finds_exported_functions(tmp_path):
-    built = nvcc.build(write(tmp_path, "solution.cu", GOOD + "// unique 4\n"), None)
+    built = cuda_build.build(write(tmp_path, "solution.cu", GOOD + "// unique 4\n"), None)
     names = elf_symbols.exported_functions(built.library)
     assert "solve" in names and set(cuda_harness.SYMBOLS) <= set(names)
     assert not any(n.startswith("cudaMalloc") for n in names), "the static CUDA runtime leaked"

@@ -11,7 +11,7 @@ from helpers import SOLUTIONS, STARTERS_96, grade_json
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import UserRuntimeError
-from runner.languages import cuda, nvcc
+from runner.languages import cuda, cuda_build, nvcc
 
 pytestmark = pytest.mark.gpu
 
@@ -89,8 +89,10 @@ def fresh_case(challenge, heads, seq_len, head_dim, seed):
 
 def test_cuda_call_matches_float64_and_a_launch_error_does_not_stick(challenge, monkeypatch):
     calls = []
-    real_run = nvcc._run
+    real_run, real_build = nvcc._run, cuda_build.run_bounded
     monkeypatch.setattr(nvcc, "_run", lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
+    monkeypatch.setattr(cuda_build, "run_bounded",
+                        lambda *a, **k: calls.append(a[0]) or real_build(*a, **k))
     solve = cuda.load(SOLUTIONS / "cuda_correct.cu", challenge, torch.device("cuda"))
     bad = cuda.load(SOLUTIONS / "cuda_bad_launch.cu", challenge, torch.device("cuda"))
     case = fresh_case(challenge, 5, 777, 96, seed=4242)
@@ -108,7 +110,7 @@ def test_cuda_call_matches_float64_and_a_launch_error_does_not_stick(challenge, 
 
 
 def test_cached_build_is_reused_by_a_second_submission(capsys):
-    folder = nvcc.cache_root() / "cuda"
+    folder = nvcc.cuda_cache_dir()
     grade(capsys, SOLUTIONS / "cuda_correct.cu", "run")
     libraries = sorted(folder.glob("*.so"))
     stamps = [p.stat().st_mtime_ns for p in libraries]

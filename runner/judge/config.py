@@ -42,7 +42,8 @@ class JudgeLimits:
     rate_window_s: float = 60.0
     max_message_bytes: int = 1 << 20  # one WebSocket message / HTTP body
     max_file_bytes: int = 256 << 10   # one submitted file (UTF-8)
-    time_limit_s: float = 300.0       # wall clock for one grading (build included)
+    time_limit_s: float = 300.0       # wall clock for one grading (Triton's build included;
+    #                                   a CUDA build comes before it, with its own 120 s)
     first_message_timeout_s: float = 30.0
     max_queue_wait_s: float = 3600.0  # a submission no worker took within this ends `interrupted`
     host_memory_bytes: int = 16 * 2**30   # one grading's resident host memory

@@ -29,9 +29,10 @@ def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
     cache = slot_cache_folder(settings)
     env.update(PYTHONPATH=str(RUNNER_ROOT), PYTHONUNBUFFERED="1", HOME=str(home),
                TMPDIR=str(home), CUDA_VISIBLE_DEVICES="" if settings.gpu is None else str(settings.gpu),
-               # the grader's own measurements (the device's ceiling, case floors) and the
-               # kernels of its probes, kept for the slot's next jobs; a jailed submission
-               # never sees this folder (its caches are private to its job)
+               # the grader's own measurements (the device's ceiling, case floors), the
+               # kernels of its probes and the CUDA libraries it built (nvcc in a jail of its
+               # own), kept for the slot's next jobs; a jailed submission never sees this
+               # folder (its Triton cache is private to its job, its library a copy)
                CHALLENGE_CACHE_DIR=str(cache), TRITON_CACHE_DIR=str(cache / "triton"))
     env.pop("NVIDIA_VISIBLE_DEVICES", None)
     if settings.gpu is None:

@@ -8,17 +8,24 @@ and cleared; a launch error there becomes a runtime error naming the CUDA error.
 
 Without a GPU the file is still built (for Hopper, ``sm_90a``), so compile errors look as they
 would on the grading machine; then grading stops with the verdict ``compiled``.
+
+In a grading, the trusted side has built the library already (:mod:`runner.languages.cuda_build`,
+nvcc in a jail of its own) and the job names a read-only copy of it (``library_path``): the
+grading's own process never runs nvcc and never sees the build cache. Called without one
+(tests, tools: trusted callers), ``load`` builds through the same trusted build.
 """
 
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Optional
 
 import torch
 
 from runner.errors import CompileError, CompiledOnly, EnvironmentNotSupported, UserRuntimeError
-from runner.languages import cuda_abi, cuda_harness, elf_symbols, nvcc
+from runner.languages import cuda_abi, cuda_build, cuda_harness, elf_symbols
 
 ERROR_TEXT_BYTES = 512
 
@@ -56,20 +63,41 @@ def _device_index(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
-def load(path: Path, challenge, device, **settings):
+@dataclass
+class Prebuilt:
+    """A library the trusted side built, as the job describes it."""
+
+    library: Path
+    target: str
+    release: str
+    log: str = ""
+
+
+def prebuilt(library_path: Optional[str], build_info: Optional[Dict[str, str]]) -> Optional[Prebuilt]:
+    if not library_path:
+        return None
+    info = build_info or {}
+    return Prebuilt(Path(library_path), str(info.get("target", "")), str(info.get("nvcc", "")),
+                    str(info.get("log", "")))
+
+
+def load(path, challenge, device, **settings):
     path = Path(path)
     device = torch.device(device)
     on_gpu = device.type == "cuda"
-    capability = torch.cuda.get_device_capability(device) if on_gpu else None
-    built = nvcc.build(path, capability, getattr(challenge, "nvcc_flags", None) or (),
-                       settings.get("extra_flags") or ())
+    built = prebuilt(settings.get("library_path"), settings.get("build_info"))
+    if built is None:
+        capability = torch.cuda.get_device_capability(device) if on_gpu else None
+        fresh = cuda_build.build(path, capability, getattr(challenge, "nvcc_flags", None) or (),
+                                 settings.get("extra_flags") or ())
+        built = Prebuilt(fresh.library, fresh.target.name, fresh.nvcc.release, fresh.log)
     signature = challenge.get_solve_signature()
     cuda_abi.check_exports(elf_symbols.exported_functions(built.library), path.name, signature)
     if not on_gpu:
         where = ("no NVIDIA GPU is visible here" if not torch.cuda.is_available()
                  else "this grading runs on the CPU (use --device cuda or auto)")
-        raise CompiledOnly(f"{path.name} compiled for {built.target.name} with nvcc "
-                           f"{built.nvcc.release} and exports `solve` with the signature's "
+        raise CompiledOnly(f"{path.name} compiled for {built.target} with nvcc "
+                           f"{built.release} and exports `solve` with the signature's "
                            f"parameters, but no test ran: its results and speed were NOT "
                            f"checked; running it needs a GPU, and {where}", built.log)
     return CompiledSolution(built.library, signature, _device_index(device), path.name)

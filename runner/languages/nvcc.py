@@ -1,10 +1,11 @@
-"""Building a CUDA solution into a shared library with nvcc, cached by content.
+"""nvcc: finding it, its version and targets, the flags a solution may add, the command, the
+cache key, and its messages cleaned for users.
 
 The build never goes through a shell: nvcc gets an argument list. A library is cached under
-``<cache>/cuda/<key>.so``, the key hashing the source bytes, nvcc's version, the target, every
-flag and the harness version, so building the same file again costs no nvcc call. Files are
-written to a private folder inside the cache and renamed into place, so concurrent builds of
-the same key are safe (each rename installs a complete library).
+``<cache>/cuda-trusted/<key>.so``, the key hashing the source bytes, nvcc's version, the
+target, every flag and the harness version, so building the same file again costs no nvcc
+call. The build itself (nvcc in a jail of its own; only the trusted side writes the cache) is
+:mod:`runner.languages.cuda_build`.
 """
 
 from __future__ import annotations
@@ -47,10 +48,15 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "gpu-challenge-harness"
 
 
+# the trusted side's library cache, never shown to a jail (runner.languages.cuda_build); not
+# "cuda", the folder every grading's jail could write before builds moved out of the jail
+CACHE_FOLDER = "cuda-trusted"
+
+
 def cuda_cache_dir() -> Path:
-    folder = cache_root() / "cuda"
+    folder = cache_root() / CACHE_FOLDER
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise EnvironmentNotSupported(
             f"cannot create the CUDA build cache {folder}: {exc.strerror or exc}; set "
@@ -266,64 +272,10 @@ def build_command(nvcc: str, sources: Sequence[Path], output: Path, target: Targ
 
 # -- the build -------------------------------------------------------------------------------
 
-@dataclass
-class Build:
-    library: Path
-    cached: bool
-    target: Target
-    nvcc: NvccInfo
-    command: List[str]
-    log: str = ""   # nvcc's warnings on a fresh build, cleaned and bounded
-
-
 def cache_key(source: bytes, nvcc: NvccInfo, target: Target, flags: Sequence[str]) -> str:
     fields = {"source": _sha256(source), "nvcc": nvcc.version_text, "target": target.gencode,
               "flags": [*DEFAULT_FLAGS, *flags], "harness": cuda_harness.HARNESS_VERSION}
     return _sha256(json.dumps(fields, sort_keys=True).encode())
-
-
-def build(path: Path, capability: Optional[Tuple[int, int]], challenge_flags: Sequence[str] = (),
-          user_flags: Sequence[str] = ()) -> Build:
-    """The shared library for ``path``: from the cache, or built with nvcc (CompileError with
-    nvcc's messages, pointing at ``path.name``, when the build fails)."""
-    flags = (validate_flags(challenge_flags, "the challenge's nvcc flag")
-             + validate_flags(user_flags))
-    nvcc = nvcc_info()
-    target = target_for(capability, nvcc.gpu_codes)
-    source = Path(path).read_bytes()
-    folder = cuda_cache_dir()
-    library = folder / f"{cache_key(source, nvcc, target, flags)}.so"
-    if library.is_file():
-        return Build(library, True, target, nvcc, [])
-
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=folder))
-    try:
-        # a copy of exactly the bytes hashed above, named like the user's file so that nvcc's
-        # messages name it; nvcc picks the language from the suffix
-        copy_name = path.name if path.name.endswith(".cu") else f"{path.name}.cu"
-        user_copy = work / copy_name
-        user_copy.write_bytes(source)
-        harness = work / cuda_harness.FILE_NAME
-        harness.write_text(cuda_harness.SOURCE)
-        output = work / "solution.so"
-        command = build_command(nvcc.path, [user_copy, harness], output, target, flags)
-        env = dict(os.environ, TMPDIR=str(work))   # nvcc's temporaries stay private
-        try:
-            done = _run(command, BUILD_TIMEOUT_S, cwd=str(work), env=env)
-        except subprocess.TimeoutExpired:
-            raise CompileError(f"nvcc took longer than {BUILD_TIMEOUT_S:.0f} s to build "
-                               f"{path.name} and was stopped; look for huge unrolled loops or "
-                               f"template recursion")
-        except OSError as exc:
-            raise EnvironmentNotSupported(f"could not run nvcc at {nvcc.path}: {exc}")
-        log = clean_log(done.output, work, {str(user_copy): path.name})
-        if done.returncode != 0 or not output.is_file():
-            raise CompileError(f"{path.name} did not compile: {first_error(log) or f'nvcc exited with code {done.returncode}'}",
-                               bound(log) or f"nvcc exited with code {done.returncode} and printed nothing")
-        os.replace(output, library)
-        return Build(library, False, target, nvcc, command, bound(log))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -337,7 +289,16 @@ def clean_log(text: str, work: Path, renames: Dict[str, str]) -> str:
     for long, short in renames.items():
         text = text.replace(long, short)
     text = text.replace(str(work) + os.sep, "")
-    return _TMPXFT.sub("", text).strip()
+    return _TOKEN.sub(_strip_tmpxft, text).strip()
+
+
+# word by word: _TMPXFT on the whole text takes time quadratic in the length of a word
+_TOKEN = re.compile(r"[^\s'\"`]+")
+
+
+def _strip_tmpxft(match: "re.Match[str]") -> str:
+    word = match.group(0)
+    return _TMPXFT.sub("", word) if "tmpxft_" in word and len(word) <= 4096 else word
 
 
 def first_error(log: str) -> str:

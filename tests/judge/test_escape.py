@@ -48,6 +48,7 @@ ATTACKS = {
     "message_symlink": ("rejected",),
     "planted_library": None,
     "fallocate_burst": None,
+    "cuda_library_plant": None,
 }
 OUTSIDE = [Path("/tmp") / PROBE_NAME, Path("/var/tmp") / PROBE_NAME, Path("/dev/shm") / PROBE_NAME,
            Path.home() / PROBE_NAME, REPO / PROBE_NAME]
@@ -76,12 +77,13 @@ def host(tmp_path, monkeypatch):
     # shows only its build caches; the child is told where the folder is)
     cache = tmp_path / "grader-cache"
     for name, content in (("ceilings/ceiling-v1-NVIDIA_H200.json", '{"gbps": 4390.0}'),
-                          ("floors/floor-v1-NVIDIA_H200-69206016.json", '{"ms": 0.0195}')):
+                          ("floors/floor-v1-NVIDIA_H200-69206016.json", '{"ms": 0.0195}'),
+                          (f"cuda-trusted/{'ab' * 32}.so", "a library the trusted side built")):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_text(content)
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(cache))
     watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py",
-               *sorted(cache.rglob("*.json"))]
+               *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
     before = {p: digest(p) for p in watched}
     yield {"store": store, "data": data, "before": before, "cache": cache, "started": time.time() - 1}
     for path in OUTSIDE:
@@ -98,7 +100,8 @@ def assert_attack_failed(name: str, verdict: str, text: str, host) -> None:
         assert digest(path) == sha, f"{path} was changed"
     for path in OUTSIDE:
         assert not path.exists(), f"{path} was written"
-    forged = [p for p in host["cache"].rglob("*.json") if p not in host["before"]]
+    forged = [p for pattern in ("*.json", "*.so") for p in host["cache"].rglob(pattern)
+              if p not in host["before"]]
     assert not forged, f"the grader's cache folder gained {forged}"
     planted = [p for folder in (host["cache"], Path.home() / ".triton", Path.home() / ".cache")
                for name in PLANTED_NAMES for p in folder.rglob(name)
