@@ -204,11 +204,13 @@ def test_a_jailed_build_is_cached_under_the_key_and_reused_without_nvcc(tmp_path
     assert len({first.library, flagged.library, edited.library}) == 3
 
 
-def test_no_cuda_folder_is_shown_writable_in_a_grading_jail(tmp_path):
-    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "TRITON_CACHE_DIR": str(tmp_path / "triton"),
-           "CHALLENGE_CACHE_DIR": str(tmp_path / "cache")}
-    shown = parent.shared_caches(env)
-    assert shown == [(tmp_path / "triton").resolve()]
+def test_no_cache_folder_of_the_host_is_shown_to_a_grading_jail(tmp_path):
+    """Every cache of the jailed child (Triton's, CUDA's, XDG's) lies in its own scratch
+    tmpfs: none is the host's, so nothing it writes is read by the trusted side or another
+    grading."""
+    env = parent.child_environment(tmp_path, "cpu", parent.Limits(), jailed=True)
+    for key in ("TRITON_CACHE_DIR", "XDG_CACHE_HOME", "CHALLENGE_CACHE_DIR", "HOME"):
+        assert env[key].startswith(jail.JAIL_SCRATCH + "/"), (key, env[key])
 
 
 # -- through a grading ---------------------------------------------------------------------------
