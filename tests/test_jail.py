@@ -45,7 +45,8 @@ def test_the_view_is_minimal_and_read_only_but_for_the_job(tmp_path):
     assert not any(p in ("/", "/home", "/root", "/etc", "/var") for p in shown)
     assert str(jail.RUNNER_ROOT) not in shown              # only its runner/ package
     for flag in ("--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                 "--die-with-parent", "--new-session", "--disable-userns", "--clearenv"):
+                 "--die-with-parent", "--new-session", "--disable-userns", "--clearenv",
+                 "--as-pid-1"):   # no init of bwrap's, unfiltered, in the jail (issue 24)
         assert flag in args
     assert args[args.index("--cap-drop") + 1] == "ALL"
     assert args[args.index("--uid") + 1] == str(jail.SANDBOX_UID)

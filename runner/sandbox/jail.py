@@ -282,7 +282,7 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[s
     args = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "grading", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--disable-userns"]
+            "--new-session", "--cap-drop", "ALL", "--disable-userns", "--as-pid-1"]
     args += _system_binds()
     for name in ETC_FILES:
         if Path("/etc", name).exists():
