@@ -22,6 +22,7 @@ import time
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
@@ -62,6 +63,12 @@ def is_subreaper() -> bool:
 def die_with_parent(sig: int = signal.SIGKILL) -> bool:
     """Deliver ``sig`` to this process when the thread that started it exits."""
     return _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def set_dumpable(dumpable: bool) -> bool:
+    """Whether processes of the same user may read and write this one's memory (/proc/N/mem)
+    and trace it; off, only a process with CAP_SYS_PTRACE may."""
+    return _prctl(PR_SET_DUMPABLE, int(dumpable))
 
 
 def when_parent_dies(parent: int, on_gone, interval: float = 0.5,

@@ -3,7 +3,9 @@
 Before any submission code is imported it moves its pipes to descriptor numbers of its own
 choosing (the numbers are on no command line), captures the functions that write reports and
 read commands, sets resource limits, makes itself a subreaper that dies with its parent, and
-(without a jail) leaves the network; then it runs :func:`runner.execute.execute`.
+(without a jail) leaves the network; then it runs :func:`runner.execute.execute`. In the jail
+it starts as PID 1, loads the seccomp filter, and runs the grading in a child of its own
+(:func:`become_init`).
 
 Nothing this process does is final: the submission runs here, with native code, and can undo
 any of it. The parent believes only what it checks itself (see :mod:`runner.protocol`).
@@ -15,6 +17,7 @@ import json
 import os
 import random
 import resource
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -43,6 +46,30 @@ def set_limits(jailed: bool) -> None:
             resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES * 8, MAX_PROCESSES * 8))
         except (ValueError, OSError):
             pass
+
+
+def become_init(report_fd: int, command_fd: int) -> None:
+    """In the jail this process starts as its PID 1 (bwrap's ``--as-pid-1``: bwrap keeps no
+    init of its own there, which ran unfiltered). The kernel drops every signal sent to a PID 1
+    from inside its namespace, its own included, whose action is the default: the grading
+    would survive its own abort() or SIGSEGV. So, filter loaded, this PID 1 forks, the grading
+    runs in the child (returns there), and PID 1 only waits for it and exits as it did (a
+    signal as 128 + n, as bwrap reports one); the kernel then kills the rest of the namespace.
+    PID 1 is made undumpable: the grading cannot write into it through /proc/1/mem."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    os.close(report_fd)
+    os.close(command_fd)
+    procs.set_dumpable(False)
+    procs.die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)    # Python's KeyboardInterrupt handler
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        os._exit(1)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status)
+             else 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1)
 
 
 def _hide(fd: int) -> int:
@@ -146,6 +173,8 @@ def main() -> None:
         refused = load_filter()
         if refused:
             notes.append(refused)
+        if os.getpid() == 1:
+            become_init(spec["report_fd"], spec["command_fd"])
     procs.become_subreaper()
     procs.die_with_parent()
     if os.getppid() == 1 and not jailed:

@@ -47,7 +47,17 @@ DENIED_SYSCALLS = (
     "open_by_handle_at", "name_to_handle_at", "acct", "swapon", "swapoff", "reboot", "syslog",
     "quotactl", "lookup_dcookie", "fanotify_init", "iopl", "ioperm", "settimeofday",
     "clock_settime", "adjtimex", "clock_adjtime", "vhangup",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",   # its rings run calls unfiltered
 )
+# personality(): the query (0xffffffff) and the harmless personas Docker's default profile
+# allows (PER_LINUX, PER_LINUX32, UNAME26 and both); the rest (READ_IMPLIES_EXEC,
+# ADDR_NO_RANDOMIZE, ...) is refused with EPERM. The query is also taken sign-extended to
+# 64 bits (a raw syscall of int -1, which the kernel reads as 0xffffffff)
+PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+# socket() families: AF_UNIX, AF_INET, AF_INET6 (the network namespace is empty anyway);
+# netlink, vsock, packet and the others are refused with EAFNOSUPPORT; socketpair(): AF_UNIX
+SOCKET_FAMILIES = (1, 2, 10)
+SOCKETPAIR_FAMILIES = (1,)
 CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000
                          | 0x20000000 | 0x40000000 | 0x00000080)   # NEWNS..NEWNET, NEWTIME
 
@@ -215,7 +225,39 @@ def build_filter():
     # clone3 passes its flags in memory, where a filter cannot read them: ENOSYS makes glibc
     # fall back to clone, whose flags are checked above (what Docker and Flatpak do)
     filt.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    for name, allowed, action in (
+            ("personality", PERSONALITIES, deny),
+            ("socket", SOCKET_FAMILIES, seccomp.ERRNO(errno.EAFNOSUPPORT)),
+            ("socketpair", SOCKETPAIR_FAMILIES, seccomp.ERRNO(errno.EAFNOSUPPORT))):
+        for op, datum, mask in outside(allowed):
+            arg = (seccomp.Arg(0, seccomp.GE, datum) if op == "ge"
+                   else seccomp.Arg(0, seccomp.MASKED_EQ, mask, datum))
+            filt.add_rule(action, name, arg)
     return filt
+
+
+def outside(allowed: Sequence[int]) -> List[Tuple[str, int, int]]:
+    """Conditions on a 64-bit argument that together match every value not in ``allowed``:
+    ("eq", datum, mask) for an aligned block (MASKED_EQ), ("ge", datum, 0) for the values from
+    ``datum`` up. libseccomp takes one comparison per argument in a rule, and a rule whose
+    action is the default (allow) not at all: refusing every value but a few takes one rule per
+    block of the values between them. The whole 64 bits are compared, so a value with its upper
+    half set (which the kernel drops for an int argument) is refused too."""
+    top = 1 << 64
+    out: List[Tuple[str, int, int]] = []
+    low = 0
+    for value in sorted(set(allowed)) + [top]:
+        if low < value == top:
+            out.append(("ge", low, 0))
+        else:
+            while low < value:
+                size = (low & -low) if low else top
+                while size > value - low:
+                    size >>= 1
+                out.append(("eq", low, (top - size) & (top - 1)))
+                low += size
+        low = value + 1
+    return out
 
 
 def load_filter() -> str:
@@ -251,7 +293,7 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[s
     args = [bwrap, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "grading", "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--disable-userns"]
+            "--new-session", "--cap-drop", "ALL", "--disable-userns", "--as-pid-1"]
     args += _system_binds()
     for name in ETC_FILES:
         if Path("/etc", name).exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,17 @@ ATTACKS = {
     "planted_library": None,
     "fallocate_burst": None,
     "cuda_library_plant": None,
+    "pid1_injection": None,
+    "io_uring": None,
+    "socket_families": None,
+}
+# attack -> what its printed findings must say (issue 24: the filter holds in every process)
+FINDINGS = {
+    "pid1_injection": ["pid 1: Seccomp 2", "unfiltered processes: none",
+                       "keyctl from the submission's own process: EPERM"],
+    "io_uring": ["io_uring_setup: EPERM", "io_uring_enter: EPERM", "io_uring_register: EPERM"],
+    "socket_families": ["netlink: EAFNOSUPPORT", "vsock: EAFNOSUPPORT", "packet: EAFNOSUPPORT",
+                        "socketpair inet: EAFNOSUPPORT", "socketpair unix: opened"],
 }
 OUTSIDE = [Path("/tmp") / PROBE_NAME, Path("/var/tmp") / PROBE_NAME, Path("/dev/shm") / PROBE_NAME,
            Path.home() / PROBE_NAME, REPO / PROBE_NAME]
@@ -109,6 +121,11 @@ def assert_attack_failed(name: str, verdict: str, text: str, host) -> None:
     assert not planted, f"a library was planted where the trusted side looks: {planted}"
     if ATTACKS[name]:
         assert verdict in ATTACKS[name], (verdict, text[-2000:])
+    for finding in FINDINGS.get(name, []):
+        assert finding in text, (finding, text[-3000:])
+    if name == "pid1_injection":   # every process the jail shows runs under the filter
+        modes = re.findall(r"pid \d+: Seccomp (\w+)", text)
+        assert len(modes) >= 2 and set(modes) == {"2"}, (modes, text[-3000:])
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _daemons():
         time.sleep(0.2)
@@ -340,7 +357,7 @@ def test_the_jail_loads_its_seccomp_filter_and_it_names_the_escape_calls(tmp_pat
         f.seek(0)
         text = f.read()
     for name in ("setns", "unshare", "mount", "ptrace", "bpf", "perf_event_open", "keyctl",
-                 "process_vm_readv", "init_module"):
+                 "process_vm_readv", "init_module", "io_uring_setup", "personality", "socket"):
         assert name in text, name
     result = cli(ESCAPES / "namespace_escape.pytorch.py", tmp_path, tmp_path / "none")
     assert not any("seccomp" in note for note in result["notes"]), result["notes"]
