@@ -1,37 +1,38 @@
 """One cgroup per grading job, so that the kernel counts and enforces memory and processes.
 
-A job's memory is everything the kernel charges to its cgroup: anonymous memory, memfds and
-other shmem (tmpfs, ``/dev/shm``) whether mapped or not, page cache, kernel memory. Past
-``memory_bytes`` the kernel's OOM killer kills inside the group (no swap is allowed); past
-``max_pids`` tasks, ``fork`` and ``clone`` fail. Nothing is polled: the limits hold between the
-watcher's looks. Afterwards the group's counters say what happened (:meth:`JobCgroup.oom_killed`,
-:meth:`JobCgroup.peak_memory_bytes`, :meth:`JobCgroup.pids_limit_hit`).
+A job's memory is all the kernel charges to its cgroup: anonymous memory, memfds and other
+shmem (tmpfs, ``/dev/shm``) mapped or not, page cache, kernel memory. Past ``memory_bytes`` the
+kernel's OOM killer kills in the group (no swap); past ``max_pids`` tasks, fork and clone fail.
+Nothing is polled. Afterwards the group's counters say what happened.
 
-cgroup v2 (one unified hierarchy) and v1 (separate ``memory`` and ``pids`` hierarchies, as in
-systemd's hybrid mode) both work. Job groups are made under ``$GRADER_CGROUP`` when it is set
-(a cgroup path, absolute or relative to each hierarchy's root), else under this process's own
-cgroup (v1; v2 when its children can be given the controllers), else, as root on v2, under a
-``grader`` group at the hierarchy's root (this process is never moved). Where none of that can
-be had, :func:`availability` says why and :func:`require` raises :class:`CgroupUnavailable`.
+cgroup v2 and v1 (separate ``memory`` and ``pids`` hierarchies, as in systemd's hybrid mode)
+both work. Job groups go under ``$GRADER_CGROUP`` when set (a cgroup path, absolute or relative
+to each hierarchy's root), else under this process's own cgroup (v1; v2 when its children can
+have the controllers), else, as root on v2, under a ``grader`` group at the hierarchy's root
+(this process is never moved). The limits are tried once with a probe process (some sandboxes,
+gVisor's, show cgroup files that enforce nothing); where no group works, :func:`availability`
+says why and :func:`require` raises :class:`CgroupUnavailable`.
 
 A job's first process joins the group before it runs anything: :meth:`JobCgroup.wrap` prefixes
 the command with a shell that writes itself into each hierarchy's ``cgroup.procs`` and then
-``exec``s the command, so bubblewrap and everything it forks start inside. The jail shows no
+execs the command, so bubblewrap and all it forks start inside. The jail shows no
 ``/sys/fs/cgroup``, so the files read here are the kernel's own; reads are bounded anyway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 MOUNTINFO = "/proc/self/mountinfo"
 PROC_CGROUP = "/proc/self/cgroup"
@@ -60,25 +61,13 @@ def _read(path: Path) -> str:
         return f.read(READ_LIMIT).decode("utf-8", "replace")
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
-
-
 def _keyed(path: Path) -> Dict[str, int]:
     """A flat-keyed file ("key value" lines: memory.events, pids.events, memory.oom_control)."""
-    values: Dict[str, int] = {}
     try:
-        text = _read(path)
+        pairs = [line.split() for line in _read(path).splitlines()]
     except OSError:
-        return values
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        try:
-            values[key] = int(value.strip())
-        except ValueError:
-            pass
-    return values
+        return {}
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
 
 
 def _number(path: Path) -> Optional[int]:
@@ -86,10 +75,6 @@ def _number(path: Path) -> Optional[int]:
         return int(_read(path).strip())
     except (OSError, ValueError):
         return None
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _mounts(mountinfo: str) -> Tuple[Optional[Tuple[Path, str]], Dict[str, Tuple[Path, str]]]:
@@ -101,7 +86,9 @@ def _mounts(mountinfo: str) -> Tuple[Optional[Tuple[Path, str]], Dict[str, Tuple
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 3:
             continue
-        mount = (Path(_unescape(fields[4])), _unescape(fields[3]))
+        point, root = (re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f)
+                       for f in (fields[4], fields[3]))     # mountinfo escapes spaces as \040
+        mount = (Path(point), root)
         if tail[0] == "cgroup2" and v2 is None:
             v2 = mount
         elif tail[0] == "cgroup":
@@ -124,11 +111,10 @@ def _own_paths(proc_cgroup: str) -> Dict[str, str]:
 
 def _under(mount: Tuple[Path, str], path: str) -> Path:
     """The directory of cgroup ``path`` (as /proc/self/cgroup names it) in a mount."""
-    point, root = mount
-    relative = path
-    if root not in ("", "/") and (path == root or path.startswith(root.rstrip("/") + "/")):
-        relative = path[len(root.rstrip("/")):]
-    return point / relative.lstrip("/")
+    point, root = mount[0], mount[1].rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        path = path[len(root):]
+    return point / path.lstrip("/")
 
 
 def _relative_to_mount(base: str, mounts: Sequence[Tuple[Path, str]]) -> str:
@@ -151,7 +137,7 @@ def _enable(group: Path) -> Optional[str]:
     if all(c in _read(group / "cgroup.subtree_control").split() for c in CONTROLLERS):
         return None
     try:
-        _write(group / "cgroup.subtree_control", " ".join("+" + c for c in CONTROLLERS))
+        (group / "cgroup.subtree_control").write_text(" ".join("+" + c for c in CONTROLLERS))
     except OSError as e:
         why = ("it holds processes (a v2 cgroup whose children get controllers must hold none)"
                if e.errno == errno.EBUSY else e.strerror)
@@ -196,10 +182,8 @@ def _choose_v1(mounts: Dict[str, Tuple[Path, str]], own: Dict[str, str],
                env_base: Optional[str]) -> Tuple[Optional[Dict[str, Path]], str]:
     bases: Dict[str, Path] = {}
     for c in CONTROLLERS:
-        if env_base:
-            base = _under(mounts[c], _relative_to_mount(env_base, list(mounts.values())))
-        else:
-            base = _under(mounts[c], own.get(c, "/"))
+        base = _under(mounts[c], _relative_to_mount(env_base, list(mounts.values()))
+                      if env_base else own.get(c, "/"))
         try:
             base.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -210,11 +194,11 @@ def _choose_v1(mounts: Dict[str, Tuple[Path, str]], own: Dict[str, str],
     return bases, ""
 
 
-class _Setup:
+class _Setup(NamedTuple):
     """Where job groups go: ``version`` 1 or 2 with a base folder per controller, or 0 and why."""
-
-    def __init__(self, version: int, bases: Dict[str, Path], reason: str):
-        self.version, self.bases, self.reason = version, bases, reason
+    version: int
+    bases: Dict[str, Path]
+    reason: str
 
 
 def detect(mountinfo: str = MOUNTINFO, proc_cgroup: str = PROC_CGROUP,
@@ -247,22 +231,46 @@ _cached: Optional[Tuple[bool, str, Optional[_Setup]]] = None
 _lock = threading.Lock()
 
 
+PROBE = ("import os\nforked = 0\nfor _ in range(8):\n    try:\n        if os.fork() == 0: os._exit(0)\n"
+         "        forked += 1\n    except OSError:\n        break\nprint(forked, flush=True)\n"
+         "fd = os.memfd_create('probe')\nfor _ in range(128): os.write(fd, b'x' * (1 << 20))\n"
+         "print('survived', flush=True)\n")
+
+
+def _prove(setup: _Setup) -> str:
+    """Try the limits once (64 MiB, 4 tasks) with a probe process: "" where the kernel held
+    them, else what failed (some sandboxes, gVisor's, show cgroup files that enforce nothing)."""
+    with JobCgroup._make(setup, "probe", 64 << 20, 4) as probe:
+        done = subprocess.run(probe.wrap([sys.executable, "-c", PROBE]), timeout=60,
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        lines = done.stdout.split()
+        if done.returncode == JOIN_FAILED or not lines:
+            return (f"a probe could not join {', '.join(map(str, probe.paths))}"
+                    f" (exit {done.returncode}: {done.stderr.strip()[-300:]})")
+        if lines[0] != "3":
+            return f"pids.max is not enforced here (a probe forked {lines[0]} of 8 under max 4)"
+        if "survived" in lines or done.returncode != -signal.SIGKILL:
+            return (f"memory.limit is not enforced here (a probe held 128 MiB of memfd under a"
+                    f" 64 MiB limit; exit {done.returncode})")
+        if not probe.oom_killed():
+            return f"the kernel's OOM kill does not show in {probe.dirs['memory']} ({probe.counters()})"
+    return ""
+
+
 def _setup() -> Tuple[bool, str, Optional[_Setup]]:
     global _cached
     with _lock:
         if _cached is None:
             setup = detect()
-            ok, why = setup.version != 0, setup.reason
-            if ok:       # prove it: a probe group that a process joins through wrap, then removed
+            why = setup.reason
+            if setup.version:
                 try:
-                    with JobCgroup._make(setup, "probe", 64 << 20, 16) as probe:
-                        rc = subprocess.run(probe.wrap(["true"]), timeout=30,
-                                            stdin=subprocess.DEVNULL).returncode
-                        if rc != 0:
-                            ok, why = False, f"a process cannot join {probe.paths[0]} (exit {rc})"
+                    why = _prove(setup)
                 except (OSError, CgroupError, subprocess.SubprocessError) as e:
-                    ok, why = False, f"cgroup v{setup.version} probe failed: {e}"
-            _cached = (ok, why if not ok else "", setup if ok else None)
+                    why = f"cgroup v{setup.version} probe failed: {e}"
+                if why:
+                    why = f"cgroup v{setup.version} unusable: {why}"
+            _cached = (not why, why, None if why else setup)
         return _cached
 
 
@@ -327,19 +335,19 @@ class JobCgroup:
     def _limit(self) -> None:
         mem, pids = self.dirs["memory"], self.dirs["pids"]
         if self.version == 2:
-            _write(mem / "memory.max", str(self.memory_bytes))
+            (mem / "memory.max").write_text(str(self.memory_bytes))
             for optional, value in (("memory.swap.max", "0"), ("memory.oom.group", "1")):
                 if (mem / optional).exists():
-                    _write(mem / optional, value)
+                    (mem / optional).write_text(value)
         else:
-            _write(mem / "memory.limit_in_bytes", str(self.memory_bytes))
+            (mem / "memory.limit_in_bytes").write_text(str(self.memory_bytes))
             if (mem / "memory.memsw.limit_in_bytes").exists():      # memory + swap: no swap
-                _write(mem / "memory.memsw.limit_in_bytes", str(self.memory_bytes))
+                (mem / "memory.memsw.limit_in_bytes").write_text(str(self.memory_bytes))
             if (mem / "memory.swappiness").exists():                # where memsw is missing
-                _write(mem / "memory.swappiness", "0")
+                (mem / "memory.swappiness").write_text("0")
             if _keyed(mem / "memory.oom_control").get("oom_kill_disable"):
-                _write(mem / "memory.oom_control", "0")             # kill, never pause
-        _write(pids / "pids.max", str(self.max_pids))
+                (mem / "memory.oom_control").write_text("0")   # kill, never pause
+        (pids / "pids.max").write_text(str(self.max_pids))
 
     def wrap(self, command: Sequence[str]) -> List[str]:
         """``command`` behind a prefix that joins this group and then execs it, arguments
@@ -350,7 +358,7 @@ class JobCgroup:
     def add(self, pid: int) -> None:
         """Move process ``pid`` (not its threads' later children already forked) into the group."""
         for path in self.paths:
-            _write(path / "cgroup.procs", str(pid))
+            (path / "cgroup.procs").write_text(str(pid))
 
     def pids(self) -> List[int]:
         """The processes in the group now."""
@@ -387,11 +395,9 @@ class JobCgroup:
     def counters(self) -> Dict[str, Optional[int]]:
         """The raw evidence, for a report or a log."""
         mem = self.dirs["memory"]
-        if self.version == 2:
-            events = _keyed(mem / "memory.events")
-            found = {f"memory.events.{k}": v for k, v in events.items()}
-        else:
-            found = {f"memory.oom_control.{k}": v for k, v in _keyed(mem / "memory.oom_control").items()}
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        found: Dict[str, Optional[int]] = {f"{name}.{k}": v for k, v in _keyed(mem / name).items()}
+        if self.version == 1:
             found["memory.failcnt"] = _number(mem / "memory.failcnt")
         found["peak_memory_bytes"] = self.peak_memory_bytes()
         found["pids.events.max"] = _keyed(self.dirs["pids"] / "pids.events").get("max", 0)
@@ -402,10 +408,8 @@ class JobCgroup:
         deadline = time.monotonic() + seconds
         kill_file = self.dirs["memory"] / "cgroup.kill"
         if self.version == 2 and kill_file.exists():
-            try:
-                _write(kill_file, "1")
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                kill_file.write_text("1")
         while True:
             left = self.pids()
             if not left:
@@ -413,10 +417,8 @@ class JobCgroup:
             if time.monotonic() >= deadline:
                 return False
             for pid in left:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
             time.sleep(0.01)
 
     def remove(self, seconds: float = REMOVE_SECONDS) -> bool:
