@@ -6,6 +6,7 @@ controller); the wrap and detection tests run everywhere."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -85,6 +86,14 @@ def test_dev_shm_pages_count(group):
         assert path.stat().st_size < LIMIT        # the file stopped growing at the limit
     finally:
         path.unlink(missing_ok=True)                # the pages stay charged until it goes
+
+
+def test_fallocate_burst_is_killed(group):
+    g = group()      # one call, no page touched from user space: what a 0.2 s poll misses
+    done = run_in(g, "import os; fd = os.memfd_create('burst');"
+                     " os.posix_fallocate(fd, 0, 400 << 20); print('survived', flush=True)")
+    assert done.returncode == -9 and "survived" not in done.stdout, (done.returncode, done.stderr)
+    assert g.oom_killed(), g.counters()
 
 
 def test_under_the_limit_is_not_killed(group):
@@ -265,3 +274,40 @@ def test_detect_v2_explicit_base_needs_the_controllers(tmp_path):
     setup = cgroups.detect(mi, pc, env_base=str(v2 / "judge"))
     assert setup.version == 2 and setup.bases["memory"] == v2 / "judge"
     assert (v2 / "judge" / "cgroup.subtree_control").read_text() == "+memory +pids"
+
+
+def test_detect_v2_own_group_with_processes_falls_back_to_a_grader_group_at_the_root(
+        tmp_path, monkeypatch):
+    v2 = tmp_path / "cg"
+    (v2 / "service").mkdir(parents=True)
+    for d in (v2, v2 / "service"):
+        (d / "cgroup.controllers").write_text("cpu memory pids\n")
+        (d / "cgroup.subtree_control").write_text("")
+    busy = v2 / "service" / "cgroup.subtree_control"
+    write_text = Path.write_text
+
+    def kernel_like(self, *args, **kwargs):   # the own group holds processes: EBUSY
+        if self == busy:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        if self.name == "cgroup.subtree_control" and not (self.parent / "cgroup.controllers").exists():
+            raise AssertionError(f"{self} written before its group was made")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", kernel_like)
+    mkdir = Path.mkdir
+
+    def mkdir_like(self, *args, **kwargs):    # a new v2 group gets its parent's subtree_control
+        mkdir(self, *args, **kwargs)
+        if (self / "cgroup.controllers").exists():
+            return
+        write_text(self / "cgroup.controllers", (self.parent / "cgroup.subtree_control")
+                   .read_text().replace("+", "").replace(" ", "\n"))
+        write_text(self / "cgroup.subtree_control", "")
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_like)
+    mi, pc = write_tree(tmp_path, [f"30 25 0:27 / {v2} rw - cgroup2 cgroup2 rw"], "0::/service\n")
+    setup = cgroups.detect(mi, pc, env_base="")
+    assert setup.version == 2 and setup.bases["pids"] == v2 / "grader", setup
+    assert (v2 / "grader" / "cgroup.subtree_control").read_text() == "+memory +pids"
+    busy_reason = cgroups.detect(mi, pc, env_base=str(v2 / "service"))
+    assert busy_reason.version == 0 and "holds processes" in busy_reason.reason
