@@ -247,10 +247,10 @@ def _prove(setup: _Setup) -> str:
         if done.returncode == JOIN_FAILED or not lines:
             return (f"a probe could not join {', '.join(map(str, probe.paths))}"
                     f" (exit {done.returncode}: {done.stderr.strip()[-300:]})")
-        if lines[0] != "3":
-            return f"pids.max is not enforced here (a probe forked {lines[0]} of 8 under max 4)"
+        if lines[0] == "8":
+            return "pids.max is not enforced here (a probe forked 8 children under a max of 4)"
         if "survived" in lines or done.returncode != -signal.SIGKILL:
-            return (f"memory.limit is not enforced here (a probe held 128 MiB of memfd under a"
+            return (f"the memory limit is not enforced here (a probe held 128 MiB of memfd under a"
                     f" 64 MiB limit; exit {done.returncode})")
         if not probe.oom_killed():
             return f"the kernel's OOM kill does not show in {probe.dirs['memory']} ({probe.counters()})"
@@ -356,7 +356,7 @@ class JobCgroup:
         return ["/bin/sh", "-c", JOIN_SCRIPT, "grader-cgroup-join", *procs, "--", *command]
 
     def add(self, pid: int) -> None:
-        """Move process ``pid`` (not its threads' later children already forked) into the group."""
+        """Move process ``pid`` (all its threads) in; children it already has stay out (prefer wrap)."""
         for path in self.paths:
             (path / "cgroup.procs").write_text(str(pid))
 
