@@ -189,7 +189,8 @@ def _choose_v1(mounts: Dict[str, Tuple[Path, str]], own: Dict[str, str],
         except OSError as e:
             return None, f"cgroup v1: cannot make {base}: {e.strerror}"
         if not os.access(base, os.W_OK):
-            return None, f"cgroup v1: {base} is not writable (run the judge as root or set {ENV_BASE})"
+            return None, (f"cgroup v1: {base} is not writable: run the judge as root, or chown"
+                          f" a group to this user and set {ENV_BASE} to it")
         bases[c] = base
     return bases, ""
 
