@@ -54,11 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def sandbox_refusal(args) -> Optional[str]:
     """Why this host's workers may not grade (None when they may)."""
-    usable, why = jail.probe()
-    if usable or args.allow_unsandboxed:
+    why = "" if args.allow_unsandboxed else jail.isolation_refusal()
+    if not why:
         return None
     return (f"refusing to start workers: submissions would run without a sandbox ({why}). "
-            f"Install bubblewrap, or pass --allow-unsandboxed for trusted code only")
+            f"Install bubblewrap and run where cgroups are writable, or pass "
+            f"--allow-unsandboxed for trusted code only")
 
 
 def is_loopback(host: str) -> bool:

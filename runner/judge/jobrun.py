@@ -88,7 +88,8 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
         info, solution, language = stage(job, Path(tmp), spec.get("challengeDirs") or [])
         limits = Limits(timeout_s=float(spec["timeLimitSeconds"]),
                         host_memory_bytes=int(spec["hostMemoryBytes"]),
-                        sandbox=spec.get("sandbox", "require"))
+                        sandbox=spec.get("sandbox", "require"),
+                        require_cgroup=spec.get("sandbox", "require") == "require")
         options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),
                                limits=limits)

@@ -106,8 +106,9 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
     if s.sandbox == "require":
-        usable, why = jail.probe()
-        if not usable:
-            raise SystemExit(f"error: refusing to grade without a sandbox ({why}); install "
-                             f"bubblewrap, or pass --allow-unsandboxed for trusted code only")
+        why = jail.isolation_refusal()
+        if why:
+            raise SystemExit(f"error: refusing to grade untrusted code: {why}; install "
+                             f"bubblewrap and run where cgroups are writable, or pass "
+                             f"--allow-unsandboxed for trusted code only")
     return s

@@ -114,6 +114,20 @@ def probe() -> Tuple[bool, str]:
     return True, "bubblewrap"
 
 
+def isolation_refusal() -> str:
+    """Why untrusted code may not be graded here ('' when it may): no jail, or no cgroup for
+    the kernel to enforce a job's memory and tasks (the judge needs both)."""
+    from runner.sandbox import cgroups   # lazy: only the judge asks
+
+    usable, why = probe()
+    if not usable:
+        return f"no jail can be made ({why})"
+    usable, why = cgroups.availability()
+    if not usable:
+        return f"the kernel cannot enforce a job's memory and processes ({why})"
+    return ""
+
+
 def _system_binds() -> List[str]:
     args: List[str] = []
     for name in SYSTEM_DIRS:

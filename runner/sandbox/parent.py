@@ -34,7 +34,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from runner import procs
-from runner.sandbox import jail
+from runner.protocol import Verdict
+from runner.sandbox import cgroups, jail
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 RUNNER_ROOT = jail.RUNNER_ROOT
@@ -54,6 +55,8 @@ class Limits:
     max_threads: int = 1024                   # threads in the jail at once
     disk_bytes: int = 4 * 2**30               # the job folder's size
     output_bytes: int = 64 * 1024             # captured stdout/stderr kept in the result
+    require_cgroup: bool = False              # refuse to grade where the kernel cannot enforce
+    #                                           memory and tasks (the judge)
     kill_wait_s: float = 10.0                 # after SIGKILL, wait this long for the child to be
     #                                           reaped (a GPU context's teardown), then go on
     sandbox: str = "require"                  # "require": a jail or no grading; "auto": jail
@@ -174,6 +177,9 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     else:
         outcome.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
         command, popen_env = inner, env
+    group = job_cgroup(limits, outcome)
+    if group is not None:
+        command = group.wrap(command)      # bwrap and all it forks start inside the group
     # the child's output goes to memory files the parent made (no path to swap; the pages are
     # charged to the child's memory, and its file-size limit caps each)
     out = os.fdopen(os.memfd_create("submission-stdout"), "w+b")
@@ -196,9 +202,14 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         finally:
             if before is not None:
                 _kill_orphans(before | {proc.pid})
+        if group is not None:
+            explain_cgroup(group, outcome, limits)
         outcome.logs = _logs(out, err, limits.output_bytes)
         return outcome
     finally:
+        if group is not None:
+            group.kill_all()
+            group.remove()
         if reader is not None:
             reader.close()
         else:
@@ -206,6 +217,32 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         os.close(command_w)
         out.close()
         err.close()
+
+
+def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgroup]:
+    """The job's cgroup: memory (memfds, shared memory and the scratch tmpfs included) and
+    tasks enforced by the kernel. Where none can be had, the limits are only polled: said in
+    the result, and refused with ``limits.require_cgroup`` (the judge)."""
+    try:
+        return cgroups.JobCgroup.create("job", limits.host_memory_bytes,
+                                        limits.max_threads + limits.max_processes)
+    except (cgroups.CgroupUnavailable, cgroups.CgroupError) as exc:
+        if limits.require_cgroup:
+            raise SandboxUnavailable(f"no cgroup for the job's limits: {exc}") from None
+        outcome.notes.append(f"memory and processes are counted by polling, not enforced by "
+                             f"the kernel: {exc}")
+        return None
+
+
+def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limits) -> None:
+    """The kernel's word on how the jail ended: an OOM kill in the group is the memory limit,
+    whatever the watcher saw (a killed process, a broken pipe)."""
+    if outcome.finished or not group.oom_killed():
+        return
+    outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
+    outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} "
+                       f"GiB of memory, as the kernel counts it: every process it started, "
+                       f"memfds and shared memory, and the files it wrote in its scratch space")
 
 
 def _unjailed_child_setup() -> None:
