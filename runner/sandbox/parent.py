@@ -1,19 +1,22 @@
 """Running the submission side of a grading in a jailed child process, within limits.
 
 The child (:mod:`runner.sandbox.child`) runs inside the jail of :mod:`runner.sandbox.jail`
-(bubblewrap namespaces, a seccomp filter, a read-only minimal view of the system, one writable
-job folder unique to this grading). Where bubblewrap cannot run, the child still runs in a
-process of its own with a scrubbed environment, and the result says plainly that it was not
-isolated.
+(bubblewrap namespaces, a seccomp filter, a read-only minimal view of the system, a size-capped
+tmpfs as its only writable place) and in a cgroup of its own (:mod:`runner.sandbox.cgroups`:
+memory and tasks enforced by the kernel). Where bubblewrap cannot run, grading is refused
+unless the caller allows an unjailed child (``Limits.sandbox == "auto"``, the judge's
+``--allow-unsandboxed``), which then runs with a scrubbed environment and the result says
+plainly that it was not isolated.
 
-The child reports through a pipe of JSON lines (read, checked and answered by
-:func:`runner.sandbox.watch.watch`); output tensors travel as files loaded with
-``torch.load(weights_only=True)``. The parent answers through a second pipe with commands
-(the grader's :class:`~runner.sandbox.watch.Conversation` decides them). Limits hold
-for the whole jail, not one process group: the resident memory, processes and threads of
-every process below the jail's first process, and the size of the job folder; past any of
-them, or past the time limit, the jail's first process is killed, and the kernel kills every
-process of its PID namespace with it.
+Everything the jail can write is hostile to this side: nothing of it is opened by a path or
+parsed beyond bytes of a known shape. The child reports through a pipe of JSON lines (read,
+checked and answered by :func:`runner.sandbox.watch.watch`); a message's outputs follow it on
+the same pipe as raw bytes, read as the dtypes and shapes the grader expects. Its stdout and
+stderr go to memory files made here. The parent answers through a second pipe with commands
+(the grader's :class:`~runner.sandbox.watch.Conversation` decides them). Past the cgroup's
+memory the kernel ends the jail; the resident memory, processes and threads of every process
+in it are also polled; past any, or past the time limit, the jail's first process is killed,
+and the kernel kills every process of its PID namespace with it.
 
 Nothing here waits on the child without a bound (see :mod:`runner.procs`).
 """
