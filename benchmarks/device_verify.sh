@@ -11,6 +11,10 @@
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
 #   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
+#   hostile  issue 24 (the jail's contents are hostile): the GPU corpus, the CUDA build jail, the
+#            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
+#            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
+#            before, unpacked into .baseline), interleaved on the same GPU
 #
 # A machine without bubblewrap or the judge's packages gets them from folders named by
 # GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
@@ -18,16 +22,21 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, board, floors or tests}
+phase=${1:?phase: trust, board, floors, tests or hostile}
 out=${2:?an output folder}
-case "$phase" in trust|board|floors|tests) ;; *)
-    echo "unknown phase $phase: trust, board, floors or tests" >&2; exit 2 ;;
+case "$phase" in trust|board|floors|tests|hostile) ;; *)
+    echo "unknown phase $phase: trust, board, floors, tests or hostile" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 
-if ! command -v bwrap >/dev/null && [ -d "${GRADER_DEBS:-}" ]; then
+if [ -d "${GRADER_DEBS:-}" ]; then
     for deb in "$GRADER_DEBS"/*.deb; do dpkg -x "$deb" /tmp/grader-bwrap; done
-    export GRADER_BWRAP=/tmp/grader-bwrap/usr/bin/bwrap
+    command -v bwrap >/dev/null || export GRADER_BWRAP=/tmp/grader-bwrap/usr/bin/bwrap
+    # libseccomp for the jail's filter, where the machine has none (pyseccomp finds it
+    # through LD_LIBRARY_PATH; the jail shows that folder to a GPU grading)
+    if ! ldconfig -p | grep -q libseccomp.so.2; then
+        export LD_LIBRARY_PATH=/tmp/grader-bwrap/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
 fi
 if [ -d "${GRADER_WHEELS:-}" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -56,6 +65,17 @@ floors)
     python3 benchmarks/attention_96.py --out "$out" 2>&1 | tee "$out/attention_96.log"
     timeout -s INT 240 python3 -m pytest -m gpu -v -p no:cacheprovider \
         tests/test_timing_gpu.py tests/test_trust_gpu.py 2>&1 | tee "$out/pytest_floors.log"
+    ;;
+hostile)
+    { cat /proc/self/cgroup; grep cgroup /proc/self/mountinfo; } > "$out/cgroups.txt" 2>&1
+    { timeout -s INT 150 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+        tests/test_cgroups.py tests/test_jail.py tests/test_cuda_build_jail.py 2>&1 | tail -30
+      timeout -s INT 150 python3 -m pytest -m gpu -q -p no:cacheprovider \
+        tests/test_sandbox_corpus.py 2>&1 | tail -30; } > "$out/pytest_hostile.log"
+    baseline=${BASELINE:-.baseline}
+    trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
+    $trust $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
+        $(refs paged_int8_decode_attention 98) 2>&1 | tail -60 > "$out/hostile_medians.log"
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
