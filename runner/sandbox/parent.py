@@ -122,6 +122,10 @@ def jobs_root() -> Path:
     return Path(os.environ.get("GRADER_JOBS_DIR") or tempfile.gettempdir())
 
 
+# the job folder is removed by fd-based traversal, never following a link (Linux's rmtree)
+assert shutil.rmtree.avoids_symlink_attacks, "shutil.rmtree must not follow links here"
+
+
 def run_in_child(job, limits: Limits, conversation: Conversation,
                  progress: Callable[[str], None], read_only: Optional[List[Path]] = None,
                  gpu_minor: Optional[int] = None) -> ChildOutcome:
@@ -239,9 +243,11 @@ def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgr
 
 def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limits) -> None:
     """The kernel's word on how the jail ended: an OOM kill in the group is the memory limit,
-    whatever the watcher saw (a killed process, a broken pipe)."""
-    if outcome.finished or not group.oom_killed():
+    whatever the watcher saw (a killed process, a broken pipe, or a grading that went on
+    after the kernel killed a process the submission started)."""
+    if outcome.verdict == Verdict.REJECTED.value or not group.oom_killed():
         return
+    outcome.finished = False
     outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
     outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} "
                        f"GiB of memory, as the kernel counts it: every process it started, "
