@@ -38,6 +38,10 @@ BURST_COVER_S = 1e-3         # the spin the burst starts behind
 PROBE_BYTES = 384 * 1024     # the burst probe's bytes at most (512 KiB as base64, one line)
 
 
+NOT_RUN_AFTER_FAILURE = ("the performance test was not run: a functional test failed (fix "
+                         "that first; submit again to be timed)")
+
+
 def _fail(result: Result, verdict: Verdict, message: str, details: str = "") -> Result:
     result.verdict, result.message, result.details = verdict.value, message, details
     return result
@@ -92,6 +96,8 @@ class Grading:
             name, case = self.plan.cases[payload["index"]]
             self.tests.append(check_outputs(self.challenge, name, case, payload, tensors,
                                             self.plan.expected[payload["index"]]))
+            if self.transcript.submit and self.transcript.cases == len(self.plan.cases):
+                return self._after_cases()
         elif kind == protocol.PERF_FIRST:
             self.perf_reports.append(check_outputs(self.challenge, "performance",
                                                    self.plan.perf_case, payload, tensors,
@@ -127,6 +133,14 @@ class Grading:
         elif kind == protocol.INTERNAL:
             self.internal = payload.get("details", "")[-20000:]
         return []
+
+    def _after_cases(self) -> List[Dict[str, Any]]:
+        """The functional tests are in: the performance case only when every one passed (a
+        wrong answer is not made any less wrong by minutes of the performance case)."""
+        if any(not t.passed for t in self.tests):
+            return [{"command": protocol.CMD_FINISH}]
+        self.transcript.expect(protocol.PERF_FIRST)
+        return [{"command": protocol.CMD_PERF}]
 
     def _fresh(self) -> List[Dict[str, Any]]:
         self.transcript.expect(protocol.PERF_FRESH)
@@ -322,6 +336,9 @@ class Grading:
         failed = [t for t in self.tests if not t.passed]
         if failed:
             first = failed[0]
+            if self.transcript.submit:
+                result.performance = {"timed": False, "run": False,
+                                      "reason": NOT_RUN_AFTER_FAILURE}
             return _fail(result, Verdict.WRONG_ANSWER,
                          f"{len(failed)} of {len(self.tests)} tests failed; first: {first.name} "
                          f"({', '.join(f'{k}={v}' for k, v in first.params.items())}): "

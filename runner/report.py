@@ -123,6 +123,8 @@ def render_text(result: Result) -> str:
 
 
 def render_performance(perf: Dict[str, Any]) -> str:
+    if perf.get("run") is False:
+        return f"  Performance: {perf.get('reason', 'not run')}"
     if not perf.get("timed"):
         return f"  Performance: not timed ({perf.get('reason', 'no GPU')})"
     sol = perf["solution"]

@@ -297,6 +297,7 @@ function renderResult(result, status) {
 
 function renderPerformance(perf) {
   if (!perf) return null;
+  if (perf.run === false) return el("p", { id: "timing", class: "meta", text: `Timing: ${perf.reason || "not run"}` });
   if (!perf.timed) return el("p", { id: "timing", class: "meta", text: `Timing: not timed (${perf.reason || "no GPU"})` });
   const sol = perf.solution || {}, ref = perf.reference || {};
   const floor = perf.floor_fraction ?? (perf.floor && perf.floor.fraction);
