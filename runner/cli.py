@@ -36,7 +36,9 @@ ACTIONS = ("run", "submit", "init", "validate", "list")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run_challenge.py",
-        description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.")
+        description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.",
+        epilog="The judge service: `run_challenge.py serve` (its options: `run_challenge.py "
+               "serve --help`; docs/judge.md).")
     parser.add_argument("challenge", nargs="?",
                         help="challenge folder, number (96) or slug (not needed for --action list)")
     parser.add_argument("--action", choices=ACTIONS, default="run",
