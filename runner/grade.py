@@ -101,12 +101,16 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
     grading = Grading(challenge, plan, options,
                       compile_only=language == "cuda" and device.type != "cuda")
-    if options.isolate:
-        outcome = run_in_child(job, options.limits, grading, options.progress,
-                               read_only=[info.path, solution.parent],
-                               gpu_minor=_gpu_minor(device))
-    else:
-        outcome = run_in_process(job, grading, options.progress)
+    try:
+        if options.isolate:
+            outcome = run_in_child(job, options.limits, grading, options.progress,
+                                   read_only=[info.path, solution.parent],
+                                   gpu_minor=_gpu_minor(device))
+        else:
+            outcome = run_in_process(job, grading, options.progress)
+    except KeyboardInterrupt as exc:
+        exc.tests = list(grading.tests)       # what had run, for the interrupted report
+        raise
     result.logs = outcome.logs
     result.notes += outcome.notes
     return grading.verdict(outcome, result)
