@@ -65,6 +65,8 @@ def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],
             if report.worst is None and cmp.worst is not None:
                 report.worst = {"output": out_name, **vars(cmp.worst)}
                 report.examples = [{"output": out_name, **vars(e)} for e in cmp.examples]
+                if cmp.largest is not None:
+                    report.largest = {"output": out_name, **vars(cmp.largest)}
     for input_name in payload.get("modified_inputs", [])[:8]:
         problems.append(f"your solution modified the input `{input_name}`; inputs must be "
                         f"left unchanged (write only to outputs)")

@@ -34,9 +34,10 @@ class TestReport:
     max_rel_error: Optional[float] = None
     mismatches: int = 0
     total: int = 0
-    worst: Optional[Dict[str, Any]] = None
-    examples: List[Dict[str, Any]] = field(default_factory=list)
+    worst: Optional[Dict[str, Any]] = None     # the element furthest past its tolerance
+    examples: List[Dict[str, Any]] = field(default_factory=list)   # the worst few, worst first
     message: str = ""
+    largest: Optional[Dict[str, Any]] = None   # the element of the largest abs err
 
 
 @dataclass
