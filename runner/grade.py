@@ -20,6 +20,7 @@ from runner import devices, languages, protocol
 from runner.catalog import ChallengeInfo
 from runner.execute import MemoryChannel, execute
 from runner.grading import Grading
+from runner.languages import cpu_cuda
 from runner.loading import load_challenge
 from runner.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
@@ -95,6 +96,7 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
         result.notes.append("no GPU: grading on the CPU"
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
     result.notes += languages.binding_notes(Path(solution), language, challenge)
+    result.notes += cpu_cuda.note_for(Path(solution), language, device)
     plan = make_plan(challenge, options.action, options.seed, device,
                      interpreted=language == "triton" and device.type == "cpu")
     solution = Path(solution).resolve()
