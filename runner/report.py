@@ -110,7 +110,7 @@ def render_text(result: Result) -> str:
         mark = "PASS" if test.passed else "FAIL"
         err = (f"  max abs err {test.max_abs_error:.3g}" if test.max_abs_error is not None else "")
         lines.append(f"  [{mark}] {test.name} ({_fmt_params(test.params)}){err}")
-        if not test.passed and test.message:
+        if test.message:      # a failure's, or how a passing test was accepted
             for msg_line in test.message.splitlines():
                 lines.append(f"         {msg_line}")
     if result.performance:
