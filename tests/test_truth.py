@@ -103,3 +103,17 @@ def test_no_challenge_of_this_project_needs_the_rule(number):
     checks = {c.name: c for c in report.checks}
     assert checks["float64"].status == PASS, checks["float64"]
     assert checks["float64-performance"].status == PASS, checks["float64-performance"]
+
+
+def test_in_leetgpus_format_the_rule_holds_on_the_performance_case():
+    """As on LeetGPU's multi-head attention: the functional cases are fine, the reference misses
+    the tolerance only on the performance case, where a more accurate solution used to fail."""
+    folder = HERE / "leetgpu" / "challenges" / "easy" / "2_row_variance"
+    options = GradeOptions(action="submit", device=torch.device("cpu"), isolate=False)
+    result = grade_safely(find_challenge(str(folder)), SOLUTIONS / "two_pass.pytorch.py",
+                          "pytorch", options)
+    assert result.verdict == "accepted", (result.message, [t.message for t in result.tests])
+    assert [t.name for t in result.tests if RULE in t.message] == ["performance"]
+    worse = grade_safely(find_challenge(str(folder)), SOLUTIONS / "bfloat16.pytorch.py",
+                         "pytorch", options)
+    assert worse.verdict == "wrong_answer"
