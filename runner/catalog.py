@@ -163,6 +163,15 @@ def default_solution_dir(info: ChallengeInfo) -> Path:
     return info.path / "solution"
 
 
+def refuse_folder(solution: Path) -> None:
+    """A folder given as the solution: a usage error saying so (not "cannot tell the language"
+    or "does not exist")."""
+    if solution.is_dir():
+        inside = sorted(p.name for p in solution.glob("solution.*") if p.is_file())
+        hint = (f" (it holds {', '.join(inside)})" if inside else "")
+        raise UsageError(f"--solution {solution} is a folder: name the solution file in it{hint}")
+
+
 def resolve_solution(info: ChallengeInfo, solution: Optional[Path],
                      language: Optional[str]) -> Tuple[Path, str]:
     """The solution file and its language: ``solution`` when given, else the one file
@@ -180,6 +189,7 @@ def resolve_solution(info: ChallengeInfo, solution: Optional[Path],
                     if not found else
                     f"several solutions in {folder}: pass --solution or --language")
             solution = found[0]
+    refuse_folder(solution)
     lang = languages.normalize(language) if language else languages.detect(solution)
     if not solution.is_file():
         raise UsageError(f"solution file {solution} does not exist; create it with "

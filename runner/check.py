@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-MAX_EXAMPLES = 5
+MAX_EXAMPLES = 5      # the worst few mismatched elements kept (JSON: `examples`)
+SHOWN_WORST = 3       # of them, in the text
 # the bits of the NaN that poisons a float output before a call (a quiet NaN with a payload of
 # ours), so an expected NaN is never matched by an element that was not written
 NAN_POISON_BITS = {torch.float16: 0x7E5B, torch.bfloat16: 0x7FDB, torch.float32: 0x7FDB5B5B,
@@ -31,6 +32,11 @@ class Element:
     expected: float
     abs_error: float
     rel_error: float
+    allowed: float = 0.0          # its tolerance: atol + rtol * |expected|
+
+    def line(self) -> str:
+        return (f"{_fmt_index(self.index)}: got {self.got:.7g}, expected {self.expected:.7g} "
+                f"(abs err {self.abs_error:.3g}, allowed {self.allowed:.3g})")
 
 
 @dataclass
@@ -41,8 +47,9 @@ class Comparison:
     mismatches: int = 0
     max_abs_error: float = 0.0
     max_rel_error: float = 0.0
-    worst: Optional[Element] = None
-    examples: List[Element] = field(default_factory=list)
+    worst: Optional[Element] = None          # the furthest past its tolerance
+    examples: List[Element] = field(default_factory=list)   # the worst few, worst first
+    largest: Optional[Element] = None        # the largest abs err (may be within a wider tolerance)
     problem: str = ""  # a structural problem (shape, dtype, NaN in the reference) if any
 
     def describe(self, atol: float, rtol: float) -> str:
@@ -54,9 +61,20 @@ class Comparison:
         text = (f"`{self.name}`: {self.mismatches} of {self.total} elements "
                 f"({100.0 * self.mismatches / max(self.total, 1):.2f}%) differ by more than "
                 f"atol={atol:g} + rtol={rtol:g}*|expected|")
-        if w is not None:
-            text += (f"; worst at {_fmt_index(w.index)}: got {w.got:.7g}, expected "
-                     f"{w.expected:.7g} (abs err {w.abs_error:.3g}, rel err {w.rel_error:.3g})")
+        if w is None:
+            return text
+        text += f"; worst (furthest past its tolerance) at {w.line()}"
+        for e in self.examples[1:SHOWN_WORST]:
+            text += f"\n  next worst at {e.line()}"
+        shown = [e.index for e in self.examples[:SHOWN_WORST]]
+        big = self.largest
+        if big is not None and big.index not in shown:
+            text += (f"\n  the largest abs err, {big.abs_error:.3g} at {_fmt_index(big.index)} "
+                     f"(expected {big.expected:.7g}), is less far past its tolerance "
+                     f"({big.allowed:.3g})" if big.abs_error > big.allowed else
+                     f"\n  the largest abs err, {big.abs_error:.3g} at {_fmt_index(big.index)}, "
+                     f"is within its tolerance ({big.allowed:.3g}, as |expected| is "
+                     f"{abs(big.expected):.3g})")
         return text
 
 
@@ -65,10 +83,11 @@ def _fmt_index(index: List[int]) -> str:
 
 
 def _element(flat_index: int, shape, got: torch.Tensor, exp: torch.Tensor,
-             abs_err: torch.Tensor, rel_err: torch.Tensor) -> Element:
+             abs_err: torch.Tensor, rel_err: torch.Tensor, allowed: torch.Tensor) -> Element:
     index = [int(i) for i in torch.unravel_index(torch.tensor(flat_index), shape)] if shape else []
     return Element(index=index, got=float(got[flat_index]), expected=float(exp[flat_index]),
-                   abs_error=float(abs_err[flat_index]), rel_error=float(rel_err[flat_index]))
+                   abs_error=float(abs_err[flat_index]), rel_error=float(rel_err[flat_index]),
+                   allowed=float(allowed[flat_index]))
 
 
 def _first_index(mask: torch.Tensor, shape) -> str:
@@ -122,13 +141,28 @@ def compare(name: str, got: torch.Tensor, expected: torch.Tensor, atol: float,
                         max_abs_error=float(abs_err.max()) if total else 0.0,
                         max_rel_error=float(rel_err.max()) if total else 0.0)
     if mismatches:
-        # worst relative to the allowed error, so one huge value doesn't hide behind rtol
+        # worst relative to the allowed error, so one huge value doesn't hide behind rtol: the
+        # few furthest past their tolerance, worst first (ties: the first index)
         excess = abs_err / allowed.clamp_min(torch.finfo(torch.float64).tiny)
-        worst = int(torch.argmax(torch.where(bad, excess, torch.full_like(excess, -1.0))))
-        result.worst = _element(worst, shape, out, exp, abs_err, rel_err)
-        for flat in torch.nonzero(bad).reshape(-1)[:MAX_EXAMPLES].tolist():
-            result.examples.append(_element(flat, shape, out, exp, abs_err, rel_err))
+        ranked = torch.where(bad, excess, torch.full_like(excess, -1.0))
+        k = min(MAX_EXAMPLES, mismatches)
+        order = torch.sort(ranked, descending=True, stable=True).indices[:k] if total <= 1 << 16 \
+            else _top(ranked, k)
+        result.examples = [_element(int(f), shape, out, exp, abs_err, rel_err, allowed)
+                           for f in order.tolist()]
+        result.worst = result.examples[0]
+        largest = int(torch.argmax(abs_err))
+        result.largest = _element(largest, shape, out, exp, abs_err, rel_err, allowed)
     return result
+
+
+def _top(ranked: torch.Tensor, k: int) -> torch.Tensor:
+    """The flat indices of the ``k`` largest of ``ranked``, largest first, ties by index."""
+    values = torch.topk(ranked, k).values
+    floor = values[-1]
+    candidates = torch.nonzero(ranked >= floor).reshape(-1)
+    inner = torch.sort(ranked[candidates], descending=True, stable=True).indices[:k]
+    return candidates[inner]
 
 
 def inputs_hold_inf(case: Dict[str, Any], directions: Dict[str, str]) -> bool:

@@ -17,7 +17,8 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
+from dataclasses import asdict
+from typing import List, Optional, Sequence
 
 from runner import languages
 from runner.catalog import (ChallengeInfo, UnknownChallenge, default_solution_dir, find_challenge,
@@ -27,16 +28,26 @@ from runner.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USA
 from runner.judge.client import remote_command
 from runner.listing import list_command
 from runner.progress import Progress, log
-from runner.report import render_text
+from runner.report import TestReport, json_safe, render_text
 from runner.sandbox import jail
 
 ACTIONS = ("run", "submit", "init", "validate", "list")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a bad command line is a :class:`UsageError` (one line on stderr,
+    and with --json the one object on stdout) instead of argparse's own exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (run_challenge.py --help lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="run_challenge.py",
-        description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.")
+        description="Grade a CUDA, Triton, CuPy or PyTorch solution of a GPU kernel challenge.",
+        epilog="The judge service: `run_challenge.py serve` (its options: `run_challenge.py "
+               "serve --help`; docs/judge.md).")
     parser.add_argument("challenge", nargs="?",
                         help="challenge folder, number (96) or slug (not needed for --action list)")
     parser.add_argument("--action", choices=ACTIONS, default="run",
@@ -96,6 +107,16 @@ def default_timeout(language: str, device_type: str) -> Optional[float]:
     return INTERPRETER_TIMEOUT_S if language == "triton" and device_type == "cpu" else None
 
 
+def check_limits(args: argparse.Namespace) -> None:
+    """--timeout and --memory-limit: positive finite numbers (0 or less is a usage error, not
+    the default or a time limit blamed on the solution)."""
+    for option, value, unit in (("--timeout", args.timeout, "seconds"),
+                                ("--memory-limit", args.memory_limit, "GiB")):
+        if value is not None and not (value > 0 and value != float("inf")):
+            raise UsageError(f"{option} {value:g} is not a limit: give a positive number of "
+                             f"{unit}, or leave {option} out for the default")
+
+
 def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     solution, language = resolve_solution(info, args.solution, args.language)
     # before numpy loads: Triton's CPU interpreter (--no-sandbox) does many small numpy dots,
@@ -116,10 +137,11 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
             if not usable:
                 return refuse_unjailed(args, why)
         limits = Limits()
-        timeout = args.timeout or default_timeout(language, device.type)
+        timeout = args.timeout if args.timeout is not None else default_timeout(language,
+                                                                                 device.type)
         if timeout:
             limits.timeout_s = timeout
-        if args.memory_limit:
+        if args.memory_limit is not None:
             limits.host_memory_bytes = int(args.memory_limit * 2**30)
         options = GradeOptions(action=args.action, device=device, seed=args.seed,
                                nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
@@ -135,28 +157,38 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
 
 def refuse_unjailed(args: argparse.Namespace, why: str) -> int:
     """No jail can be made: grade nothing (a submission would run with this user's rights)."""
-    message = (f"cannot grade in a jail: {why}. Install it (Debian/Ubuntu: apt-get install "
-               f"bubblewrap), or pass --no-sandbox to run the solution in this process, "
-               f"without isolation, for code you trust")
-    if args.json:
-        print(json.dumps({"status": "error", "verdict": "internal_error", "message": message,
-                          "challenge": str(args.challenge or ""), "action": args.action,
-                          "tests": []}, indent=2))
-    log(f"error: {message}")
-    return EXIT_USAGE
+    return usage_error(f"cannot grade in a jail: {why}. Install it (Debian/Ubuntu: apt-get "
+                       f"install bubblewrap), or pass --no-sandbox to run the solution in this "
+                       f"process, without isolation, for code you trust", args.json, args)
 
 
-def interrupted(args: Optional[argparse.Namespace]) -> int:
-    """Ctrl-C: one line "interrupted" (and with --json the one object, status ``interrupted``);
-    what the grading started was stopped by the ``finally`` blocks on the way here."""
-    print("interrupted", file=sys.stderr, flush=True)
+def interrupted(args: Optional[argparse.Namespace], tests: Sequence[TestReport] = ()) -> int:
+    """Ctrl-C: one line "interrupted" (and with --json the one object, status ``interrupted``,
+    with the tests that had run); what the grading started was stopped by the ``finally``
+    blocks on the way here."""
+    passed = sum(1 for t in tests if t.passed)
+    ran = (f"; {len(tests)} test(s) had run, {passed} passed" if tests else "")
+    print(f"interrupted{ran}", file=sys.stderr, flush=True)
     if args is not None and getattr(args, "json", False):
-        print(json.dumps({"status": "interrupted", "verdict": "interrupted",
-                          "message": "interrupted (Ctrl-C) before grading finished",
-                          "challenge": str(args.challenge or ""),
-                          "language": str(args.language or ""), "action": args.action,
-                          "seed": args.seed, "tests": []}, indent=2), flush=True)
+        print(json.dumps(json_safe({
+            "status": "interrupted", "verdict": "interrupted",
+            "message": f"interrupted (Ctrl-C) before grading finished{ran}",
+            "challenge": str(args.challenge or ""), "language": str(args.language or ""),
+            "action": args.action, "seed": args.seed,
+            "tests": [asdict(t) for t in tests]}), indent=2), flush=True)
     return EXIT_INTERRUPTED
+
+
+def usage_error(message: str, json_wanted: bool, args: Optional[argparse.Namespace]) -> int:
+    """A usage error: one line on stderr, exit 2, and with --json the one object on stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    if json_wanted:
+        print(json.dumps({"status": "error", "verdict": "usage_error", "message": message,
+                          "challenge": str(getattr(args, "challenge", "") or ""),
+                          "language": str(getattr(args, "language", "") or ""),
+                          "action": str(getattr(args, "action", "") or ""),
+                          "tests": []}, indent=2), flush=True)
+    return EXIT_USAGE
 
 
 def _interrupt_once(signum, frame) -> None:
@@ -180,8 +212,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
         return run(args)
-    except KeyboardInterrupt:
-        return interrupted(args)
+    except UsageError as exc:        # the command line itself (run() handles the rest)
+        return usage_error(str(exc), "--json" in argv, args)
+    except KeyboardInterrupt as exc:
+        return interrupted(args, getattr(exc, "tests", ()))
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -193,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
             return list_command(args)
         if not args.challenge:
             raise UsageError("name a challenge: a folder, a number (96) or a slug")
+        check_limits(args)
         if args.remote:
             return remote_command(args)
         info = find_challenge(args.challenge)
@@ -203,8 +238,7 @@ def run(args: argparse.Namespace) -> int:
             return validate_command(args, info)
         return grade_command(args, info)
     except (UsageError, UnknownChallenge) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(str(exc), args.json, args)
 
 
 if __name__ == "__main__":

@@ -328,7 +328,9 @@ def execute(job: Job, channel: Channel) -> None:
             Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags,
             library_path=job.library_path, build_info=job.build_info)
         run_cases(challenge, solve_call, job, channel, device)
-        if job.action == "submit" and job.performance:
+        # the grader says whether to go on: after a failed functional test it does not
+        if (job.action == "submit" and job.performance
+                and channel.receive().get("command") == protocol.CMD_PERF):
             run_performance(challenge, solve_call, job, channel, device)
     except SubmissionError as exc:
         channel.send(protocol.ERROR, {"verdict": exc.verdict, "message": exc.message,

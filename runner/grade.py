@@ -22,7 +22,7 @@ from runner.catalog import ChallengeInfo
 from runner.errors import SubmissionError
 from runner.execute import MemoryChannel, execute
 from runner.grading import Grading
-from runner.languages import cuda_build
+from runner.languages import cpu_cuda, cuda_build
 from runner.loading import load_challenge
 from runner.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
@@ -98,6 +98,7 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
         result.notes.append("no GPU: grading on the CPU"
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
     result.notes += languages.binding_notes(Path(solution), language, challenge)
+    result.notes += cpu_cuda.note_for(Path(solution), language, device)
     plan = make_plan(challenge, options.action, options.seed, device,
                      interpreted=language == "triton" and device.type == "cpu")
     solution = Path(solution).resolve()
@@ -126,6 +127,9 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
                                    gpu_minor=_gpu_minor(device))
         else:
             outcome = run_in_process(job, grading, options.progress)
+    except KeyboardInterrupt as exc:
+        exc.tests = list(grading.tests)       # what had run, for the interrupted report
+        raise
     finally:
         if library_dir is not None:
             shutil.rmtree(library_dir, ignore_errors=True)

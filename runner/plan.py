@@ -15,6 +15,7 @@ from runner.cases import case_bytes, fresh_seed, performance_case, test_cases
 from runner.challenge import ChallengeBase
 from runner.check import Comparison, default_comparison
 from runner.report import TestReport
+from runner.truth import against_truth, float64_outputs, uses_default_comparison
 
 
 # -- comparing --------------------------------------------------------------------------------
@@ -50,12 +51,24 @@ def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],
     """Compare one call's reported outputs with ``expected``; add input and guard problems."""
     report = TestReport(name=name, passed=True, params=case_params(case))
     problems: List[str] = []
+    accepted_by_rule: List[str] = []
+    truth: Optional[Dict[str, torch.Tensor]] = None
     for out_name, exp in expected.items():
         got = outputs.get(out_name)
         if not isinstance(got, torch.Tensor):
             problems.append(f"`{out_name}`: no output was reported")
             continue
         cmp = compare_output(challenge, out_name, got, exp, case)
+        if not cmp.passed and exp.is_floating_point() and uses_default_comparison(challenge):
+            # the reference's own rounding may be what this output misses (runner.truth)
+            if truth is None:
+                truth = float64_outputs(challenge, case,
+                                        directions_of(challenge.get_solve_signature())) or {}
+            ruled = (against_truth(out_name, got, exp, truth[out_name], challenge.atol,
+                                   challenge.rtol) if out_name in truth else None)
+            if ruled is not None and ruled.comparison.passed:
+                accepted_by_rule.append(ruled.note(challenge.atol, challenge.rtol))
+                cmp = ruled.comparison
         report.total += cmp.total
         report.mismatches += cmp.mismatches
         report.max_abs_error = max(report.max_abs_error or 0.0, cmp.max_abs_error)
@@ -65,6 +78,8 @@ def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],
             if report.worst is None and cmp.worst is not None:
                 report.worst = {"output": out_name, **vars(cmp.worst)}
                 report.examples = [{"output": out_name, **vars(e)} for e in cmp.examples]
+                if cmp.largest is not None:
+                    report.largest = {"output": out_name, **vars(cmp.largest)}
     for input_name in payload.get("modified_inputs", [])[:8]:
         problems.append(f"your solution modified the input `{input_name}`; inputs must be "
                         f"left unchanged (write only to outputs)")
@@ -72,6 +87,8 @@ def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],
     if problems:
         report.passed = False
         report.message = "\n".join(problems)
+    elif accepted_by_rule:
+        report.message = "\n".join(accepted_by_rule)
     return report
 
 

@@ -110,6 +110,7 @@ DONE = "done"                # {}: nothing more follows
 
 # -- commands (parent -> child) ---------------------------------------------------------------
 
+CMD_PERF = "perf"            # {}: every functional test passed; run the performance case
 CMD_TIME = "time"            # {nonce, budget_s, max_runs}: time the performance case
 CMD_BURST = "burst"          # {nonce, calls, cover_cycles, sync_every}: run calls back to back
 CMD_PROBE = "probe"          # {positions: {output: [byte offsets]}}: those bytes of every call
@@ -212,8 +213,9 @@ def child_verdict(payload: Dict[str, Any]) -> Verdict:
 class Transcript:
     """Checks the order of the child's messages against what the grading asked for.
 
-    ``expected_cases`` case reports come first, in order; then (submit) ``perf_first``; then
-    only answers to the parent's commands; an ``error`` may come at any point after ``ready``
+    ``expected_cases`` case reports come first, in order; then (submit, and only once the
+    parent has sent ``perf`` after checking them) ``perf_first``; then only answers to the
+    parent's commands; an ``error`` may come at any point after ``ready``
     and is followed only by ``done``; nothing may follow ``done``.
     """
 
@@ -258,8 +260,10 @@ class Transcript:
                                         f"result for test {self.cases} was due")
             self.cases += 1
         elif kind == PERF_FIRST:
-            if not self.submit or self.cases != self.expected_cases or PERF_FIRST in self.seen:
+            if (not self.submit or self.cases != self.expected_cases or PERF_FIRST in self.seen
+                    or self.awaiting.get(PERF_FIRST, 0) < 1):
                 raise ProtocolViolation("a 'perf_first' message out of place")
+            self.awaiting[PERF_FIRST] -= 1
         elif self.awaiting.get(kind, 0) > 0:
             self.awaiting[kind] -= 1
         else:

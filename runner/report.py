@@ -34,9 +34,10 @@ class TestReport:
     max_rel_error: Optional[float] = None
     mismatches: int = 0
     total: int = 0
-    worst: Optional[Dict[str, Any]] = None
-    examples: List[Dict[str, Any]] = field(default_factory=list)
+    worst: Optional[Dict[str, Any]] = None     # the element furthest past its tolerance
+    examples: List[Dict[str, Any]] = field(default_factory=list)   # the worst few, worst first
     message: str = ""
+    largest: Optional[Dict[str, Any]] = None   # the element of the largest abs err
 
 
 @dataclass
@@ -109,7 +110,7 @@ def render_text(result: Result) -> str:
         mark = "PASS" if test.passed else "FAIL"
         err = (f"  max abs err {test.max_abs_error:.3g}" if test.max_abs_error is not None else "")
         lines.append(f"  [{mark}] {test.name} ({_fmt_params(test.params)}){err}")
-        if not test.passed and test.message:
+        if test.message:      # a failure's, or how a passing test was accepted
             for msg_line in test.message.splitlines():
                 lines.append(f"         {msg_line}")
     if result.performance:
@@ -123,6 +124,8 @@ def render_text(result: Result) -> str:
 
 
 def render_performance(perf: Dict[str, Any]) -> str:
+    if perf.get("run") is False:
+        return f"  Performance: {perf.get('reason', 'not run')}"
     if not perf.get("timed"):
         return f"  Performance: not timed ({perf.get('reason', 'no GPU')})"
     sol = perf["solution"]

@@ -144,6 +144,14 @@ def test_human_report(capsys):
     (["96", "--solution", "x.py"], "cannot tell the language"),
     (["96", "--language", "fortran", "--solution", "x.cu"], "unknown language 'fortran'"),
     (["96", "--action", "init"], "needs --language"),
+    (["96", "--timeout", "0"], "--timeout 0 is not a limit"),
+    (["96", "--timeout", "-5"], "--timeout -5 is not a limit"),
+    (["96", "--memory-limit", "0"], "--memory-limit 0 is not a limit"),
+    (["96", "--solution", "reference/int8_kv_cache_attention"],
+     "is a folder: name the solution file in it (it holds solution.cu"),
+    (["96", "--solution", "reference"], "--solution reference is a folder"),
+    (["96", "--seed", "x"], "argument --seed: invalid int value"),
+    (["96", "--no-such-option"], "unrecognized arguments: --no-such-option"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, expected):
     proc = run_cli(*argv)
@@ -151,6 +159,12 @@ def test_usage_errors_exit_2_with_one_line(argv, expected):
     assert expected in proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+    with_json = run_cli(*argv, "--json")
+    assert with_json.returncode == 2, with_json.stderr
+    result = json.loads(with_json.stdout)         # the one object the README promises
+    assert result["status"] == "error" and result["verdict"] == "usage_error"
+    assert expected in result["message"]
 
 
 def test_challenge_by_number_slug_and_path(capsys, repo):
@@ -256,3 +270,18 @@ def test_triton_on_the_cpu_gets_a_longer_default_time_limit():
     from runner.sandbox.parent import Limits
     assert default_timeout("triton", "cpu") == 1200 > Limits().timeout_s
     assert default_timeout("triton", "cuda") is None and default_timeout("pytorch", "cpu") is None
+
+
+def test_a_remote_result_names_the_users_file_not_the_workers_copy():
+    from runner.judge.client import with_users_path
+
+    output = {"verdict": "compile_error",
+              "message": "syntax error in solution.triton.py line 3: expected ':'",
+              "details": 'File "/tmp/judge-job-x1/solution.triton.py", line 3\n'
+                         'also /tmp/a/mine.triton.py(3) and solution.triton.pyc and xsolution.triton.py',
+              "tests": []}
+    fixed = with_users_path(output, "triton", "mine.triton.py", "work/mine.triton.py")
+    assert fixed["message"] == "syntax error in work/mine.triton.py line 3: expected ':'"
+    assert fixed["details"] == ('File "work/mine.triton.py", line 3\nalso work/mine.triton.py(3) '
+                                'and solution.triton.pyc and xsolution.triton.py')
+    assert fixed["tests"] == [] and output["message"].startswith("syntax error in solution")

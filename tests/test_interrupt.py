@@ -91,3 +91,27 @@ def test_ctrl_c_prints_interrupted_exits_130_and_cleans_up(tmp_path, as_json):
         assert out.strip() == ""
     assert submission_processes(tmp_path) == []
     assert not list(tmp_path.glob("grading-*")), "the job folder was left behind"
+
+
+def test_an_interrupted_submit_keeps_the_tests_that_ran(tmp_path):
+    matmul = REPO / "tests" / "fixtures" / "timing" / "easy" / "1_matmul"
+    solution = REPO / "tests" / "solutions" / "matmul_hangs_in_performance.pytorch.py"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), str(matmul),
+                             "--solution", str(solution), "--action", "submit", "--json"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, rest = wait_for_line(proc.stderr, "running the performance test")
+        os.killpg(proc.pid, signal.SIGINT)
+        out = proc.stdout.read()
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    result = json.loads(out)
+    assert result["verdict"] == "interrupted"
+    assert [t["passed"] for t in result["tests"]] == [True, True, True], result["tests"]
+    assert [t["params"]["N"] for t in result["tests"]] == [1, 7, 64]
+    assert "3 test(s) had run, 3 passed" in result["message"], result["message"]

@@ -9,7 +9,7 @@ import torch
 
 from runner.authoring.context import MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, fmt_bytes
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
-from runner.authoring.results import CheckResult, failed, passed
+from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 from runner.buffers import fill_initial_, promised_initial
 from runner.cases import case_bytes
 from runner.challenge import ChallengeBase
@@ -144,6 +144,55 @@ def check_float64(ctx: Context) -> CheckResult:
     return passed("float64", f"within tolerance of float64 on all {count} functional cases "
                              f"({how}); worst {100 * worst[0]:.1f}% of the allowed error "
                              f"({worst[1] or 'n/a'}); no unexpected NaN or Inf")
+
+
+# the performance case is recomputed in float64 when its float64 copy fits this (else skipped)
+FLOAT64_PERF_BYTES = 8 * 2**30
+
+
+def check_float64_performance(ctx: Context) -> CheckResult:
+    """The performance case's reference against its float64 value, as ``float64`` does for the
+    functional cases. A reference outside its own tolerance there makes the grader fall back to
+    the rule 'accuracy against float64' (runner/truth.py): no challenge of this project may
+    need it (a failure), a LeetGPU folder is warned."""
+    name = "float64-performance"
+    case = ctx.cases.performance
+    if case is None:
+        return skipped(name, "not checked: the performance case was not generated (see the "
+                             "performance check)")
+    size = case_bytes(case)
+    if 2 * size > FLOAT64_PERF_BYTES:
+        return skipped(name, f"not checked: the performance case ({fmt_bytes(size)}) is too "
+                             f"large to recompute in float64 here (its float64 copy would pass "
+                             f"{fmt_bytes(FLOAT64_PERF_BYTES)})")
+    run = ctx.run_reference("performance test", case)
+    if run.error:
+        return failed(name, run.error, "fix reference_impl first")
+    outputs, error = None, ""
+    for promote in (True, False):
+        outputs, error = _float64_outputs(ctx, case, promote)
+        if outputs is not None:
+            break
+    if outputs is None:
+        return failed(name, f"could not run the reference in float64 on the performance test: "
+                            f"{error}", "let reference_impl accept float64 tensors")
+    worst, problems = (0.0, ""), []
+    for out_name, high in outputs.items():
+        ratio, problem = _against_exact(ctx, out_name, run.outputs[out_name], high, case,
+                                        "performance test")
+        if ratio > worst[0]:
+            worst = (ratio, f"`{out_name}`")
+        if problem:
+            problems.append(problem)
+    if problems:
+        return stricter(ctx.format, name, "; ".join(problems[:3]),
+                        "the reference misses its own tolerance on the performance case, so the "
+                        "grader must fall back to comparing solutions with the float64 answer "
+                        "there (the rule 'accuracy against float64'); compute the reference in "
+                        "higher precision, reorder it, or loosen atol/rtol")
+    return passed(name, f"within tolerance of float64 on the performance case "
+                        f"({fmt_bytes(size)}); worst {100 * worst[0]:.1f}% of the allowed error "
+                        f"({worst[1] or 'n/a'})")
 
 
 def _overridden(challenge: ChallengeBase, method: str) -> bool:

@@ -37,6 +37,7 @@ CHECKS: List[Tuple[str, CheckFn, Sequence[str]]] = [
     ("determinism", cases.check_determinism, ("signature", "generators")),
     ("directions", contract.check_directions, ("signature", "generators")),
     ("float64", numerics.check_float64, ("directions",)),
+    ("float64-performance", numerics.check_float64_performance, ("directions",)),
     ("constraints", constraints.check_constraints, ("signature", "generators")),
     ("coverage", constraints.check_coverage, ("signature", "generators")),
     ("value-range", constraints.check_value_range, ("signature", "generators")),

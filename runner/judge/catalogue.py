@@ -199,5 +199,6 @@ class Accelerators:
                 pass
         return [{"name": n, "aliases": sorted(a for a, v in self._lookup.items()
                                               if v == n and a != _key(n)),
-                 "serves": sorted(k for k in served.get(n, []) if k not in self._lookup)}
+                 "serves": sorted(k for k in served.get(n, []) if k not in self._lookup),
+                 "timed": n != CPU}      # a CPU worker checks submissions, never times them
                 for n in self.names]

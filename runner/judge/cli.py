@@ -4,10 +4,12 @@ alone (a fleet's API hosts), or a GPU host's workers alone (``--workers-only``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -177,10 +179,12 @@ def serve(args, config: JudgeConfig) -> int:
     log.info("judge: accelerators %s, store %s, queue %s, %d local worker(s)",
              ", ".join(service.accelerators.names), config.store_url or args.data_dir,
              config.queue.backend, len(supervisor.specs) if supervisor else 0)
-    uv = _judge_server(uvicorn.Config(app, host=args.host, port=args.port,
-                                     log_level=args.log_level,
-                                     ws_max_size=limits.max_message_bytes * 2 + 65536,
-                                     timeout_graceful_shutdown=5), service)
+    uv_config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                               ws_max_size=limits.max_message_bytes * 2 + 65536,
+                               timeout_graceful_shutdown=5)
+    # after uvicorn.Config, which sets up uvicorn's loggers
+    logging.getLogger("uvicorn.access").addFilter(WorkerPollsAtDebug())
+    uv = _judge_server(uv_config, service)
     if supervisor is not None:
         supervisor.start()
     try:
@@ -188,7 +192,32 @@ def serve(args, config: JudgeConfig) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop()
+    stopped_by = getattr(uv, "stopped_by", [])
+    if stopped_by:
+        log.info("judge stopped (%s): drained and shut down cleanly",
+                 ", ".join(signal.Signals(s).name for s in stopped_by))
     return 0
+
+
+# the worker endpoints a worker calls all the time (a long-poll claim every few seconds, a
+# heartbeat per job, its presence): routine, so DEBUG; a refused one (4xx, 5xx) stays visible
+WORKER_POLLS = ("/api/v1/worker/claim", "/api/v1/worker/presence", "/heartbeat", "/events")
+
+
+class WorkerPollsAtDebug(logging.Filter):
+    """uvicorn's access lines of worker polls, at DEBUG instead of INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if len(args) < 5 or not isinstance(args[2], str):
+            return True
+        path, status = args[2].split("?", 1)[0], args[4]
+        routine = (path.startswith("/api/v1/worker/") and path.endswith(WORKER_POLLS)
+                   and isinstance(status, int) and status < 400)
+        if not routine or record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 def _judge_server(config, service):
@@ -198,9 +227,23 @@ def _judge_server(config, service):
     import uvicorn         # lazy: the judge extra
 
     class JudgeServer(uvicorn.Server):
+        stopped_by: List[int] = []
+
         def handle_exit(self, sig, frame) -> None:
             service.release_waiters()
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn's, except that the Ctrl-C or SIGTERM that stopped the server is not
+            raised again once it has shut down (which printed a KeyboardInterrupt traceback, or
+            ended the process by the signal): ``serve`` drains, then exits 0."""
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self.stopped_by = list(self._captured_signals)
+                    self._captured_signals.clear()
 
     return JudgeServer(config)
 

@@ -15,15 +15,17 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from runner import languages
-from runner.catalog import UnknownChallenge, find_challenge, resolve_solution
+from runner.catalog import UnknownChallenge, find_challenge, refuse_folder, resolve_solution
 from runner.errors import UsageError
-from runner.exit_codes import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from runner.exit_codes import EXIT_OK, EXIT_REJECTED
 from runner.judge.protocol import TERMINAL_STATUSES, file_list
 from runner.progress import Progress
 from runner.protocol import Verdict
@@ -129,8 +131,22 @@ def result_from_output(output: Any) -> Result:
     return Result.from_dict(data)
 
 
-def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optional[str], Optional[str]]:
-    """(file name, content, language, challengeCode, challenge) for the CLI's arguments."""
+def with_users_path(output: Dict[str, Any], language: str, sent_name: str,
+                    users_path: str) -> Dict[str, Any]:
+    """The judge's result with the worker's copy of the solution (``/tmp/.../solution.cu`` in a
+    traceback or a compiler's message) named as the user's own file."""
+    names = {f"solution{languages.suffix(language)}", sent_name}
+    worker_copy = re.compile(r"(?<![\w./-])(?:/(?:[^\s\"'():,/]+/)*)?(?:"
+                             + "|".join(map(re.escape, names)) + r")(?![\w.])")
+    out = dict(output)
+    for key in ("message", "details", "logs"):
+        if isinstance(out.get(key), str):
+            out[key] = worker_copy.sub(lambda m: users_path, out[key])
+    return out
+
+
+def submission_from_args(args: argparse.Namespace) -> Tuple[Path, str, str, Optional[str], Optional[str]]:
+    """(the solution file, content, language, challengeCode, challenge) for the CLI's arguments."""
     try:
         info = find_challenge(args.challenge)
     except UnknownChallenge:
@@ -144,11 +160,12 @@ def submission_from_args(args: argparse.Namespace) -> Tuple[str, str, str, Optio
             raise UsageError(f"challenge {args.challenge!r} is not in this checkout: pass "
                              f"--solution FILE")
         solution = args.solution
+        refuse_folder(solution)
         language = languages.normalize(args.language) if args.language else languages.detect(solution)
         code, challenge = None, str(args.challenge)
     if not solution.is_file():
         raise UsageError(f"solution file {solution} does not exist")
-    return solution.name, solution.read_text(encoding="utf-8"), language, code, challenge
+    return solution, solution.read_text(encoding="utf-8"), language, code, challenge
 
 
 def remote_command(args: argparse.Namespace,
@@ -159,7 +176,8 @@ def remote_command(args: argparse.Namespace,
     if args.action not in ("run", "submit"):
         raise UsageError("--remote sends `run` or `submit` actions only")
     token = next((os.environ[e] for e in TOKEN_ENVS if os.environ.get(e)), None)
-    name, content, language, code, challenge = submission_from_args(args)
+    solution, content, language, code, challenge = submission_from_args(args)
+    name = solution.name
     if getattr(args, "seed", 0):
         log("note: --seed is ignored by a judge: it grades with a private seed of its own and "
             "reports it in the result")
@@ -176,14 +194,13 @@ def remote_command(args: argparse.Namespace,
                 else:
                     progress(f"[{msg.get('status')}] {msg.get('output')}")
     except RemoteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(str(exc)) from None
     assert terminal is not None
     output = terminal.get("output")
     if not isinstance(output, dict):     # refused before it was stored
-        print(f"error: the judge refused the submission: {output}"
-              + (f" ({terminal['code']})" if terminal.get("code") else ""), file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"the judge refused the submission: {output}"
+                         + (f" ({terminal['code']})" if terminal.get("code") else ""))
+    output = with_users_path(output, language, name, str(solution))
     result = result_from_output(output)
     if args.json:
         print(json.dumps(output, indent=2, default=str))

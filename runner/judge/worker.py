@@ -354,7 +354,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = settings_from_args(build_parser().parse_args(argv))
     worker = Worker(settings)
+    # SIGTERM (serve stopping it) and Ctrl-C (which a terminal sends to serve's whole process
+    # group): finish or give back the job in hand, then exit quietly
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
     try:
         worker.run_forever()
     except SlotBusy as exc:

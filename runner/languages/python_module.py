@@ -124,8 +124,17 @@ def call_solve(solve: Callable, args: dict, names: List[str], path: Path) -> Non
                                user_traceback(exc, path))
 
 
-def load_python_solution(path: Path, challenge) -> Callable[[dict], None]:
-    """Import the file, check its ``solve`` and return a caller taking the test case dict."""
+def load_python_solution(path: Path, challenge, device=None) -> Callable[[dict], None]:
+    """Import the file, check its ``solve`` and return a caller taking the test case dict.
+    On the CPU, CUDA named in the solution runs there (:mod:`runner.languages.cpu_cuda`)."""
+    from runner.languages.cpu_cuda import cuda_on_cpu    # torch: only when a solution loads
+
+    device = device if device is not None else getattr(challenge, "device", "cpu")
     names = list(challenge.get_solve_signature())
-    solve = find_solve(import_user_module(path), path, names)
-    return lambda args: call_solve(solve, args, names, path)
+    with cuda_on_cpu(device):
+        solve = find_solve(import_user_module(path), path, names)
+
+    def call(args: dict) -> None:
+        with cuda_on_cpu(device):
+            call_solve(solve, args, names, path)
+    return call

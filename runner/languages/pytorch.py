@@ -8,4 +8,4 @@ from runner.languages.python_module import load_python_solution
 
 
 def load(path: Path, challenge, device, **settings):
-    return load_python_solution(path, challenge)
+    return load_python_solution(path, challenge, device)

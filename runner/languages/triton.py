@@ -48,4 +48,4 @@ def load(path: Path, challenge, device, **settings):
             "Triton was imported in this process before TRITON_INTERPRET=1 was set, so its "
             "kernels cannot run under the interpreter on the CPU; set TRITON_INTERPRET=1 in the "
             "environment (or grade in the sandbox, which starts a fresh process)")
-    return load_python_solution(path, challenge)
+    return load_python_solution(path, challenge, device)

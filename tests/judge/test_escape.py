@@ -293,7 +293,7 @@ def test_without_bubblewrap_the_cli_refuses_to_grade_unless_told_no_sandbox(tmp_
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 2, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert result["verdict"] == "internal_error" and result["tests"] == [], result
+    assert result["verdict"] == "usage_error" and result["tests"] == [], result
     assert "bubblewrap (bwrap) was not found" in result["message"]
     assert "apt-get install bubblewrap" in done.stderr and "--no-sandbox" in done.stderr
     done = subprocess.run(command + ["--no-sandbox"], capture_output=True, text=True,

@@ -4,6 +4,7 @@ LeetGPU's public client is."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,23 @@ def test_the_challenge_code_is_matched_line_endings_aside(judge):
     crlf = CHALLENGE_CODE.replace("\n", "\r\n")
     log = leetgpu_client(judge.url, message(submission={"challengeCode": crlf}))
     assert log[-1]["output"]["challenge"] == "1_vector_add"
+
+
+def test_a_remote_compile_error_names_the_users_file_not_the_workers_copy(judge, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "JUDGE_TOKEN": token("alice"), "HOME": str(tmp_path)}
+    folder = REPO / "tests" / "judge" / "challenges" / "easy" / "1_vector_add"
+    mine = Path(shutil.copy(REPO / "tests" / "judge" / "solutions" / "syntax_error.pytorch.py",
+                            tmp_path / "my_attempt.pytorch.py"))
+    run = subprocess.run([sys.executable, str(REPO / "run_challenge.py"), str(folder),
+                          "--solution", str(mine), "--remote", judge.url, "--json"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    result = json.loads(run.stdout)
+    assert result["verdict"] == "compile_error", result
+    shown = result["message"] + result["details"]
+    assert str(mine) in shown, shown
+    assert "solution.pytorch.py" not in shown.replace(str(mine), ""), shown

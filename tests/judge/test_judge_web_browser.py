@@ -145,6 +145,25 @@ def test_the_page_signs_in_submits_streams_results_and_shows_the_leaderboard(ser
             assert page.locator("#spec .katex-display").count() == 1
             assert "\\(" not in page.locator("#spec").inner_text()
 
+            # -- our own challenges' maths is typeset too, under the title the CLI lists ------
+            for number, name, displays in (("96_int8_kv_cache_attention", "INT8 KV-Cache Attention", 4),
+                                           ("97_int8_kv_cache_quantize", "INT8 KV-Cache Quantize-on-Store", 4),
+                                           ("98_paged_int8_decode_attention",
+                                            "Paged INT8 Decode Attention (GQA)", 6)):
+                page.goto(url + f"/#/challenge/{number}")
+                expect(page.locator("h1")).to_have_text(name)
+                expect(page.locator("#spec .katex-display").first).to_be_visible()
+                assert page.locator("#spec .katex-display").count() == displays, number
+                spec_text = page.locator("#spec").inner_text()
+                assert "\\[" not in spec_text and "\\mathtt" not in spec_text, number
+                assert page.locator("#spec .katex-error").count() == 0, number
+                if number.startswith("98"):
+                    page.locator("#spec .katex-display").last.scroll_into_view_if_needed()
+                    shot("07-98-maths.png")
+                # a CPU worker's form says what a submit gets there
+                expect(page.locator("#action-submit-label")).to_contain_text("not timed")
+                expect(page.locator("#action-submit-label")).not_to_contain_text("ranked")
+
             # -- a correct PyTorch solution to 96, submitted by keyboard ---------------------
             page.goto(url + "/#/challenge/96_int8_kv_cache_attention")
             expect(page.locator("h1")).to_have_text("INT8 KV-Cache Attention")
@@ -192,6 +211,15 @@ def test_the_page_signs_in_submits_streams_results_and_shows_the_leaderboard(ser
             assert page.locator("#lb-status").inner_text() == ""   # a run is never ranked
             shot("04-wrong-answer-worst-element.png")
 
+            # -- a submission's own page, with no leaderboard event: no stray "null" ---------
+            page.locator("#nav-mine").click()
+            page.locator("#mine tbody tr", has_text="wrong answer").locator("a").click()
+            expect(page.locator("h1")).to_contain_text("Submission")
+            expect(page.locator("#progress li").first).to_be_visible()
+            assert "null" not in page.locator("main").inner_text(), page.locator("main").inner_text()
+            page.goto(url + "/#/challenge/96_int8_kv_cache_attention")
+            expect(page.locator("h1")).to_have_text("INT8 KV-Cache Attention")
+
             # -- the leaderboard page: the entry, not timed, apart from timed ranks ----------
             page.locator("a", has_text="leaderboard").first.click()
             expect(page.locator("h1")).to_contain_text("Leaderboard")
@@ -199,8 +227,9 @@ def test_the_page_signs_in_submits_streams_results_and_shows_the_leaderboard(ser
             expect(not_timed).to_have_count(1)
             expect(not_timed.first).to_contain_text("alice")
             expect(not_timed.first).to_contain_text("not timed")
-            expect(page.locator("#lb-ranks tbody tr")).to_have_count(0)
-            expect(page.locator("main")).to_contain_text("No verified timed entries yet.")
+            # a CPU board has no empty timed table: it says why nothing is ranked by time
+            expect(page.locator("#lb-ranks")).to_have_count(0)
+            expect(page.locator("#lb-untimed")).to_contain_text("grades without a GPU")
             shot("05-leaderboard.png")
 
             # -- my submissions --------------------------------------------------------------
@@ -220,6 +249,6 @@ def test_the_page_signs_in_submits_streams_results_and_shows_the_leaderboard(ser
     assert board["notTimed"][0]["verifyVerdict"] == "accepted"
     assert foreign == [], f"the page fetched from another origin: {foreign}"
     for name in ("01-challenges.png", "03-ranked-not-timed.png", "04-wrong-answer-worst-element.png",
-                 "05-leaderboard.png"):
+                 "05-leaderboard.png", "07-98-maths.png"):
         assert (shots / name).stat().st_size > 10_000
     print(f"screenshots: {shots}")

@@ -60,8 +60,17 @@ function typeset(node) {
   }
 }
 function show(...nodes) {
-  const m = main();
-  m.replaceChildren(...nodes);
+  // a part a view leaves out is null: never shown (replaceChildren would print "null")
+  main().replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+// whether an accelerator times submissions: a CPU worker checks them but cannot time them
+function isTimed(name) {
+  const a = state.accelerators.find((x) => x.name === name);
+  return a ? a.timed !== false : true;
+}
+function submitLabel(accelerator) {
+  return isTimed(accelerator) ? "Submit (every test, timed, ranked)"
+    : "Submit (every test; not timed on a CPU)";
 }
 function errorBox(message) { return el("p", { class: "error", role: "alert", text: message }); }
 function newId() {
@@ -161,7 +170,8 @@ async function viewChallenge(id) {
         el("input", { type: "radio", name: "action", id: "action-run", value: "run", checked: true }),
         el("label", { for: "action-run", text: "Run (the example test)" }),
         el("input", { type: "radio", name: "action", id: "action-submit", value: "submit" }),
-        el("label", { for: "action-submit", text: "Submit (every test, timed, ranked)" }),
+        el("label", { for: "action-submit", id: "action-submit-label",
+                      text: submitLabel((state.accelerators[0] || {}).name) }),
       ),
       el("div", { class: "row" }, el("label", { for: "file", text: "Upload a file" }), file),
       source,
@@ -169,6 +179,9 @@ async function viewChallenge(id) {
         el("button", { id: "submit-btn", type: "submit", text: "Send" }),
         el("span", { class: "hint", text: "Ctrl+Enter in the editor sends too" })),
     ));
+  form.querySelector("#accelerator").addEventListener("change", (ev) => {
+    form.querySelector("#action-submit-label").textContent = submitLabel(ev.target.value);
+  });
   source.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.requestSubmit(); }
   });
@@ -297,6 +310,7 @@ function renderResult(result, status) {
 
 function renderPerformance(perf) {
   if (!perf) return null;
+  if (perf.run === false) return el("p", { id: "timing", class: "meta", text: `Timing: ${perf.reason || "not run"}` });
   if (!perf.timed) return el("p", { id: "timing", class: "meta", text: `Timing: not timed (${perf.reason || "no GPU"})` });
   const sol = perf.solution || {}, ref = perf.reference || {};
   const floor = perf.floor_fraction ?? (perf.floor && perf.floor.fraction);
@@ -413,9 +427,14 @@ async function viewLeaderboard(id, params) {
        ` · ranked by the verification run's median; both medians must agree within ${Math.round(board.band * 100)}%`),
     el("div", { class: "row" }, el("label", { for: "lb-accelerator", text: "Accelerator" }), accSel,
        el("label", { for: "lb-language", text: "Language" }), langSel),
-    chart(board.entries),
-    entryTable("lb-ranks", `Timed ranks on ${board.accelerator}`, board.entries, admin, id, true),
   ];
+  if (isTimed(board.accelerator) || board.entries.length) {
+    parts.push(chart(board.entries),
+               entryTable("lb-ranks", `Timed ranks on ${board.accelerator}`, board.entries, admin, id, true));
+  } else {
+    parts.push(el("p", { class: "meta", id: "lb-untimed",
+                         text: `${board.accelerator} grades without a GPU: accepted submissions are verified and listed, not timed or ranked by time.` }));
+  }
   if (board.notTimed.length) {
     parts.push(entryTable("lb-not-timed", "Not timed (graded without a GPU; listed apart, not ranked)",
                           board.notTimed, admin, id, false));
