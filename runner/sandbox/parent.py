@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from runner import procs
+from runner.output_tail import logs as bounded_logs
 from runner.protocol import Verdict
 from runner.sandbox import cgroups, jail
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
@@ -106,16 +107,6 @@ def jail_paths(job_data: Dict) -> Tuple[Dict, Dict[Path, str]]:
     mapped = {challenge: inside_challenge, solution.parent: "/submission"}
     return ({**job_data, "challenge_path": inside_challenge,
              "solution_path": f"/submission/{solution.name}"}, mapped)
-
-
-def _read_bounded(f, limit: int):
-    """The first ``limit`` bytes of an open file (read by offset: the child shares it)."""
-    try:
-        size = os.fstat(f.fileno()).st_size
-        data = os.pread(f.fileno(), limit, 0)
-    except OSError:
-        return "", False
-    return data.decode("utf-8", errors="replace"), size > limit
 
 
 def jobs_root() -> Path:
@@ -211,7 +202,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                 _kill_orphans(before | {proc.pid})
         if group is not None:
             explain_cgroup(group, outcome, limits)
-        outcome.logs = _logs(out, err, limits.output_bytes)
+        outcome.logs = bounded_logs(out, err, limits.output_bytes)
         return outcome
     finally:
         if group is not None:
@@ -274,14 +265,3 @@ def _kill_orphans(known) -> None:
     for pid in procs.descendants(os.getpid()):
         if pid not in known:
             procs.kill_tree(pid)
-
-
-def _logs(stdout, stderr, limit: int) -> str:
-    parts = []
-    for label, f in (("stdout", stdout), ("stderr", stderr)):
-        text, cut = _read_bounded(f, limit)
-        if text.strip():
-            parts.append(f"[{label}]\n{text.rstrip()}"
-                         + (f"\n[... {label} truncated: only the first {limit} bytes are kept]"
-                            if cut else ""))
-    return "\n".join(parts)
