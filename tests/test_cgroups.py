@@ -216,6 +216,23 @@ def test_wrap_passes_arguments_unchanged(tmp_path):
     assert all((p / "cgroup.procs").read_text().strip() == "0" for p in g.paths)
 
 
+def test_wrap_keeps_passed_descriptors(tmp_path):
+    g = fake_group(tmp_path)
+    r, w = os.pipe()
+    try:
+        done = subprocess.run(g.wrap([sys.executable, "-c", "import os, sys;"
+                                      " os.write(int(sys.argv[1]), b'through')", str(w)]),
+                              pass_fds=(w,), timeout=60)
+        os.close(w)
+        w = -1
+        assert done.returncode == 0
+        assert os.read(r, 100) == b"through"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
 def test_wrap_refuses_to_run_when_it_cannot_join(tmp_path):
     g = fake_group(tmp_path)
     (g.paths[1] / "cgroup.procs").unlink()
