@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,21 @@ def test_fallocate_burst_is_killed(group):
     done = run_in(g, "import os; fd = os.memfd_create('burst');"
                      " os.posix_fallocate(fd, 0, 400 << 20); print('survived', flush=True)")
     assert done.returncode == -9 and "survived" not in done.stdout, (done.returncode, done.stderr)
+    assert g.oom_killed(), g.counters()
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="no bubblewrap here")
+def test_a_jailed_child_in_its_own_namespaces_is_killed_too(group):
+    g = group()
+    shm = HOLD_SHM.replace("sys.argv[2]", "'/dev/shm/hold'")
+    done = subprocess.run(g.wrap(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                                  "--tmpfs", "/dev/shm", "--unshare-all", "--unshare-cgroup",
+                                  "--die-with-parent", "--uid", "1000",
+                                  sys.executable, "-c", shm, "400"]),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    if done.returncode != 137 and "survived" not in done.stdout:
+        pytest.skip(f"bubblewrap cannot make its namespaces here: {done.stderr.strip()[-200:]}")
+    assert done.returncode == 137 and "survived" not in done.stdout   # bwrap reports the -9
     assert g.oom_killed(), g.counters()
 
 
@@ -214,6 +230,23 @@ def test_wrap_passes_arguments_unchanged(tmp_path):
     assert json.loads(done.stdout) == ODD_ARGS
     # each cgroup.procs got "0" (the writer itself: the shell that then execs the command)
     assert all((p / "cgroup.procs").read_text().strip() == "0" for p in g.paths)
+
+
+def test_wrap_keeps_passed_descriptors(tmp_path):
+    g = fake_group(tmp_path)
+    r, w = os.pipe()
+    try:
+        done = subprocess.run(g.wrap([sys.executable, "-c", "import os, sys;"
+                                      " os.write(int(sys.argv[1]), b'through')", str(w)]),
+                              pass_fds=(w,), timeout=60)
+        os.close(w)
+        w = -1
+        assert done.returncode == 0
+        assert os.read(r, 100) == b"through"
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 def test_wrap_refuses_to_run_when_it_cannot_join(tmp_path):

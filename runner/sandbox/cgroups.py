@@ -231,7 +231,6 @@ def detect(mountinfo: str = MOUNTINFO, proc_cgroup: str = PROC_CGROUP,
 _cached: Optional[Tuple[bool, str, Optional[_Setup]]] = None
 _lock = threading.Lock()
 
-
 PROBE = ("import os\nforked = 0\nfor _ in range(8):\n    try:\n        if os.fork() == 0: os._exit(0)\n"
          "        forked += 1\n    except OSError:\n        break\nprint(forked, flush=True)\n"
          "fd = os.memfd_create('probe')\nfor _ in range(128): os.write(fd, b'x' * (1 << 20))\n"
@@ -382,7 +381,8 @@ class JobCgroup:
         if "oom_kill" in control:
             return control["oom_kill"] > 0
         peak = _number(mem / "memory.max_usage_in_bytes") or 0
-        return (_number(mem / "memory.failcnt") or 0) > 0 and peak + (1 << 20) >= self.memory_bytes
+        failed = sum(_number(mem / f) or 0 for f in ("memory.failcnt", "memory.memsw.failcnt"))
+        return failed > 0 and peak + (1 << 20) >= self.memory_bytes
 
     def peak_memory_bytes(self) -> Optional[int]:
         """The group's highest memory use (v2 kernels before 5.19 lack memory.peak: None)."""
@@ -398,8 +398,8 @@ class JobCgroup:
         mem = self.dirs["memory"]
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         found: Dict[str, Optional[int]] = {f"{name}.{k}": v for k, v in _keyed(mem / name).items()}
-        if self.version == 1:
-            found["memory.failcnt"] = _number(mem / "memory.failcnt")
+        for name in ("memory.failcnt", "memory.memsw.failcnt") if self.version == 1 else ():
+            found[name] = _number(mem / name)
         found["peak_memory_bytes"] = self.peak_memory_bytes()
         found["pids.events.max"] = _keyed(self.dirs["pids"] / "pids.events").get("max", 0)
         return found
