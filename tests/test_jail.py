@@ -1,6 +1,7 @@
 """The jail's command line (runner/sandbox/jail.py), checked without running it: what it shows,
 read-only or writable, and which GPU device nodes a grading gets."""
 
+import os
 from pathlib import Path
 
 from runner.sandbox import jail
@@ -89,7 +90,11 @@ def run_filtered(code: str, **env) -> str:
     """)
     done = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO), **env})
+                          env={**os.environ, **env,
+                               # the project first, then what this interpreter was given (a
+                               # machine's pyseccomp may come from there)
+                               "PYTHONPATH": os.pathsep.join(
+                                   [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
