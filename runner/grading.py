@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 BURST_COVER_S = 1e-3         # the spin the burst starts behind
 PROBE_BYTES = 384 * 1024     # the burst probe's bytes at most (512 KiB as base64, one line)
 BURST_ROUNDS = 3             # rounds of four bursts: real and null, short and long, in random order
+MAX_BURST_ROUNDS = 7         # ...more where the output sets cap the bursts' length (97)
 SHORT_PART = 4               # the short bursts are a quarter of the long ones
 NULL_SLACK = 0.03            # the child's null burst is believed up to 3% above the grader's own
 BURST_CHECKED = 2            # calls checked in full per real burst (the last and one at random)
@@ -253,8 +254,11 @@ class Grading:
         per_long_call = (1 + 1 / SHORT_PART) * (2 * null_s + max(median_s, self._floor_s(), 1e-6))
         sets = self.claim.get("burst_sets", protocol.MAX_BURST_CALLS)
         longest = min(protocol.MAX_BURST_CALLS, max(1, int(sets)))
-        long_calls = int(min(longest, max(16, math.ceil(self.options.burst_s / BURST_ROUNDS
-                                                          / per_long_call))))
+        wanted = max(16, math.ceil(self.options.burst_s / BURST_ROUNDS / per_long_call))
+        long_calls = int(min(longest, wanted))
+        # bursts cut short by the output sets: more rounds, so the median has as many calls
+        rounds = max(BURST_ROUNDS, min(MAX_BURST_ROUNDS, math.ceil(BURST_ROUNDS * wanted
+                                                                   / max(long_calls, 1))))
         short_calls = max(1, long_calls // SHORT_PART)
         if short_calls >= long_calls:     # a burst of one call: nothing to take a slope over
             long_calls, short_calls = max(long_calls, 2), 1
@@ -262,7 +266,7 @@ class Grading:
         self.burst_setup = {"lengths": [short_calls, long_calls], "flush_bytes": flush_bytes,
                             "sync_every": sync_every, "isolate": isolate,
                             "parent_null_s": null_s, "cover_cycles": cycles}
-        for _ in range(BURST_ROUNDS):
+        for _ in range(rounds):
             steps = [(kind, n) for kind in ("real", "null") for n in (short_calls, long_calls)]
             self._rng.shuffle(steps)
             self.schedule += [{"kind": kind, "calls": n} for kind, n in steps]
