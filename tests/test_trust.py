@@ -278,7 +278,7 @@ def test_the_clock_takes_the_slope_of_real_minus_null():
     """Fixed costs (the command, the cover, the probe's round trip: different in every burst)
     drop out of the slope, and the per-call rewrite and flush out of the difference: what is
     left is the solve's time, however small against them (97: 35 us under 660 us)."""
-    from runner.grading import clock_per_call
+    from runner.clock import clock_per_call
 
     found = clock_per_call(_rounds(fixed_s=0.025, o_s=660e-6, s_s=35e-6), parent_null_s=655e-6)
     assert found["per_call_s"] == pytest.approx(35e-6, rel=1e-6)
@@ -291,7 +291,7 @@ def test_a_null_burst_made_slow_is_believed_only_up_to_the_graders_own():
     """The null burst runs in the untrusted process: one made slower (work of its own while the
     solve is not called) would make the solve look faster. It is believed up to NULL_SLACK
     above the same loop measured in the grader's process, so such a forger gains at most that."""
-    from runner.grading import NULL_SLACK, clock_per_call
+    from runner.clock import NULL_SLACK, clock_per_call
 
     o, s = 300e-6, 100e-6
     found = clock_per_call(_rounds(0.01, o, s, null_extra_s=80e-6), parent_null_s=o)
