@@ -78,16 +78,17 @@ class BurstClock:
         null_s, _ = self._parent_null(flush_bytes, isolate, sync_every)
         # a round takes about (short + long) calls of a real and a null burst each
         per_long_call = (1 + 1 / SHORT_PART) * (2 * null_s + max(median_s, self._floor_s(), 1e-6))
+        # no longer than the output sets the child keeps (each call's outputs must survive
+        # until the grader names the calls it checks), but never under 16 calls whatever it
+        # claims: a child that wraps its sets fails the check of an overwritten call
         sets = self.claim.get("burst_sets", protocol.MAX_BURST_CALLS)
-        longest = min(protocol.MAX_BURST_CALLS, max(1, int(sets)))
+        longest = min(protocol.MAX_BURST_CALLS, max(16, int(sets)))
         wanted = max(16, math.ceil(self.options.burst_s / BURST_ROUNDS / per_long_call))
         long_calls = int(min(longest, wanted))
         # bursts cut short by the output sets: more rounds, so the median has as many calls
         rounds = max(BURST_ROUNDS, min(MAX_BURST_ROUNDS, math.ceil(BURST_ROUNDS * wanted
                                                                    / max(long_calls, 1))))
         short_calls = max(1, long_calls // SHORT_PART)
-        if short_calls >= long_calls:     # a burst of one call: nothing to take a slope over
-            long_calls, short_calls = max(long_calls, 2), 1
         self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
         self.burst_setup = {"lengths": [short_calls, long_calls], "flush_bytes": flush_bytes,
                             "sync_every": sync_every, "isolate": isolate,
@@ -258,7 +259,8 @@ class BurstClock:
                       # result: the command to the burst's report, and the probe's round trip
                       "to_done_ms": (last["done_at"] - last["sent_at"]) * 1e3,
                       "probe_ms": (last["sent_at"] + last["seconds"] - last["probe_sent_at"]) * 1e3,
-                      "per_round_ms": [{k: v * 1e3 for k, v in r.items()} for r in found["rounds"]]}
+                      "per_round_ms": [{k[:-2] + "_ms": v * 1e3 for k, v in r.items()}
+                                       for r in found["rounds"]]}
 
 
 def _cover(device: torch.device, seconds: float) -> Tuple[float, int]:
