@@ -389,3 +389,38 @@ def test_the_read_probe_reads_every_word_once():
     sink = run.sink
     assert sink.numel() == 8 * 1024                       # sms * 8 programs, fewer than needed
     assert np.bitwise_xor.reduce(sink.numpy()) == np.bitwise_xor.reduce(src.numpy())
+
+
+def test_the_childs_null_burst_never_calls_solve_and_every_call_is_probed():
+    """The child's side of a burst (runner.execute.PerfBench) on the CPU: a null burst does the
+    rewrites without calling solve, a real one calls it once per call, each call writes its own
+    output set, and the probe returns the bytes of every call asked for."""
+    from runner.buffers import directions_of, prepare_call
+    from runner.cases import copy_seed, performance_case
+    from runner.execute import PerfBench
+
+    device = torch.device("cpu")
+    challenge = load_challenge(find_challenge(str(MATMUL)), device)
+    directions = directions_of(challenge.get_solve_signature())
+    cases = [performance_case(challenge, copy_seed(0, k)) for k in range(2)]
+    initial = [{n: c[n].clone() for n, d in directions.items() if d != "in"} for c in cases]
+    copies = [prepare_call(c, directions) for c in cases]
+    calls = []
+
+    def solve(args):
+        calls.append(args)
+        for name, d in directions.items():
+            if d != "in":
+                args[name].fill_(len(calls))
+
+    bench = PerfBench(challenge, solve, copies, initial, directions, device,
+                      retain_bytes=64 * 2**20, max_runs=32)
+    sets = len(bench.sets)
+    assert sets >= 16
+    assert bench.burst(7, 12, 0, null=True) == 12 and calls == []
+    assert bench.burst(7, 12, 0) == 12 and len(calls) == 12
+    out = next(n for n, d in directions.items() if d != "in")
+    values = bench.probe(12, {out: [0, 1, 2, 3]})
+    got = torch.frombuffer(bytearray(base64.b64decode(values[out])), dtype=torch.uint8).view(12, 4)
+    expected = torch.arange(1, 13, dtype=torch.float32).view(12, 1).expand(12, 1)
+    assert torch.equal(got[:, :4].contiguous().view(torch.float32), expected)
