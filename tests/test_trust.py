@@ -343,6 +343,13 @@ def test_the_clock_bands(ratio, verdict, agrees, monkeypatch):
         assert "holds it for review" in summary["notes"][0]
 
 
+def test_the_leaderboard_holds_what_the_clock_does_not_corroborate_at_the_same_band():
+    from runner.judge.candidates import CLOCK_HOLD
+    from runner.performance import CLOCK_BAND, CLOCK_REJECT
+
+    assert CLOCK_HOLD == 1 + CLOCK_BAND == 1.25 and CLOCK_REJECT == 3.0
+
+
 def test_a_solve_that_does_not_wait_for_the_stream_is_told_why_its_time_includes_the_host():
     from runner.performance import stream_note
 
