@@ -71,9 +71,11 @@ class BurstClock:
         mode = self.claim.get("mode")
         isolate = mode == "isolated"
         # a solve whose work outlived the current stream in the timed runs (the timer's
-        # "device-sync" mode) gets the device drained before each input copy is reused; one
-        # whose work does not wait for the current stream ("isolated") before every call
-        sync_every = self.plan.perf_copies if mode == "device-sync" else 0
+        # "device-sync" mode) gets the device drained before every rewrite: that work never
+        # reads a copy being rewritten, and never overlaps the grader's rewrite and flush of
+        # the next call (which would hide it from the clock; the timed runs bill it whole); one
+        # whose work does not wait for the current stream ("isolated") also before every call
+        sync_every = 1 if mode == "device-sync" else 0
         flush_bytes = self._burst_flush_bytes(median_s, isolate, sync_every)
         null_s, _ = self._parent_null(flush_bytes, isolate, sync_every)
         # a round takes about (short + long) calls of a real and a null burst each

@@ -215,13 +215,14 @@ def _burst_grading(mode="events", sets=4000, copies=3, monkeypatch=None, null_s=
 def test_the_burst_drains_the_device_only_for_work_left_on_other_streams(mode, drains, isolate,
                                                                          monkeypatch):
     """A solve whose work outlived the current stream in the timed runs (the timer's
-    device-sync mode) gets the device drained before each input copy is reused in the burst,
-    so that work never reads a rewritten copy; one whose work does not wait for the current
-    stream at all (isolated) before and after every call; any other solve runs back to back."""
+    device-sync mode) gets the device drained before every rewrite of an input copy in the
+    burst, so that work never reads a rewritten copy nor hides under the grader's own work;
+    one whose work does not wait for the current stream at all (isolated) also before every
+    call; any other solve runs back to back."""
     grading = _burst_grading(mode, monkeypatch=monkeypatch)
     [command] = grading._burst()
     assert command["command"] == protocol.CMD_BURST
-    assert command["sync_every"] == (3 if drains else 0)
+    assert command["sync_every"] == (1 if drains else 0)
     assert command["isolate"] is isolate
     assert 1 <= command["calls"] <= protocol.MAX_BURST_CALLS
 
