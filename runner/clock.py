@@ -28,6 +28,8 @@ SHORT_PART = 4               # the short bursts are a quarter of the long ones
 NULL_SLACK = 0.03            # the child's null burst is believed up to 3% above the grader's own
 BURST_CHECKED = 2            # calls checked in full per real burst (the last and one at random)
 HOST_COVER = 1.5             # each burst call's GPU work is made this many times its host time
+SKIPPED_BELOW = 0.8          # a real burst faster than this share of the grader's own null burst
+#                              did not do the grader's per-call work (its flush): not corroborated
 
 
 def clock_per_call(rounds: List[Dict[str, Any]], parent_null_s: float,
@@ -51,8 +53,13 @@ def clock_per_call(rounds: List[Dict[str, Any]], parent_null_s: float,
         believed = min(null, parent_null_s * (1 + slack)) if parent_null_s > 0 else null
         per_round.append({"real_slope_s": real, "null_slope_s": null, "null_believed_s": believed,
                           "per_call_s": max(0.0, real - believed)})
+    real_slope = statistics.median(p["real_slope_s"] for p in per_round)
     return {"per_call_s": statistics.median(p["per_call_s"] for p in per_round),
-            "real_slope_s": statistics.median(p["real_slope_s"] for p in per_round),
+            "real_slope_s": real_slope,
+            # a real call does the null's work and more: one faster than the grader's own null
+            # skipped some of it (the flush, which nothing checks), and the difference means
+            # nothing
+            "skipped_grader_work": parent_null_s > 0 and real_slope < SKIPPED_BELOW * parent_null_s,
             "null_slope_s": statistics.median(p["null_slope_s"] for p in per_round),
             "null_clipped": any(p["null_believed_s"] < p["null_slope_s"] for p in per_round),
             "rounds": per_round}
@@ -254,6 +261,7 @@ class BurstClock:
                       "null_slope_ms": found["null_slope_s"] * 1e3,
                       "grader_null_ms": setup["parent_null_s"] * 1e3,
                       "null_clipped": found["null_clipped"],
+                      "skipped_grader_work": found["skipped_grader_work"],
                       "flush_bytes": setup["flush_bytes"], "sync_every": setup["sync_every"],
                       "isolated": setup["isolate"], "cover_ms": self.cover_s * 1e3,
                       "child_says": last.get("child_says", {}),

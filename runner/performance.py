@@ -59,6 +59,13 @@ def headline(grading: "Grading", summary: Dict[str, Any]) -> Optional[str]:
     parent_ms = clock["per_call_ms"]
     slack_ms = CLOCK_SLACK_MS
     clock["ratio"] = parent_ms / claim_mean_ms if claim_mean_ms > 0 else math.inf
+    if clock.get("skipped_grader_work"):
+        clock["agrees"] = False
+        summary.setdefault("notes", []).append(
+            "the calls of the grader's timed bursts ran faster than the grader's own per-call "
+            "work alone (the input rewrite and the L2 flush each call must do): the grader's "
+            "clock cannot corroborate this time (a leaderboard holds it for review)")
+        return None
     if parent_ms <= claim_mean_ms * (1 + CLOCK_BAND) + slack_ms:
         clock["agrees"] = True
         return None

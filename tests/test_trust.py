@@ -302,6 +302,35 @@ def test_a_null_burst_made_slow_is_believed_only_up_to_the_graders_own():
         clock_per_call([{"real": {5: 1.0, 6: 1.1}, "null": {5: 1.0}}], o)
 
 
+def test_real_bursts_faster_than_the_graders_own_null_are_not_corroborated(monkeypatch):
+    """A child that skips the flush in its real bursts only (nothing checks a flush) would read
+    the flush's time off the solve's: a real slope under the grader's own null burst cannot be
+    an honest one, and the time is held, never corroborated."""
+    from types import SimpleNamespace
+
+    from runner import devices
+    from runner.clock import clock_per_call
+    from runner.performance import headline
+
+    o, s, flush = 95e-6, 31e-6, 85e-6
+    honest = clock_per_call(_rounds(0.01, o, s), parent_null_s=o)
+    assert not honest["skipped_grader_work"]
+    rounds = _rounds(0.01, o, s)
+    for r in rounds:       # real bursts without the flush, null ones with it
+        r["real"] = {n: t - n * flush for n, t in r["real"].items()}
+    found = clock_per_call(rounds, parent_null_s=o)
+    assert found["skipped_grader_work"] and found["per_call_s"] == 0.0
+    monkeypatch.setattr(devices, "ceiling", lambda device: None)
+    grading = SimpleNamespace(claim={"samples_ms": [0.01] * 5, "host_us": 5.0},
+                              plan=SimpleNamespace(perf_case=None),
+                              options=SimpleNamespace(device=torch.device("cuda")),
+                              clock={"per_call_ms": 0.0, "calls": 1000,
+                                     "skipped_grader_work": True})
+    summary = {}
+    assert headline(grading, summary) is None
+    assert summary["clock"]["agrees"] is False and "faster than" in summary["notes"][0]
+
+
 def test_the_burst_loop_rewrites_flushes_and_drains_in_order():
     """The one loop the child runs and the grader measures its null on: rewrite, flush, solve;
     drained before a rewrite every sync_every calls (work outliving the stream), or before the
