@@ -182,8 +182,9 @@ class Grading(BurstClock):
         case, expected = self._run_case(phase, index)
         check = check_outputs(self.challenge, "performance", case, payload, tensors, expected)
         if not check.passed:
-            what = "timed run" if phase == "timed" else "call of the grader's timed burst"
-            check.message = (f"the output of {what} {index}, on inputs changed before that run, "
+            what = (f"timed run {index}" if phase == "timed" else
+                    f"call {index} of the grader's timed burst {len(self.bursts)}")
+            check.message = (f"the output of {what}, on inputs changed before that run, "
                              f"was wrong (does the result depend on an earlier call, or is it "
                              f"cached?): {check.message}")
             self.sample_failures.append(check)
