@@ -204,7 +204,7 @@ class BurstClock:
     def _parent_null(self, flush_bytes_: int, isolate: bool, sync_every: int) -> Tuple[float, float]:
         """(seconds per call, host seconds per call) of a null burst measured here, on this
         device, with the child's own loop (:func:`runner.timing.burst_loop`): the input rewrite
-        and the flush, no solve, the slope over two lengths (median of three)."""
+        and the flush, no solve, the slope over two lengths (median of five)."""
         device = self.options.device
         base = self._bases.get(0) or performance_case(self.challenge, copy_seed(self.options.seed, 0))
         self._bases[0] = base
@@ -228,10 +228,10 @@ class BurstClock:
             sync()
             return time.perf_counter() - t0, t1 - t0
 
-        run(4)    # warm-up
-        short, long_ = 8, 40
+        run(8)    # warm-up (and the clocks up)
+        short, long_ = 8, 64
         slopes, hosts = [], []
-        for _ in range(3):
+        for _ in range(5):
             a, _ = run(short)
             b, host = run(long_)
             slopes.append(max(0.0, (b - a) / (long_ - short)))
