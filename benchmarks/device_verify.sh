@@ -7,6 +7,15 @@
 #   trust    every reference of 96, 97 and 98 and the correct solutions of tests/solutions,
 #            `submit` in the jail (96's also without it: the sandbox's cost), 96's CUDA five
 #            times (repeatability), the private-stream solution (the burst's drain)
+#   clock    issue 25, the grader's clock, `submit` in the jail, a table of every run's verdict,
+#            timing mode, median, clock and ratio at the end (`ratio_over_band` must be empty,
+#            `forgers_not_rejected` too): every reference of 96 and 97
+#   clock2   the same: every reference of 98, and 97's CUDA reference beside the same kernel
+#            on a non-blocking stream of its own (tests/corpus/nonblocking_stream_97.cu:
+#            accepted, mode isolated, median at least the plain one's)
+#   clock3   the same: the correct solutions of tests/solutions, 96's non-blocking-stream
+#            solution beside the same kernel on the current stream (cuda_correct.cu), the
+#            private-stream one (device-sync) and the forgers (rejected)
 #   board    the leaderboard through `serve` with a GPU worker (benchmarks/leaderboard_gpu.py;
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
@@ -22,10 +31,10 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, board, floors, tests or hostile}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests or hostile}
 out=${2:?an output folder}
-case "$phase" in trust|board|floors|tests|hostile) ;; *)
-    echo "unknown phase $phase: trust, board, floors, tests or hostile" >&2; exit 2 ;;
+case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile) ;; *)
+    echo "unknown phase $phase: trust, clock, clock2, clock3, board, floors, tests or hostile" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 
@@ -55,6 +64,24 @@ trust)
         96:tests/solutions/cupy_array.cupy.py 96:tests/solutions/cupy_elementwise.cupy.py \
         96:tests/corpus/private_stream.pytorch.py
     $trust 96:reference/int8_kv_cache_attention/solution.cu --repeat 4
+    ;;
+clock)
+    python3 benchmarks/trust_check.py --out "$out/clock.jsonl" --summary \
+        $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) 2>&1 \
+        | tee "$out/clock.log"
+    ;;
+clock2)
+    python3 benchmarks/trust_check.py --out "$out/clock2.jsonl" --summary \
+        $(refs paged_int8_decode_attention 98) 97:reference/int8_kv_cache_quantize/solution.cu \
+        97:tests/corpus/nonblocking_stream_97.cu 2>&1 | tee "$out/clock2.log"
+    ;;
+clock3)
+    python3 benchmarks/trust_check.py --out "$out/clock3.jsonl" --summary \
+        96:tests/solutions/cuda_correct.cu 96:tests/corpus/nonblocking_stream.cu \
+        96:tests/solutions/cupy_correct.cupy.py 96:tests/solutions/cupy_array.cupy.py \
+        96:tests/solutions/cupy_elementwise.cupy.py 96:tests/corpus/private_stream.pytorch.py \
+        96:tests/corpus/forged_timing_patch.pytorch.py \
+        96:tests/corpus/forged_timing_fd_swap.pytorch.py 2>&1 | tee "$out/clock3.log"
     ;;
 board)
     python3 benchmarks/leaderboard_gpu.py --out "$out/shots" --data-dir "$out/board" \

@@ -27,7 +27,9 @@ from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
 from runner.loading import load_challenge
 from runner.perturb import perturb, run_generator
 from runner.protocol import BURST_FLUSH_BYTES, Job
-from runner.timing import L2Flusher, time_cuda, time_host, timing_tampering
+from runner.timing import flush_bytes as flush_bytes_of
+from runner.timing import (L2Flusher, LaunchCover, burst_loop, time_cuda, time_host,
+                           timing_tampering)
 
 class Channel(Protocol):
     def progress(self, message: str) -> None: ...
@@ -123,10 +125,12 @@ class PerfBench:
             {name: GuardedOutput.in_row(name, self.stores[name][k], initial[0][name])
              for name in rows} for k in range(count)]
         self.generator = torch.Generator(device=device)
-        # the burst's flush: made now, outside the grader's clock; large enough that each
-        # call's GPU work outlasts the Python that enqueues it
+        # the burst's flush: made now, outside the grader's clock; the grader says how much of
+        # it each call reads (enough that each call's GPU work outlasts the Python enqueueing it)
         self.burst_flush = (L2Flusher(device, BURST_FLUSH_BYTES) if device.type == "cuda"
-                            else (lambda: None))
+                            else None)
+        # every burst's arguments, made now rather than inside the grader's clock
+        self.burst_arguments = [self.arguments(j) for j in range(len(self.sets))]
         # the probe's kernels loaded now: CUDA loads a module on its first launch, which must
         # not land inside the grader's clock
         self.probe(1, {name: [0] for name in self.stores})
@@ -160,7 +164,39 @@ class PerfBench:
     def outputs(self, run: int) -> Dict[str, torch.Tensor]:
         return {name: out.written() for name, out in self._set_of(run).items()}
 
-    def time(self, nonce: int, budget_s: float, max_runs: int, on_host: bool) -> Dict[str, Any]:
+    def follows_current_stream(self, gate_us: float = 50_000.0) -> bool:
+        """Whether ``solve``'s work waits for the work queued before it on the current stream
+        (False for a solve that launches on a non-blocking stream of its own and never waits:
+        its kernels may read inputs the grader is still writing, and the stream's events do not
+        see them). The current stream is held by a spin of ``gate_us``; the outputs are read on
+        a stream of the harness's own while it spins: written already means the solve did not
+        wait. A solve that waits for the device itself returns after the spin: it waits."""
+        if self.device.type != "cuda":
+            return True
+        self.reset_set(0)
+        self.perturb(0x5EED, 0)
+        synchronize(self.device)
+        flat = lambda t: t.contiguous().view(-1).view(torch.uint8)   # noqa: E731
+        before = {name: flat(t).clone() for name, t in self.outputs(0).items()}
+        side = torch.cuda.Stream(self.device)
+        cover = LaunchCover()
+        gate = torch.cuda.Event()
+        torch.cuda._sleep(int(cover.cycles_per_us * gate_us))
+        gate.record()
+        self.solve_call(self.arguments(0))
+        early = False
+        while not early and not gate.query():
+            with torch.cuda.stream(side):
+                early = any(not torch.equal(flat(t), before[name])
+                            for name, t in self.outputs(0).items())
+            early = early and not gate.query()    # written while the current stream waited
+        synchronize(self.device)
+        self.reset_set(0)
+        synchronize(self.device)
+        return not early
+
+    def time(self, nonce: int, budget_s: float, max_runs: int, on_host: bool,
+             isolate: bool = False) -> Dict[str, Any]:
         runs = min(max_runs, len(self.sets))
         pending: Dict[int, Dict[str, Any]] = {}
         digests: Dict[int, str] = {}
@@ -178,33 +214,36 @@ class PerfBench:
             pending.pop(i, None)
 
         timer = time_host if on_host else time_cuda
-        kwargs = {} if on_host else {"flusher": L2Flusher(self.device)}
+        kwargs = {} if on_host else {"flusher": L2Flusher(self.device), "isolate": isolate}
         timing = timer(call, before=before, after=after, budget_s=budget_s, max_runs=runs,
                        **kwargs)
         synchronize(self.device)
         data = timing.to_dict()
         data["digests"] = [digests[i] for i in timing.run_ids]
+        data["burst_sets"] = len(self.sets)     # how long a burst can be, each call kept
         return data
 
-    def burst(self, nonce: int, calls: int, cover_cycles: int, sync_every: int = 0) -> int:
-        """``calls`` runs back to back (the parent times them on its own clock), each after an
-        L2 flush as in the timed runs (which also keeps the GPU busy while the next call's
-        Python runs), behind a spin that lets the first launches queue up. ``sync_every``: for
-        a solve that leaves work on a stream of its own (the timed runs saw it), the device is
-        drained before an input copy is rewritten for its next call, so that work never reads
-        a rewritten copy."""
-        calls = max(1, min(calls, len(self.sets)))
-        arguments = self.burst_arguments[:calls]
-        flush = self.burst_flush
+    def burst(self, nonce: int, calls: int, cover_cycles: int, sync_every: int = 0,
+              null: bool = False, isolate: bool = False, flush_bytes: int = 0) -> int:
+        """``calls`` runs back to back (the parent times them on its own clock), each on its
+        input copy rewritten under ``nonce`` and after an L2 flush of ``flush_bytes`` (which
+        also keeps the GPU busy while the next call's Python runs), behind a spin that lets the
+        first launches queue up (:func:`runner.timing.burst_loop`). ``null``: the same without
+        the solve, for the parent's difference. ``sync_every`` and ``isolate``: the device
+        drained before an input copy is rewritten (and, isolated, before each call)."""
+        calls = max(1, int(calls))
+        arguments = self.burst_arguments
+        sets = len(arguments)
+        if self.burst_flush is None:
+            flush = lambda: None   # noqa: E731
+        else:
+            flush = self.burst_flush.sized(flush_bytes or flush_bytes_of(self.device))
+        solve = None if null else (lambda j: self.solve_call(arguments[j % sets]))
         started = time.perf_counter()
         if self.device.type == "cuda" and cover_cycles > 0:
             torch.cuda._sleep(int(cover_cycles))
-        for j in range(calls):
-            if sync_every and j and j % sync_every == 0:
-                synchronize(self.device)
-            flush()
-            self.perturb(nonce, j)
-            self.solve_call(arguments[j])
+        burst_loop(calls, lambda j: self.perturb(nonce, j), solve, flush, isolate=isolate,
+                   sync_every=sync_every, sync=lambda: synchronize(self.device))
         enqueued = time.perf_counter()
         synchronize(self.device)
         # the child's own view, for people reading the result (the grader believes its clock)
@@ -219,7 +258,8 @@ class PerfBench:
         for name, store in self.stores.items():
             index = torch.tensor([GUARD_BYTES + int(p) for p in positions.get(name, [])][:4096],
                                  dtype=torch.long, device=store.device)
-            values = store[:calls].index_select(1, index).to("cpu").contiguous()
+            rows = torch.arange(calls, device=store.device) % store.shape[0]
+            values = store.index_select(1, index).index_select(0, rows).to("cpu").contiguous()
             out[name] = base64.b64encode(values.numpy().tobytes()).decode()
         return out
 
@@ -233,8 +273,6 @@ class PerfBench:
             out.append((int(i), outputs, damage))
         for run in range(len(self.sets)):
             self.reset_set(run)
-        # the next burst's arguments, made now rather than inside the grader's clock
-        self.burst_arguments = [self.arguments(j) for j in range(len(self.sets))]
         synchronize(self.device)
         return out
 
@@ -260,10 +298,12 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
                 del case
             bench = PerfBench(challenge, solve_call, copies, initial, directions, device,
                               job.retain_bytes, int(command.get("max_runs", 1000)))
+            follows = _guarded(bench.follows_current_stream, device)
             channel.progress("timing")
             data = _guarded(lambda: bench.time(int(command["nonce"]), float(command["budget_s"]),
                                                int(command.get("max_runs", 1000)),
-                                               on_host=device.type != "cuda"), device)
+                                               on_host=device.type != "cuda",
+                                               isolate=not follows), device)
             tampered = _tampering()
             if tampered:
                 channel.send(protocol.TAMPERING, {"message": f"the harness's functions were "
@@ -273,7 +313,10 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
         elif name == protocol.CMD_BURST and bench is not None:
             calls = _guarded(lambda: bench.burst(int(command["nonce"]), int(command["calls"]),
                                                  int(command.get("cover_cycles", 0)),
-                                                 int(command.get("sync_every", 0))), device)
+                                                 int(command.get("sync_every", 0)),
+                                                 bool(command.get("null", False)),
+                                                 bool(command.get("isolate", False)),
+                                                 int(command.get("flush_bytes", 0))), device)
             channel.send(protocol.BURST_DONE, {"calls": calls, **bench.last_burst})
         elif name == protocol.CMD_PROBE and bench is not None:
             values = bench.probe(int(command.get("calls", 0)), dict(command.get("positions", {})))

@@ -9,34 +9,28 @@ performance section's checks are :mod:`runner.performance`).
 
 from __future__ import annotations
 
-import base64
-import math
 import secrets
 import statistics
-import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import torch
 
-from runner import devices, protocol
+from runner import protocol
 from runner.buffers import directions_of
 from runner.cases import copy_seed, performance_case
 from runner.challenge import ChallengeBase
+from runner.clock import BurstClock
 from runner.digest import digest
 from runner.performance import performance_summary
 from runner.perturb import perturb, run_generator
 from runner.plan import Plan, check_outputs, reference_outputs, release
-from runner.protocol import BURST_FLUSH_BYTES, Message, ProtocolViolation, Verdict
+from runner.protocol import Message, ProtocolViolation, Verdict
 from runner.report import Result, TestReport
 from runner.truth import RULE
 from runner.sandbox.watch import ChildOutcome
-from runner.timing import L2Flusher, LaunchCover
 
 if TYPE_CHECKING:
     from runner.grade import GradeOptions
-
-BURST_COVER_S = 1e-3         # the spin the burst starts behind
-PROBE_BYTES = 384 * 1024     # the burst probe's bytes at most (512 KiB as base64, one line)
 
 
 NOT_RUN_AFTER_FAILURE = ("the performance test was not run: a functional test failed (fix "
@@ -48,7 +42,7 @@ def _fail(result: Result, verdict: Verdict, message: str, details: str = "") -> 
     return result
 
 
-class Grading:
+class Grading(BurstClock):
     """The parent's side of the conversation with the submission's process.
 
     It checks every message against :class:`runner.protocol.Transcript`, compares every
@@ -83,6 +77,9 @@ class Grading:
         self.burst_calls = 0
         self.child_burst: Dict[str, float] = {}
         self.cover_s = 0.0
+        self.schedule: List[Dict[str, Any]] = []   # the bursts still to send
+        self.bursts: List[Dict[str, Any]] = []     # the bursts sent, and what the clock said
+        self.burst_setup: Dict[str, Any] = {}      # lengths, flush, drains, the grader's null
         self.timing_sensitive = False
         self.positions: Dict[str, List[int]] = {}
         self.probed: Dict[str, torch.Tensor] = {}
@@ -170,11 +167,12 @@ class Grading:
         self.transcript.expect(protocol.SAMPLE, len(indices))
         return [{"command": protocol.CMD_REVEAL, "phase": phase, "indices": sorted(indices)}]
 
-    def _pick(self, indices: List[int], must: List[int]) -> List[int]:
+    def _pick(self, indices: List[int], must: List[int], count: Optional[int] = None) -> List[int]:
         chosen = set(i for i in must if i in indices)
         others = [i for i in indices if i not in chosen]
         self._rng.shuffle(others)
-        return sorted(chosen | set(others[:max(0, self.options.checked_runs - len(chosen))]))
+        count = self.options.checked_runs if count is None else count
+        return sorted(chosen | set(others[:max(0, count - len(chosen))]))
 
     def _on_timing(self, payload: Dict[str, Any]) -> List[Dict[str, Any]]:
         runs = payload.get("run_ids")
@@ -199,71 +197,20 @@ class Grading:
         case, expected = self._run_case(phase, index)
         check = check_outputs(self.challenge, "performance", case, payload, tensors, expected)
         if not check.passed:
-            what = "timed run" if phase == "timed" else "call of the grader's timed burst"
-            check.message = (f"the output of {what} {index}, on inputs changed before that run, "
+            what = (f"timed run {index}" if phase == "timed" else
+                    f"call {index} of the grader's timed burst {len(self.bursts)}")
+            check.message = (f"the output of {what}, on inputs changed before that run, "
                              f"was wrong (does the result depend on an earlier call, or is it "
                              f"cached?): {check.message}")
             self.sample_failures.append(check)
         if self.awaiting[phase]:
             return []
+        if self.sample_failures:
+            self.schedule = []
+            return self._fresh()
         if phase == "timed":
-            if self.sample_failures:
-                return self._fresh()
             return self._burst()
-        self._finish_clock()
-        return self._fresh()
-
-    def _burst(self) -> List[Dict[str, Any]]:
-        median_s = statistics.median(self.claim["samples_ms"]) / 1e3
-        per_call = max(median_s, self._floor_s(), 1e-6) + self._flush_s()
-        calls = int(min(protocol.MAX_BURST_CALLS,
-                        max(16, math.ceil(self.options.burst_s / per_call))))
-        self.cover_s, cycles = _cover(self.options.device, BURST_COVER_S)
-        self.transcript.expect(protocol.BURST_DONE)
-        self.timing_sensitive = True
-        self.burst_sent_at = time.perf_counter()
-        # a solve whose work outlived the current stream in the timed runs (the timer's
-        # "device-sync" mode) gets the device drained before each input copy is reused
-        sync_every = self.plan.perf_copies if self.claim.get("mode") == "device-sync" else 0
-        return [{"command": protocol.CMD_BURST, "nonce": self.nonces["burst"], "calls": calls,
-                 "cover_cycles": cycles, "sync_every": sync_every}]
-
-    def _on_burst_done(self, payload: Dict[str, Any], received_at: float):
-        calls = payload["calls"]
-        if calls > protocol.MAX_BURST_CALLS:
-            raise ProtocolViolation("a burst that reports more calls than were asked")
-        self.burst_calls = calls
-        self.burst_done_at = received_at
-        self.child_burst = {k: float(payload[k]) for k in ("enqueue_s", "wall_s")
-                            if isinstance(payload.get(k), (int, float))}
-        # which bytes of every call's outputs must come back: named only now, after the burst;
-        # as many as keep the probe's line well under the report channel's limit
-        outputs = self.plan.perf_expected or {}
-        per_output = max(4, min(64, PROBE_BYTES // max(1, calls * len(outputs))))
-        self.positions = {}
-        for name, expected in outputs.items():
-            nbytes = expected.numel() * expected.element_size()
-            self.positions[name] = sorted(self._rng.sample(range(nbytes), min(nbytes, per_output)))
-        self.transcript.expect(protocol.BURST_PROBE)
-        self.probe_sent_at = time.perf_counter()
-        return [{"command": protocol.CMD_PROBE, "calls": calls, "positions": self.positions}]
-
-    def _on_burst_probe(self, payload: Dict[str, Any], received_at: float):
-        self.burst_seconds = received_at - self.burst_sent_at
-        self.timing_sensitive = False
-        probed = {}
-        for name, positions in self.positions.items():
-            try:
-                raw = base64.b64decode(payload["values"][name], validate=True)
-            except (KeyError, ValueError, TypeError):
-                raise ProtocolViolation("a burst probe that does not hold the bytes asked for") from None
-            if len(raw) != self.burst_calls * len(positions):
-                raise ProtocolViolation("a burst probe that does not hold the bytes asked for")
-            probed[name] = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(
-                self.burst_calls, len(positions))
-        self.probed = probed
-        calls = list(range(self.burst_calls))
-        return self._reveal("burst", self._pick(calls, [calls[-1]]))
+        return self._next_burst()
 
     def _committed(self, phase: str, index: int, tensors: Dict[str, torch.Tensor]) -> bool:
         """Whether revealed outputs match the commitment: the digest sent with the timing, or
@@ -292,54 +239,6 @@ class Grading:
         perturb(self.challenge, args, base, self.directions,
                 run_generator(self.options.device, self.nonces[phase], index))
         return release(args), reference_outputs(self.challenge, args, self.directions)
-
-    # -- the parent's clock and physics --------------------------------------------------------
-    def _flush_s(self) -> float:
-        """How long the burst's flush of each call takes here (0 on the CPU)."""
-        ceiling = devices.ceiling(self.options.device)
-        return BURST_FLUSH_BYTES / (ceiling.gbps * 1e9) if ceiling else 0.0
-
-    def _floor_s(self) -> float:
-        nbytes = self.challenge.bytes_moved(self.plan.perf_case) if self.plan.perf_case else None
-        ceiling = devices.ceiling(self.options.device)
-        if not nbytes or not ceiling:
-            return 0.0
-        return nbytes / (ceiling.gbps * 1e9)
-
-    def _overhead_s(self) -> float:
-        """What each call of the burst costs besides the call itself, measured here, on this
-        device, with the child's own code: its L2 flush and its input perturbation."""
-        device = self.options.device
-        base = self._bases.get(0) or performance_case(self.challenge, copy_seed(self.options.seed, 0))
-        self._bases[0] = base
-        args = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in base.items()}
-        probe = min(max(self.burst_calls, 16), 200)   # long enough to settle, as the burst is
-        flush = L2Flusher(device, BURST_FLUSH_BYTES) if device.type == "cuda" else (lambda: None)
-        generator = torch.Generator(device=device)
-
-        def prepare_all():
-            for i in range(probe):
-                flush()
-                perturb(self.challenge, args, base, self.directions,
-                        run_generator(device, 1, i, generator))
-
-        prepare_all()    # warm-up
-        return min(_device_seconds(prepare_all, device) for _ in range(3)) / probe
-
-    def _finish_clock(self) -> None:
-        calls = self.burst_calls
-        overhead = self._overhead_s()
-        per_call = max(0.0, (self.burst_seconds - self.cover_s) / calls - overhead)
-        self.clock = {"calls": calls, "seconds": self.burst_seconds,
-                      "child_says": self.child_burst,
-                      "overhead_per_call_ms": overhead * 1e3, "cover_ms": self.cover_s * 1e3,
-                      "per_call_ms": per_call * 1e3,
-                      # where the fixed cost of a burst goes, for people reading the result:
-                      # the command to the burst's report, and the probe's round trip
-                      "to_done_ms": (self.burst_done_at - self.burst_sent_at) * 1e3,
-                      "probe_ms": (self.burst_sent_at + self.burst_seconds
-                                   - self.probe_sent_at) * 1e3}
-
 
     # -- the verdict ---------------------------------------------------------------------------
     def verdict(self, outcome: ChildOutcome, result: Result) -> Result:
@@ -412,33 +311,3 @@ class Grading:
         if protocol.PERF_FRESH not in seen and not self.sample_failures and self.perf_reports[0].passed:
             return "the fresh-inputs check"
         return ""
-
-
-
-def _cover(device: torch.device, seconds: float) -> Tuple[float, int]:
-    """(its measured length, its cycles) of a spin kernel of about ``seconds`` on ``device``:
-    the burst starts behind it so that its first launches queue up."""
-    if device.type != "cuda":
-        return 0.0, 0
-    cycles = int(LaunchCover().cycles_per_us * seconds * 1e6)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    lengths = []
-    for _ in range(3):
-        start.record()
-        torch.cuda._sleep(cycles)
-        end.record()
-        end.synchronize()
-        lengths.append(start.elapsed_time(end) / 1e3)
-    return min(lengths), cycles
-
-
-def _device_seconds(work: Callable[[], None], device: torch.device) -> float:
-    """Wall time of ``work`` with the device drained before and after."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    work()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-

@@ -85,9 +85,9 @@ class Job:
         return asdict(self)
 
 
-BURST_FLUSH_BYTES = 2**30    # the child reads this much before each call of the grader's burst
-# the most calls of one burst: the burst's fixed cost (pipes, Python: 20-45 ms on the H200) is
-# spread over its calls, so a fast kernel needs thousands of them for the clock to read true
+BURST_FLUSH_BYTES = 2**30    # the most the child reads before each call of the grader's burst
+# the most calls of one burst (the grader's clock takes the slope over two burst lengths, so the
+# burst's fixed cost drops out and no burst needs more)
 MAX_BURST_CALLS = 4000
 
 
@@ -112,7 +112,8 @@ DONE = "done"                # {}: nothing more follows
 
 CMD_PERF = "perf"            # {}: every functional test passed; run the performance case
 CMD_TIME = "time"            # {nonce, budget_s, max_runs}: time the performance case
-CMD_BURST = "burst"          # {nonce, calls, cover_cycles, sync_every}: run calls back to back
+CMD_BURST = "burst"          # {nonce, calls, cover_cycles, sync_every, null, isolate, flush_bytes}:
+#                              run calls back to back (null: the same without the solve)
 CMD_PROBE = "probe"          # {positions: {output: [byte offsets]}}: those bytes of every call
 CMD_REVEAL = "reveal"        # {phase, indices}: send the outputs of these runs
 CMD_FRESH = "fresh"          # {}: the fresh-inputs check
@@ -141,7 +142,8 @@ def _timing(p: Dict[str, Any]) -> bool:
             and all(_is_num(s) and s >= 0 for s in samples)
             and isinstance(digests, list) and len(digests) == len(samples)
             and all(isinstance(d, str) and len(d) <= 128 for d in digests)
-            and _is_num(p.get("host_us", 0)) and isinstance(p.get("mode", ""), str))
+            and _is_num(p.get("host_us", 0)) and isinstance(p.get("mode", ""), str)
+            and _is_int(p.get("burst_sets", 1)) and p.get("burst_sets", 1) >= 1)
 
 
 # kind -> (payload check, tensors expected)

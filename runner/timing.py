@@ -64,7 +64,8 @@ class Timing:
     std_ms: float
     runs: int
     rel_sem: float           # standard error of the mean / mean
-    mode: str = "events"     # "events", or "device-sync" when work outlived the current stream
+    mode: str = "events"     # "events"; "device-sync" when work outlived the current stream;
+    #                          "isolated" when it does not wait for the current stream at all
     flush: str = "read"
     host_us: float = 0.0     # median host time of one call (enqueueing its work)
     launch_cover: bool = True   # False when the call waits for the GPU itself
@@ -75,18 +76,50 @@ class Timing:
         return asdict(self)
 
 
+def flush_bytes(device: torch.device, min_bytes: int = 256 * 2**20) -> int:
+    """The bytes the timed runs' flush reads on ``device``: four times its L2, 256 MiB at least."""
+    props = torch.cuda.get_device_properties(device)
+    l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
+    return max(4 * l2, min_bytes)
+
+
 class L2Flusher:
     """Evicts L2 by reading a buffer several times its size (clean lines, no write-back)."""
 
     def __init__(self, device: torch.device, min_bytes: int = 256 * 2**20):
-        props = torch.cuda.get_device_properties(device)
-        l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
-        size = max(4 * l2, min_bytes)
+        size = flush_bytes(device, min_bytes)
         self._buffer = torch.ones(size // 4, dtype=torch.float32, device=device)
         self._sink = torch.empty((), dtype=torch.float32, device=device)
 
     def __call__(self) -> None:
         torch.sum(self._buffer, dim=0, out=self._sink)
+
+    def sized(self, nbytes: int) -> Callable[[], None]:
+        """A flush that reads only the first ``nbytes`` of the buffer (all of it at most)."""
+        part = self._buffer[:max(1, min(self._buffer.numel(), int(nbytes) // 4))]
+        sink = self._sink
+        return lambda: torch.sum(part, dim=0, out=sink)
+
+
+def burst_loop(calls: int, prepare: Callable[[int], None], solve: Optional[Callable[[int], None]],
+               flush: Callable[[], None], *, isolate: bool = False, sync_every: int = 0,
+               sync: Callable[[], None] = lambda: None) -> None:
+    """The calls of one burst of the grader's clock, in the order the timed runs make them:
+    ``prepare(j)`` (the input copy rewritten for call j), the flush, ``solve(j)``. A *null*
+    burst (``solve`` None) is the same work without the solve: the grader's clock takes the
+    difference. ``isolate``: the device drained before each rewrite and again before the solve
+    (a solve whose work does not wait for the current stream); ``sync_every``: drained before
+    every ``sync_every``-th rewrite (a solve whose work outlives the current stream: it never
+    reads a copy being rewritten). The child and the grader run this same loop."""
+    for j in range(calls):
+        if isolate or (sync_every and j and j % sync_every == 0):
+            sync()
+        prepare(j)
+        flush()
+        if isolate:
+            sync()
+        if solve is not None:
+            solve(j)
 
 
 class LaunchCover:
@@ -172,18 +205,21 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
               after: Optional[Callable[[int], None]] = None, warmup_runs: int = 3,
               min_runs: int = 10, max_runs: int = 1000, budget_s: float = 3.0,
               target_rel_sem: float = 0.01, flusher: Optional[L2Flusher] = None,
-              cover_launches: bool = True) -> Timing:
+              cover_launches: bool = True, isolate: bool = False) -> Timing:
     """Time ``call(i)`` (run ``i``) with CUDA events until the estimate is stable.
 
     ``before(i)`` and ``after(i)`` run outside the timed region (poisoning outputs, checking
     them). Each run: before, flush L2, launch cover, start event, call, end event, then a
     device-wide synchronize. If the device still had work when the end event completed (the
     solution launched on another stream and did not join it), the run is re-timed with the end
-    event recorded after a device-wide synchronize, so that work is billed.
+    event recorded after a device-wide synchronize, so that work is billed. ``isolate`` (a
+    solve whose work does not wait for the current stream, e.g. a non-blocking stream of its
+    own): no launch cover, the device drained before the start event and again before the end
+    event, so the call's host time and all its work are billed, and its inputs are complete.
     """
     device = torch.cuda.current_device()
     flusher = flusher or L2Flusher(torch.device("cuda", device))
-    cover = LaunchCover() if cover_launches else None
+    cover = LaunchCover() if cover_launches and not isolate else None
     for i in range(warmup_runs):
         if before:
             before(i)
@@ -199,7 +235,7 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
     host_us: List[float] = []
     run_ids: List[int] = []
     lingering_runs: List[bool] = []
-    mode = "events"
+    mode = "isolated" if isolate else "events"
     deadline = _PERF_COUNTER() + budget_s
     i = 0
     while True:
@@ -208,11 +244,13 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
         flusher()
         start, end = _Event(enable_timing=True), _Event(enable_timing=True)
         spin_us = cover() if cover else 0.0
+        if mode == "isolated":
+            _SYNC()
         _RECORD(start)
         t0 = _PERF_COUNTER()
         call(i)
         call_us = (_PERF_COUNTER() - t0) * 1e6
-        if mode == "device-sync":
+        if mode in ("device-sync", "isolated"):
             _SYNC()
         _RECORD(end)
         _EVENT_SYNC(end)
@@ -249,4 +287,4 @@ def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], N
 
 
 _CODE = {f: f.__code__ for f in (time_cuda, time_host, stats, LaunchCover.__call__,
-                                  LaunchCover.observe)}
+                                  LaunchCover.observe, burst_loop)}

@@ -97,6 +97,25 @@ def test_work_left_on_a_private_stream_is_waited_for_and_timed(tmp_path):
     assert result.performance["solution"]["mode"] == "device-sync"
 
 
+@pytest.mark.gpu
+def test_a_kernel_on_a_non_blocking_stream_that_never_waits_is_accepted_and_billed(tmp_path):
+    """Issue 25: a CUDA solve that launches on a non-blocking stream of its own and returns
+    without waiting is correct, but its kernel neither waits for the grader's rewrite of the
+    inputs nor shows between the current stream's events. It is detected before the timed runs
+    and timed isolated (the device drained before and after each call, in the burst too): it is
+    accepted, its median includes the kernel (that of the same kernel on the current stream),
+    and the report says why its time includes the host."""
+    result = grade(staged(tmp_path, "nonblocking_stream.cu"), "submit")
+    assert result.verdict == "accepted", (result.message, result.details[-2000:])
+    perf = result.performance
+    assert perf["solution"]["mode"] == "isolated"
+    assert any("non-blocking stream" in note for note in perf.get("notes", [])), perf
+    plain = grade(Path(__file__).parent / "solutions" / "cuda_correct.cu", "submit")
+    assert plain.performance["solution"]["mode"] == "events"
+    assert perf["solution"]["median_ms"] >= 0.9 * plain.performance["solution"]["median_ms"]
+    assert perf["clock"]["agrees"], perf["clock"]
+
+
 def test_stdout_flood_is_truncated_with_a_note(tmp_path):
     result = grade(staged(tmp_path, "stdout_flood.pytorch.py"), output_bytes=10_000)
     assert result.verdict == "accepted", result.message

@@ -47,6 +47,21 @@ def test_work_on_another_stream_is_billed():
     assert timing.median_ms * 1e3 >= 1000, timing
 
 
+def test_work_that_never_waits_for_the_current_stream_is_billed_when_isolated():
+    """A call on a non-blocking stream of its own (PyTorch's streams are) that neither waits
+    for the current stream nor is joined: timed isolated, the device drained before the start
+    event and before the end event, so its work is billed although the events' stream never
+    sees it."""
+    side = torch.cuda.Stream()
+
+    def call(i):
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(spin_cycles(500))   # ~0.5 ms, never waits, never joined
+    timing = time_cuda(call, budget_s=0.5, isolate=True)
+    assert timing.mode == "isolated" and not timing.launch_cover
+    assert timing.median_ms * 1e3 >= 400, timing
+
+
 def test_the_case_floor_is_below_the_ceilings_rate_and_grows_with_the_bytes(tmp_path,
                                                                             monkeypatch):
     """The measured floor of a case (what submit's "% of the measured floor" divides): a

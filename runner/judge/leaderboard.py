@@ -36,9 +36,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from runner.judge.candidates import (CAND_COLUMNS, HELD, RANKED, REJECTED, REMOVED,
-                                     RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING, Candidate,
-                                     Timing, better, fmt_ms)
+from runner.judge.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
+                                     REMOVED, RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING,
+                                     Candidate, Timing, better, fmt_ms)
 from runner.judge.records import DONE, QUEUED, Record
 from runner.judge.rejected import Rejected
 from runner.protocol import Verdict
@@ -275,7 +275,8 @@ class Leaderboard:
                     (self.store._record(cur, c.submission_id) or run).result).corroborated):
                 state = HELD
                 reason = ("the grader's own clock did not corroborate the time of one of the two "
-                          f"runs (submitted: {fmt_ms(c.median_ms)}, verification: "
+                          f"runs within {CLOCK_HOLD:g}x (submitted: {fmt_ms(c.median_ms)}, "
+                          "verification: "
                           f"{fmt_ms(vt.median_ms)}); held for review")
             else:
                 lo, hi = sorted((c.median_ms, vt.median_ms))
