@@ -1,0 +1,53 @@
+"""``python -m runner.profile_target SPEC``: the process Nsight Compute profiles.
+
+Started by :func:`runner.profiling.run_ncu` inside the grading's jail (the same filter, limits
+and scratch space): it loads the challenge and the solution as the grading did, makes the
+performance case, calls ``solve`` once to warm up (Triton's build, CUDA's module load), then
+once between ``cudaProfilerStart`` and ``cudaProfilerStop`` (ncu runs with
+``--profile-from-start off``, so only that call's kernels are profiled). Its own output is
+discarded: only ncu's CSV is read, and only by the grader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    import torch
+
+    from runner import languages
+    from runner.buffers import directions_of, prepare_call
+    from runner.cases import copy_seed, performance_case
+    from runner.catalog import find_challenge
+    from runner.loading import load_challenge
+    from runner.protocol import Job
+
+    job = Job(**spec)
+    device = torch.device("cuda", 0)
+    torch.cuda.set_device(device)
+    challenge = load_challenge(find_challenge(job.challenge_path), device)
+    challenge.seed = job.seed
+    solve_call = languages.backend(job.language).load(
+        Path(job.solution_path), challenge, device, extra_flags=job.nvcc_flags,
+        library_path=job.library_path, build_info=job.build_info)
+    directions = directions_of(challenge.get_solve_signature())
+    prepared = prepare_call(performance_case(challenge, copy_seed(job.seed, 0)), directions)
+    solve_call(prepared.args)
+    torch.cuda.synchronize(device)
+    torch.cuda.profiler.start()
+    solve_call(prepared.args)
+    torch.cuda.synchronize(device)
+    torch.cuda.profiler.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""``--action profile``, the submission side: one call of ``solve`` under torch's profiler
+(CUPTI), and Nsight Compute's counters where the grader says it may run.
+
+This runs in the jail, with the submission's code, so everything here is a *claim*: it is sent
+as one bounded ``profile`` message (:data:`runner.protocol.PROFILE`, checked by
+:func:`runner.profile_schema.valid_profile`), and the grader uses it only to tell the user why
+their kernel is slow (:mod:`runner.profile_report`), never for a verdict or a rank.
+
+The timeline: one warm-up call, the L2 flushed as before a timed run, then one call inside a
+``solve`` range; every GPU activity that starts after the range began is the call's (the device
+was drained before it). Nsight Compute (``ncu``), when the grader found one it may use, runs a
+separate process of ours (:mod:`runner.profile_target`) in the same jail that loads the solution
+and calls it once between ``cudaProfilerStart``/``Stop``; its CSV goes back as text, bounded,
+and is parsed only by the grader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+MAX_KERNELS = 400          # kernels listed one by one (the rest only counted)
+MAX_COPIES = 64
+MAX_API = 48
+MAX_NAME = 200
+MAX_CSV_CHARS = 300_000    # ncu's CSV as sent (JSON escaping roughly doubles its quotes)
+MAX_LOG_CHARS = 4_000
+
+# runtime and driver calls worth reporting: allocation, waiting, copies, launches
+API_OF_INTEREST = ("Malloc", "Free", "MemAlloc", "MemFree", "Synchronize", "Memcpy", "Memset",
+                   "LaunchKernel", "cuLaunch", "HostAlloc", "MallocHost", "EventSynchronize")
+
+NCU_SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "WarpStateStats",
+                "MemoryWorkloadAnalysis")
+NCU_METRICS = "dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct"
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return default
+    return out if out == out and abs(out) < 1e15 else default
+
+
+def _dim3(value: Any) -> List[int]:
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        try:
+            return [max(0, min(int(v), 2**31)) for v in value]
+        except (TypeError, ValueError):
+            pass
+    return [0, 0, 0]
+
+
+def summarize_trace(events: List[Dict[str, Any]], annotation: str = "solve") -> Dict[str, Any]:
+    """The timeline of the call inside the ``annotation`` range of a Chrome trace's events
+    (what ``torch.profiler``'s ``export_chrome_trace`` writes): kernels, copies, memsets and
+    the runtime/driver calls of interest, times in us relative to the range's start. A pure
+    function (tested on synthetic traces)."""
+    ranges = [e for e in events if e.get("name") == annotation
+              and e.get("cat") in ("user_annotation", "cpu_op") and e.get("ph") == "X"]
+    if not ranges:
+        raise ValueError(f"no {annotation!r} range in the trace")
+    solve = max(ranges, key=lambda e: _num(e.get("ts")))
+    t0, host_us = _num(solve.get("ts")), _num(solve.get("dur"))
+    kernels, copies, api = [], [], {}
+    end = t0 + host_us
+    for e in events:
+        if e.get("ph") != "X":
+            continue
+        cat, ts, dur = str(e.get("cat", "")), _num(e.get("ts")), max(0.0, _num(e.get("dur")))
+        if cat == "kernel" and ts >= t0:
+            args = e.get("args") or {}
+            kernels.append({"name": str(e.get("name", ""))[:MAX_NAME], "start_us": ts - t0,
+                            "dur_us": dur, "grid": _dim3(args.get("grid")),
+                            "block": _dim3(args.get("block")),
+                            "registers": int(_num(args.get("registers per thread"))),
+                            "shared_bytes": int(_num(args.get("shared memory"))),
+                            "stream": int(_num(args.get("stream")))})
+            end = max(end, ts + dur)
+        elif cat in ("gpu_memcpy", "gpu_memset") and ts >= t0:
+            args = e.get("args") or {}
+            copies.append({"kind": str(e.get("name", cat))[:64], "start_us": ts - t0,
+                           "dur_us": dur, "bytes": int(_num(args.get("bytes")))})
+            end = max(end, ts + dur)
+        elif cat in ("cuda_runtime", "cuda_driver") and t0 <= ts <= t0 + host_us:
+            name = str(e.get("name", ""))[:64]
+            if any(k in name for k in API_OF_INTEREST):
+                entry = api.setdefault(name, {"count": 0, "total_us": 0.0})
+                entry["count"] += 1
+                entry["total_us"] += dur
+    kernels.sort(key=lambda k: k["start_us"])
+    copies.sort(key=lambda c: c["start_us"])
+    busy = _union([(k["start_us"], k["start_us"] + k["dur_us"]) for k in kernels]
+                  + [(c["start_us"], c["start_us"] + c["dur_us"]) for c in copies])
+    api = dict(sorted(api.items(), key=lambda kv: -kv[1]["total_us"])[:MAX_API])
+    return {"call_us": end - t0, "host_us": host_us, "gpu_busy_us": busy,
+            "kernels_total": len(kernels), "kernels": kernels[:MAX_KERNELS],
+            "copies_total": len(copies), "copies": copies[:MAX_COPIES], "api": api}
+
+
+def _union(intervals: List[tuple]) -> float:
+    total, cur_start, cur_end = 0.0, None, None
+    for start, stop in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, stop
+        else:
+            cur_end = max(cur_end, stop)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def cupti_timeline(solve_call, args: Dict[str, Any], device) -> Dict[str, Any]:
+    """One call of ``solve`` under torch's profiler (CUPTI: no special rights needed)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from runner.timing import L2Flusher
+
+    flush = L2Flusher(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with record_function("warmup"):
+            solve_call(args)
+        torch.cuda.synchronize(device)
+        flush()
+        torch.cuda.synchronize(device)
+        with record_function("solve"):
+            solve_call(args)
+        torch.cuda.synchronize(device)
+    with tempfile.TemporaryDirectory() as folder:    # the child's own scratch tmpfs
+        path = Path(folder) / "trace.json"
+        prof.export_chrome_trace(str(path))
+        events = json.loads(path.read_text()).get("traceEvents", [])
+    return summarize_trace(events)
+
+
+def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: int) -> Dict[str, Any]:
+    """Nsight Compute on a process of ours that calls the solution once (its CSV, bounded)."""
+    folder = Path(tempfile.mkdtemp(prefix="ncu-"))
+    spec = folder / "target.json"
+    spec.write_text(json.dumps(job_dict))
+    log = folder / "ncu.log"
+    command = [ncu, "--csv", "--page", "raw", "--log-file", str(log),
+               "--profile-from-start", "off", "--launch-count", str(int(launch_count)),
+               "--target-processes", "all", "--print-units", "base"]
+    for section in NCU_SECTIONS:
+        command += ["--section", section]
+    command += ["--metrics", NCU_METRICS,
+                sys.executable, "-s", "-m", "runner.profile_target", str(spec)]
+    started = time.monotonic()
+    status = "ok"
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True, cwd=folder)
+    except OSError as exc:
+        return {"status": "failed", "message": f"ncu could not start: {exc}"[:MAX_LOG_CHARS],
+                "csv": "", "seconds": 0.0}
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, err = proc.communicate()
+        status = "timeout"
+    text = ""
+    try:
+        with open(log, "r", errors="replace") as f:
+            text = f.read(8 * MAX_CSV_CHARS)
+    except OSError:
+        pass
+    csv_lines = [line for line in text.splitlines() if line.startswith('"')]
+    messages = [line for line in text.splitlines() if line.startswith("==")]
+    messages += [line for line in (err or b"").decode(errors="replace").splitlines()
+                 if line.strip()][-10:]
+    if status == "ok" and proc.returncode != 0:
+        status = "failed"
+    csv = "\n".join(csv_lines)[:MAX_CSV_CHARS]
+    return {"status": status, "csv": csv, "exit_code": int(proc.returncode or 0),
+            "message": "\n".join(messages)[-MAX_LOG_CHARS:],
+            "seconds": time.monotonic() - started}
+
+
+def profile_solution(solve_call, args: Dict[str, Any], device, job_dict: Dict[str, Any],
+                     command: Dict[str, Any]) -> Dict[str, Any]:
+    """The payload of the ``profile`` message: the timeline and, where asked, ncu's CSV."""
+    payload: Dict[str, Any] = {}
+    started = time.monotonic()
+    try:
+        payload["timeline"] = cupti_timeline(solve_call, args, device)
+    except Exception as exc:  # noqa: BLE001 - the user is told why there is no timeline
+        payload["timeline_error"] = f"{type(exc).__name__}: {exc}"[:2000]
+    payload["timeline_s"] = time.monotonic() - started
+    ncu = command.get("ncu")
+    if isinstance(ncu, str) and ncu:
+        payload["ncu"] = run_ncu(ncu, job_dict, float(command.get("ncu_timeout_s", 25.0)),
+                                 int(command.get("launch_count", 10)))
+    return payload
