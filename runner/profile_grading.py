@@ -18,7 +18,8 @@ import torch
 from runner import devices, protocol
 from runner.grading import Grading
 from runner.plan import case_params
-from runner.profile_report import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S, NO_GPU, build_profile
+from runner.ncu import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S
+from runner.profile_report import NO_GPU, build_profile
 from runner.protocol import Message
 from runner.report import Result
 
@@ -35,7 +36,8 @@ class ProfileGrading(Grading):
         self.profile_asked = False
 
     def _may_profile(self) -> bool:
-        return (self.options.device.type == "cuda" and bool(self.perf_reports)
+        return ((self.options.device.type == "cuda" or self.options.time_on_cpu)
+                and bool(self.perf_reports)
                 and all(r.passed for r in self.perf_reports)
                 and all(t.passed for t in self.tests) and self.child_error is None)
 
@@ -71,7 +73,7 @@ class ProfileGrading(Grading):
         case = self.plan.perf_case
         if case is not None:
             context["params"] = case_params(case)
-        if device.type != "cuda":
+        if device.type != "cuda" and not self.options.time_on_cpu:
             context["reason"] = NO_GPU
             return context
         if result.verdict != "accepted":
@@ -79,6 +81,8 @@ class ProfileGrading(Grading):
                                  "(profile a correct solution)")
         elif not self.profile_asked:
             context["reason"] = "nothing profiled: the performance case did not run"
+        if device.type != "cuda":
+            return context
         try:
             context["sm_count"] = torch.cuda.get_device_properties(device).multi_processor_count
             nbytes = self.challenge.bytes_moved(case) if case is not None else None
@@ -99,9 +103,10 @@ class ProfileGrading(Grading):
 
 def profile_grading(challenge, plan, options, compile_only: bool):
     """(the grading, folders the jail must also show): Nsight Compute's install where it may
-    run here (:func:`runner.profile_report.ncu_plan`)."""
-    from runner.profile_report import ncu_install_dir, ncu_plan
+    run here (:func:`runner.ncu.ncu_plan`)."""
+    from runner.ncu import ncu_install_dir, ncu_plan
 
-    ncu, reason = (None, "") if options.device.type != "cuda" else ncu_plan(options.isolate)
+    on_gpu = options.device.type == "cuda" or options.time_on_cpu    # (the CPU: tests)
+    ncu, reason = ncu_plan(options.isolate) if on_gpu else (None, "")
     binds = [ncu_install_dir(ncu)] if ncu is not None else []
     return ProfileGrading(challenge, plan, options, compile_only, ncu, reason), binds

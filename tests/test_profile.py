@@ -1,0 +1,361 @@
+"""``--action profile`` on the CPU: the trace's summary, the ``profile`` message's strict schema,
+ncu's CSV read as hostile text, the diagnosis on synthetic timelines, and the command's clear
+degradation without a GPU. (The GPU run is benchmarks/profile_gpu.sh.)"""
+
+import copy
+import json
+import math
+
+import pytest
+
+from helpers import REFERENCE_96, grade_json
+from runner import protocol
+from runner.ncu import admin_only_counters, explain_ncu_failure, ncu_plan, parse_ncu_csv
+from runner.profile_diagnosis import diagnose
+from runner.profile_report import NO_GPU, build_profile, render_profile
+from runner.profile_schema import MAX_KERNELS, valid_profile
+from runner.profiling import summarize_trace
+
+SMS = 132
+
+
+def kernel(name="attn(float const*)", start=0.0, dur=30.0, grid=(32, 1, 1), block=(128, 1, 1)):
+    return {"name": name, "start_us": start, "dur_us": dur, "grid": list(grid),
+            "block": list(block), "registers": 40, "shared_bytes": 0, "stream": 7}
+
+
+def timeline(kernels, call_us=None, host_us=10.0, api=None, copies=()):
+    busy = sum(k["dur_us"] for k in kernels)
+    end = max([k["start_us"] + k["dur_us"] for k in kernels] or [host_us])
+    return {"call_us": call_us if call_us is not None else end, "host_us": host_us,
+            "gpu_busy_us": busy, "kernels_total": len(kernels), "kernels": list(kernels),
+            "copies_total": len(copies), "copies": list(copies), "api": api or {}}
+
+
+CONTEXT = {"device": "NVIDIA H100 80GB HBM3", "sm_count": SMS, "floor_us": 20.0,
+           "ceiling_gbps": 3000.0, "bytes": 69_730_304, "params": {"num_heads": 32}}
+
+
+# -- the trace the child summarizes --------------------------------------------------------------
+
+def chrome_trace():
+    ev = [{"ph": "X", "cat": "user_annotation", "name": "warmup", "ts": 100.0, "dur": 50.0},
+          {"ph": "X", "cat": "kernel", "name": "warm_kernel", "ts": 120.0, "dur": 40.0,
+           "args": {"grid": [1, 1, 1], "block": [32, 1, 1]}},
+          {"ph": "X", "cat": "user_annotation", "name": "solve", "ts": 1000.0, "dur": 60.0},
+          {"ph": "X", "cat": "cuda_runtime", "name": "cudaMalloc", "ts": 1001.0, "dur": 20.0},
+          {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 1030.0, "dur": 5.0},
+          {"ph": "X", "cat": "kernel", "name": "void attn<128>(float const*, signed char const*)",
+           "ts": 1040.0, "dur": 45.0,
+           "args": {"grid": [32, 1, 1], "block": [128, 1, 1], "registers per thread": 64,
+                    "shared memory": 1024, "stream": 7}},
+          {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy DtoH (Device -> Pageable)",
+           "ts": 1090.0, "dur": 3.0, "args": {"bytes": 4}},
+          {"ph": "X", "cat": "cuda_runtime", "name": "cudaDeviceSynchronize", "ts": 1200.0,
+           "dur": 1.0},     # the harness's own, after the range
+          {"ph": "i", "cat": "kernel", "name": "instant", "ts": 1050.0}]
+    return ev
+
+
+def test_the_trace_summary_keeps_only_the_profiled_call():
+    tl = summarize_trace(chrome_trace())
+    assert tl["kernels_total"] == 1 and tl["kernels"][0]["grid"] == [32, 1, 1]
+    k = tl["kernels"][0]
+    assert k["start_us"] == 40.0 and k["dur_us"] == 45.0 and k["registers"] == 64
+    assert tl["call_us"] == pytest.approx(93.0) and tl["host_us"] == 60.0
+    assert tl["gpu_busy_us"] == pytest.approx(48.0)
+    assert set(tl["api"]) == {"cudaMalloc", "cudaLaunchKernel"}     # the sync came after
+    assert tl["copies"][0]["bytes"] == 4
+    assert valid_profile({"timeline": tl, "timeline_s": 1.5})
+
+
+def test_a_trace_without_the_range_is_an_error():
+    with pytest.raises(ValueError):
+        summarize_trace([{"ph": "X", "cat": "kernel", "name": "k", "ts": 1, "dur": 1}])
+
+
+# -- the message's schema --------------------------------------------------------------------------
+
+def good_payload():
+    return {"timeline": timeline([kernel()]), "timeline_s": 2.0,
+            "ncu": {"status": "failed", "csv": "", "exit_code": 1, "message": "==ERROR== x",
+                    "seconds": 3.0}}
+
+
+def parse(payload):
+    return protocol.parse({"kind": protocol.PROFILE, "payload": payload})
+
+
+def test_a_well_formed_profile_message_parses():
+    kind, payload, tensors = parse(good_payload())
+    assert kind == protocol.PROFILE and tensors is None
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda p: p.update(extra=1),
+    lambda p: p["timeline"].update(secret="x"),
+    lambda p: p["timeline"]["kernels"][0].update(path="/etc/passwd"),
+    lambda p: p["timeline"].update(call_us=math.nan),
+    lambda p: p["timeline"].update(call_us=math.inf),
+    lambda p: p["timeline"].update(call_us=-1.0),
+    lambda p: p["timeline"].update(call_us=True),
+    lambda p: p["timeline"]["kernels"][0].update(name="k" * 201),
+    lambda p: p["timeline"]["kernels"][0].update(grid=[1, 2]),
+    lambda p: p["timeline"]["kernels"][0].update(grid=[1, 2, -3]),
+    lambda p: p["timeline"].update(kernels=[kernel()] * (MAX_KERNELS + 1),
+                                   kernels_total=MAX_KERNELS + 1),
+    lambda p: p["timeline"].update(kernels_total=0),         # lists more than it counts
+    lambda p: p["timeline"].update(api={f"cuda{i}": {"count": 1, "total_us": 1.0} for i in range(49)}),
+    lambda p: p["ncu"].update(csv="x" * 300_001),
+    lambda p: p["ncu"].update(status="great"),
+    lambda p: p["ncu"].update(run="rm -rf /"),
+    lambda p: p.pop("timeline"),
+    lambda p: p.update(timeline_error=["not", "a", "string"]),
+])
+def test_a_malformed_profile_message_is_a_violation(mutate):
+    payload = copy.deepcopy(good_payload())
+    mutate(payload)
+    with pytest.raises(protocol.ProtocolViolation):
+        parse(payload)
+
+
+def test_a_profile_comes_only_when_asked():
+    t = protocol.Transcript(0, submit=True)
+    for kind in (protocol.SANDBOX, protocol.READY):
+        t.admit(kind, {})
+    with pytest.raises(protocol.ProtocolViolation):
+        t.admit(protocol.PROFILE, good_payload())
+    t.expect(protocol.PROFILE)
+    t.admit(protocol.PROFILE, good_payload())
+    with pytest.raises(protocol.ProtocolViolation):
+        t.admit(protocol.PROFILE, good_payload())        # one only
+
+
+# -- ncu's CSV: hostile text -----------------------------------------------------------------------
+
+HEADER = ['ID', 'Process ID', 'Process Name', 'Host Name', 'Kernel Name', 'Context', 'Stream',
+          'Block Size', 'Grid Size', 'Device', 'CC', 'gpu__time_duration.sum',
+          'dram__throughput.avg.pct_of_peak_sustained_elapsed',
+          'sm__throughput.avg.pct_of_peak_sustained_elapsed',
+          'sm__warps_active.avg.pct_of_peak_sustained_active',
+          'launch__occupancy_limit_blocks', 'launch__occupancy_limit_registers',
+          'launch__occupancy_limit_shared_mem', 'launch__occupancy_limit_warps',
+          'lts__t_sector_hit_rate.pct', 'dram__bytes_read.sum', 'dram__bytes_write.sum',
+          'smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio',
+          'smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio',
+          'smsp__average_warps_issue_stalled_not_selected_per_issue_active.ratio',
+          'smsp__average_warps_issue_stalled_wait_per_issue_active.ratio']
+UNITS = ['', '', '', '', '', '', '', '', '', '', '', 'nsecond', '%', '%', '%', 'block', 'block',
+         'block', 'block', '%', 'byte', 'byte', 'ratio', 'ratio', 'ratio', 'ratio']
+
+
+def ncu_csv(rows):
+    def line(fields):
+        return ",".join('"' + str(f).replace('"', '""') + '"' for f in fields)
+    return "\n".join(["==PROF== Connected to process 12", line(HEADER), line(UNITS)]
+                     + [line(r) for r in rows] + ["==PROF== Disconnected"])
+
+
+ROW = ['0', '12', 'python3', '127.0.0.1', 'attn', '1', '7', '(128, 1, 1)', '(32, 1, 1)', '0',
+       '9.0', '49,216', '38.2', '12.5', '6.1', '32', '4', '16', '16', '3.5', '69730304', '131072',
+       '21.0', '2.0', '5.0', '1.0']
+
+
+def test_ncu_csv_is_read_into_counters():
+    counters = parse_ncu_csv(ncu_csv([ROW]))
+    assert len(counters) == 1
+    c = counters[0]
+    assert c["name"] == "attn" and c["grid"] == [32, 1, 1] and c["block"] == [128, 1, 1]
+    assert c["duration_us"] == pytest.approx(49.216)
+    assert c["dram_pct_of_peak"] == 38.2 and c["achieved_occupancy_pct"] == 6.1
+    assert c["occupancy_limiter"] == "registers" and c["l2_hit_rate_pct"] == 3.5
+    assert [s["reason"] for s in c["top_stalls"]] == ["long_scoreboard", "barrier", "wait"]
+
+
+@pytest.mark.parametrize("text", [
+    "", "garbage", '"a","b"\n"c"', "\x00" * 1000, '"' * 100_000,
+    ncu_csv([ROW[:5]]),                                         # a short row: skipped
+    ncu_csv([[f"=cmd|' /C calc'!A0" for _ in HEADER]]),          # formula-like text: just text
+    ncu_csv([ROW[:11] + ["1e400"] + ROW[12:]]),                  # an infinity: dropped
+    ncu_csv([ROW[:4] + ["x" * 100_000] + ROW[5:]]),              # a huge field
+    ncu_csv([ROW] * 10_000),                                     # many rows: bounded
+])
+def test_hostile_ncu_text_never_breaks_the_parser(text):
+    counters = parse_ncu_csv(text)
+    assert len(counters) <= 64
+    for c in counters:
+        json.dumps(c, allow_nan=False)
+        assert len(c["name"]) <= 200
+
+
+def test_why_counters_are_missing_is_said():
+    perm = {"status": "failed", "csv": "", "seconds": 2.0, "message":
+            "==ERROR== ERR_NVGPUCTRPERM - The user does not have permission to access NVIDIA "
+            "GPU Performance Counters on the target device 0."}
+    assert "not permitted" in explain_ncu_failure(perm)
+    assert "time limit" in explain_ncu_failure({"status": "timeout", "message": "", "csv": ""})
+
+
+def test_ncu_is_not_run_where_the_driver_forbids_counters(tmp_path, monkeypatch):
+    params = tmp_path / "params"
+    params.write_text("ResmanDebugLevel: 4294967295\nRmProfilingAdminOnly: 1\n")
+    assert admin_only_counters(str(params)) is True
+    params.write_text("RmProfilingAdminOnly: 0\n")
+    assert admin_only_counters(str(params)) is False
+    assert admin_only_counters(str(tmp_path / "missing")) is None
+    monkeypatch.setenv("GRADER_PROFILE_NCU", "off")
+    assert ncu_plan(True)[0] is None and "off" in ncu_plan(True)[1]
+    monkeypatch.setenv("GRADER_PROFILE_NCU", "")
+    monkeypatch.setattr("runner.ncu.find_ncu", lambda: None)
+    ncu, reason = ncu_plan(True)
+    assert ncu is None and "no Nsight Compute" in reason
+
+
+# -- the diagnosis ---------------------------------------------------------------------------------
+
+def test_160_tiny_kernels_are_host_bound():
+    kernels = [kernel(name="elementwise_kernel", start=50.0 * i, dur=4.0, grid=(64, 1, 1))
+               for i in range(160)]
+    d = diagnose(timeline(kernels, call_us=8000.0, host_us=7900.0), [], CONTEXT)
+    assert d["bottleneck"] == "host"
+    assert "host-bound: 160 launches per call" in d["summary"]
+    assert "fuse" in d["findings"][0]["text"]
+
+
+def test_one_block_per_head_is_too_few_blocks_at_41_percent_of_the_floor():
+    k = kernel(name="attn_one_block_per_head(float const*)", start=5.0, dur=20.0 / 0.41,
+               grid=(32, 1, 1))
+    d = diagnose(timeline([k], host_us=8.0), [], CONTEXT)
+    assert d["bottleneck"] == "gpu-latency"
+    assert d["summary"].startswith("memory-bound at 41% of the floor: too few bytes in flight")
+    assert "32 blocks on 132 SMs leaves 100 idle" in d["summary"]
+
+
+def test_counters_name_the_limiter_and_the_stalls():
+    k = kernel(name="attn(float const*)", start=5.0, dur=49.0, grid=(32, 1, 1))
+    counters = parse_ncu_csv(ncu_csv([ROW]))
+    d = diagnose(timeline([k], host_us=8.0), counters, CONTEXT)
+    assert "achieved occupancy 6% (limited by registers)" in d["summary"]
+    assert "DRAM at 38% of its peak" in d["summary"]
+    assert any(f["kind"] == "stalls" and "global memory" in f["text"] for f in d["findings"])
+
+
+def test_allocation_inside_solve_is_named():
+    api = {"cudaMalloc": {"count": 3, "total_us": 2100.0}, "cudaLaunchKernel": {"count": 1, "total_us": 5.0}}
+    d = diagnose(timeline([kernel(start=2200.0, dur=30.0, grid=(512, 1, 1))], host_us=2210.0,
+                          api=api), [], CONTEXT)
+    assert any(f["kind"] == "allocation" and "allocates device memory in every call: 3 cudaMalloc"
+               in f["text"] for f in d["findings"])
+    assert d["bottleneck"] == "host"
+
+
+def test_a_synchronize_and_a_two_pass_loop_are_host_bound():
+    kernels = [kernel(name=f"pass{i % 2}", start=200.0 * i, dur=30.0, grid=(1024, 1, 1))
+               for i in range(64)]
+    api = {"cudaDeviceSynchronize": {"count": 32, "total_us": 3000.0}}
+    copies = [{"kind": "Memcpy DtoH (Device -> Pageable)", "start_us": 100.0, "dur_us": 2.0,
+               "bytes": 4}]
+    d = diagnose(timeline(kernels, call_us=15500.0, host_us=15400.0, api=api, copies=copies),
+                 [], CONTEXT)
+    assert d["bottleneck"] == "host"
+    kinds = [f["kind"] for f in d["findings"]]
+    assert kinds[0] == "host-bound" and "synchronization" in kinds and "copy-to-host" in kinds
+    assert d["findings"][0]["text"].count("stop waiting for the GPU") == 1
+
+
+def test_a_kernel_at_the_floor_has_little_left():
+    k = kernel(start=3.0, dur=22.0, grid=(1056, 1, 1))
+    d = diagnose(timeline([k], host_us=5.0), [], CONTEXT)
+    assert d["bottleneck"] == "at-floor" and "91% of the floor" in d["summary"]
+
+
+def test_many_kernels_of_a_pytorch_solution_pass_data_through_memory():
+    kernels = [kernel(name=f"k{i}", start=40.0 * i, dur=38.0, grid=(2048, 1, 1)) for i in range(9)]
+    d = diagnose(timeline(kernels, host_us=90.0), [], CONTEXT)
+    assert d["bottleneck"] in ("gpu-memory", "gpu-latency")
+    assert "6% of the floor" in d["summary"]
+    assert any(f["kind"] == "many-kernels" and "9 kernels" in f["text"] for f in d["findings"])
+
+
+def test_no_kernels_means_the_work_is_on_the_host():
+    d = diagnose(timeline([], call_us=500.0, host_us=500.0), [], CONTEXT)
+    assert d["bottleneck"] == "host" and "no kernel" in d["summary"]
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+def test_the_report_shows_the_timeline_the_reason_and_the_diagnosis():
+    payload = good_payload()
+    payload["ncu"]["message"] = "==ERROR== ERR_NVGPUCTRPERM - The user does not have permission"
+    profile = build_profile(payload, CONTEXT)
+    assert profile["available"] and profile["schema"] == 1
+    assert profile["timeline"]["launches"] == 1 and "not permitted" in profile["counters_reason"]
+    assert profile["diagnosis"]["bottleneck"] in ("gpu-latency", "at-floor", "gpu-memory")
+    json.dumps(profile, allow_nan=False)
+    text = render_profile(profile)
+    assert "diagnosis:" in text and "counters: GPU performance counters are not permitted" in text
+    missing = build_profile(None, {**CONTEXT, "reason": NO_GPU})
+    assert not missing["available"] and render_profile(missing).endswith(NO_GPU)
+
+
+def test_without_a_gpu_the_command_says_there_is_nothing_to_profile(capsys):
+    code, result, err = grade_json(capsys, "96", "--solution",
+                                   REFERENCE_96 / "solution.pytorch.py", "--action", "profile",
+                                   "--device", "cpu", "--no-sandbox")
+    assert code == 0 and result["verdict"] == "accepted", result["message"]
+    assert result["action"] == "profile"
+    assert result["profile"]["available"] is False and result["profile"]["reason"] == NO_GPU
+    assert "nothing to profile" in err
+    assert len(result["tests"]) == 14     # every test and the performance case still ran
+
+
+FAKE_NCU = """#!/bin/sh
+# a stand-in for Nsight Compute: writes a CSV (hostile bits included) where --log-file says
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--log-file" ]; then LOG="$2"; fi
+  shift
+done
+cat > "$LOG" <<'CSV'
+==PROF== Connected to process 12 (/usr/bin/python3)
+@CSV@
+==WARNING== something odd; "quotes" and =formulas
+CSV
+exit 0
+"""
+
+
+def test_the_jailed_child_sends_its_profile_through_the_pipe(tmp_path, monkeypatch):
+    """The whole path on the CPU (the test hook ``time_on_cpu``): the grader finds an ncu (a
+    fake here), shows its folder in the jail and names it in its command; the child profiles
+    one call (a CPU timeline, no kernels), runs the ncu and sends one strict message back."""
+    import torch
+
+    from runner.catalog import find_challenge
+    from runner.grade import GradeOptions, grade_safely
+    from runner.sandbox import jail
+
+    usable, why = jail.probe()
+    if not usable:
+        pytest.skip(f"no jail here: {why}")
+    folder = tmp_path / "nsight-compute-fake"
+    folder.mkdir()
+    (folder / "sections").mkdir()
+    ncu = folder / "ncu"
+    ncu.write_text(FAKE_NCU.replace("@CSV@", ncu_csv([ROW]).split("\n", 1)[1]
+                                    .replace("==PROF== Disconnected", "")))
+    ncu.chmod(0o755)
+    monkeypatch.setattr("runner.ncu.find_ncu", lambda: ncu)
+    monkeypatch.setattr("runner.ncu.admin_only_counters", lambda *a: None)
+    monkeypatch.delenv("GRADER_PROFILE_NCU", raising=False)
+    options = GradeOptions(action="submit", profile=True, device=torch.device("cpu"),
+                           time_on_cpu=True)
+    result = grade_safely(find_challenge("96"), REFERENCE_96 / "solution.pytorch.py",
+                          "pytorch", options)
+    assert result.verdict == "accepted", (result.message, result.details)
+    profile = result.profile
+    assert profile["available"], profile
+    assert profile["timeline"]["launches"] == 0 and profile["timeline"]["host_us"] > 0
+    assert profile["diagnosis"]["bottleneck"] == "host"
+    assert profile["counters"][0]["name"] == "attn"          # the fake's CSV, parsed here
+    assert profile["counters"][0]["occupancy_limiter"] == "registers"
+    assert result.to_dict()["profile"]["schema"] == 1
