@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Issue 29 on the GPU: `--action profile` of 96's CUDA and PyTorch references and of the three
+# fixtures in benchmarks/profile/ (one block per head, 160 launches per call, a synchronize and
+# a two-pass loop), in the jail, each with its wall time; then how Nsight Compute fares in the
+# jail (and, for comparison, without it), and the CPU tests of the feature on this machine.
+# Under 9 minutes on a fresh machine (about 40 s a profile).
+#
+#     bash benchmarks/profile_gpu.sh OUT        (or: bash benchmarks/device_verify.sh profile OUT)
+#
+# OUT gets env.txt (the GPU, the driver's profiling setting, where ncu is), NAME.json (the
+# result) and NAME.txt (the text report) per run, NAME.err (progress), times.tsv (seconds per
+# run), tests.txt. What to look for: in each NAME.txt the "Profile" section: the timeline, the
+# "counters:" line (the figures, or why none), and the "diagnosis:" line, which should be:
+#   cuda_ref          memory-bound near the floor (or at-floor), 1 launch
+#   one_block         memory-bound ... too few bytes in flight, a grid of 32 blocks on N SMs
+#   many_launches     host-bound: 163 launches per call
+#   sync_two_pass     host-bound, with "waits for the GPU inside solve" and "copies to the host"
+#   pytorch_ref       several kernels sharing the GPU time, far from the floor
+# and times.tsv under 30 s for the two references' profile phase (the "timeline_seconds" and
+# "ncu_seconds" fields of the JSON; the whole command includes the tests).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?an output folder}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv
+    echo "--- profiling permission:"; grep -i profil /proc/driver/nvidia/params
+    echo "--- ncu:"; command -v ncu; ls -d /usr/local/cuda*/bin/ncu /usr/local/cuda*/nsight-compute* \
+        /opt/nvidia/nsight-compute/* 2>&1
+    echo "--- id:"; id
+    echo "--- bwrap:"; command -v bwrap; echo "GRADER_BWRAP=${GRADER_BWRAP:-}"
+    $py -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
+} > "$out/env.txt" 2>&1
+
+printf 'run\tseconds\trc\n' > "$out/times.tsv"
+profile() {   # NAME SOLUTION [extra args...]
+    local name=$1 solution=$2; shift 2
+    local start=$SECONDS
+    if [ $SECONDS -gt 420 ]; then     # keep the whole script under 9 minutes
+        printf '%s\tskipped\t-\n' "$name" >> "$out/times.tsv"; return
+    fi
+    timeout 120 $py run_challenge.py 96 --solution "$solution" --action profile --json "$@" \
+        > "$out/$name.json" 2> "$out/$name.err"
+    local rc=$?
+    printf '%s\t%s\t%s\n' "$name" "$((SECONDS - start))" "$rc" >> "$out/times.tsv"
+    $py - "$out/$name.json" > "$out/$name.txt" 2>&1 <<'EOF'
+import json, sys
+from runner.report import Result, render_text
+print(render_text(Result.from_dict(json.load(open(sys.argv[1])))))
+EOF
+}
+
+ref=reference/int8_kv_cache_attention
+profile cuda_ref "$ref/solution.cu"
+profile one_block benchmarks/profile/one_block_per_head.cu
+profile many_launches benchmarks/profile/many_launches.pytorch.py
+profile sync_two_pass benchmarks/profile/sync_two_pass.pytorch.py
+profile pytorch_ref "$ref/solution.pytorch.py"
+# ncu in the jail even where the driver restricts counters to administrators: how it fails
+GRADER_PROFILE_NCU=always profile cuda_ref_ncu_always "$ref/solution.cu"
+# and without the jail (this user's rights): counters where the driver allows them
+GRADER_PROFILE_NCU=always profile one_block_no_sandbox benchmarks/profile/one_block_per_head.cu --no-sandbox
+
+timeout 120 $py -m pytest -q -p no:cacheprovider tests/test_profile.py > "$out/tests.txt" 2>&1
+echo "done: $out" >&2
