@@ -64,7 +64,8 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
                or "Device -> Pinned" in c["kind"]]
     if to_host:
         findings.append({"kind": "copy-to-host", "text": (
-            f"copies to the host inside solve ({len(to_host)} copies, "
+            f"copies to the host inside solve ({len(to_host)} "
+            f"cop{'ies' if len(to_host) != 1 else 'y'}, "
             f"{sum(c['bytes'] for c in to_host):,} bytes): each one waits for the GPU to drain; "
             f"keep data and decisions on the GPU")})
     n_copies = int(timeline.get("copies_total", len(copies))) - len(to_host)
@@ -137,7 +138,8 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
         if occupancy is not None and occupancy < 25:
             limiter = counter.get("occupancy_limiter")
             why.append(f"achieved occupancy {occupancy:.0f}%"
-                       + (f" (limited by {limiter.replace('_', ' ')})" if limiter else ""))
+                       + (f" (per SM, {limiter.replace('_', ' ')} set its ceiling)"
+                          if limiter else ""))
         if dram is not None:
             why.append(f"DRAM at {dram:.0f}% of its peak")
         summary = (f"memory-bound{at}: too few bytes in flight"
@@ -155,7 +157,8 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
     if counter and counter.get("top_stalls"):
         s = counter["top_stalls"][0]
         findings.append({"kind": "stalls", "text": (
-            f"its warps mostly stall {s['words']} ({100 * s['share']:.0f}% of stalls)")})
+            f"{_short(top['name'])}'s warps mostly stall {s['words']} "
+            f"({100 * s['share']:.0f}% of stalls)")})
     if counter and counter.get("l2_hit_rate_pct") is not None and context.get("bytes"):
         moved = (counter.get("dram_read_bytes") or 0) + (counter.get("dram_write_bytes") or 0)
         if moved > 1.5 * float(context["bytes"]):

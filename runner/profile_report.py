@@ -78,6 +78,14 @@ def build_profile(payload: Optional[Dict[str, Any]], context: Dict[str, Any],
     return out
 
 
+def _dim_text(dims: List[int]) -> str:
+    """``[32, 1, 1]`` as ``32``, ``[8, 4, 1]`` as ``8x4``."""
+    dims = list(dims)
+    while len(dims) > 1 and dims[-1] == 1:
+        dims.pop()
+    return "x".join(str(d) for d in dims)
+
+
 def render_profile(profile: Dict[str, Any]) -> str:
     """The text report's profile section."""
     lines = ["  Profile (one call of solve on the performance case; information only, "
@@ -95,9 +103,7 @@ def render_profile(profile: Dict[str, Any]) -> str:
         lines.append(f"    the measured floor of the case's bytes: {_fmt_us(floor)}")
     lines.append("    start      duration  share  gap before  grid x block   kernel")
     for k in tl["kernels"][:12]:
-        grid = "x".join(str(d) for d in k["grid"]).replace("x1x1", "").replace("x1", "", 1) \
-            if k["grid"][1:] == [1, 1] else "x".join(str(d) for d in k["grid"])
-        block = str(k["block"][0]) if k["block"][1:] == [1, 1] else "x".join(map(str, k["block"]))
+        grid, block = _dim_text(k["grid"]), _dim_text(k["block"])
         lines.append(f"    {k['start_us']:8.1f}us {k['dur_us']:8.1f}us {100 * k['share']:4.0f}% "
                      f"{k['gap_before_us']:9.1f}us  {grid:>6} x {block:<5} {_short(k['name'])}")
     if tl["launches"] > 12:

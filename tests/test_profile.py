@@ -235,7 +235,7 @@ def test_counters_name_the_limiter_and_the_stalls():
     k = kernel(name="attn(float const*)", start=5.0, dur=49.0, grid=(32, 1, 1))
     counters = parse_ncu_csv(ncu_csv([ROW]))
     d = diagnose(timeline([k], host_us=8.0), counters, CONTEXT)
-    assert "achieved occupancy 6% (limited by registers)" in d["summary"]
+    assert "achieved occupancy 6% (per SM, registers set its ceiling)" in d["summary"]
     assert "DRAM at 38% of its peak" in d["summary"]
     assert any(f["kind"] == "stalls" and "global memory" in f["text"] for f in d["findings"])
 
