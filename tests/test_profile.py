@@ -3,6 +3,7 @@ ncu's CSV read as hostile text, the diagnosis on synthetic timelines, and the co
 degradation without a GPU. (The GPU run is benchmarks/profile_gpu.sh.)"""
 
 import copy
+import re
 import json
 import math
 
@@ -359,3 +360,68 @@ def test_the_jailed_child_sends_its_profile_through_the_pipe(tmp_path, monkeypat
     assert profile["counters"][0]["name"] == "attn"          # the fake's CSV, parsed here
     assert profile["counters"][0]["occupancy_limiter"] == "registers"
     assert result.to_dict()["profile"]["schema"] == 1
+
+
+# -- the documented JSON --------------------------------------------------------------------------
+
+def _doc_rows():
+    from helpers import REPO
+
+    text = (REPO / "docs" / "profile.md").read_text()
+    section = text.split("## The JSON", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first, meaning = line.split("|")[1], "|".join(line.split("|")[2:])
+        for field in re.findall(r"`([^`]+)`", first):
+            rows[field] = set(re.findall(r"`([^`]+)`", meaning))
+    return rows
+
+
+def _paths(value, prefix=""):
+    out = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{prefix}{k}"
+            out.add(path)
+            if k not in ("api", "occupancy_limits", "params"):
+                out |= _paths(v, path + ".")
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        out.add(prefix[:-1] + "[]")
+        for item in value:
+            out |= _paths(item, prefix[:-1] + "[].")
+    return out
+
+
+def test_every_field_of_a_profile_is_documented_and_the_other_way_round():
+    full = good_payload()
+    full["ncu"].update(status="failed", csv=ncu_csv([ROW + []]))
+    full["timeline"].update(copies_total=1, api={"cudaMalloc": {"count": 1, "total_us": 3.0}},
+                            copies=[{"kind": "Memcpy DtoH", "start_us": 1.0, "dur_us": 1.0,
+                                     "bytes": 4}])
+    no_counters = good_payload()
+    header = HEADER + ["sm__maximum_warps_per_active_cycle_pct", "launch__waves_per_multiprocessor",
+                       "launch__registers_per_thread",
+                       "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed"]
+    more = ncu_csv([ROW + ["50", "0.24", "64", "40"]]).replace(
+        ",".join(f'"{h}"' for h in HEADER), ",".join(f'"{h}"' for h in header)).replace(
+        ",".join(f'"{u}"' for u in UNITS), ",".join(f'"{u}"' for u in UNITS + ["%", "", "", "%"]))
+    full_ncu = good_payload()
+    full_ncu["ncu"].update(status="ok", csv=more)
+    profiles = [build_profile(p, CONTEXT) for p in (full, no_counters, full_ncu)]
+    profiles.append(build_profile(None, {**CONTEXT, "reason": NO_GPU}))
+    assert profiles[2]["counters"][0]["theoretical_occupancy_pct"] == 50
+    rows = _doc_rows()
+    seen = {p.replace("[]", "") for p in set().union(*(_paths(p) for p in profiles))}
+    fields = {f.replace("[]", ""): {t.replace("[]", "") for t in m} for f, m in rows.items()}
+
+    def documented(path):
+        leaf = path.rpartition(".")[2]
+        return any(f == path or f.startswith(path + ".") for f in fields) or any(
+            path.startswith(f + ".") and leaf in tokens for f, tokens in fields.items())
+
+    undocumented = sorted(p for p in seen if not documented(p))
+    assert not undocumented, f"fields of a profile missing from docs/profile.md: {undocumented}"
+    never_seen = sorted(f for f in fields if f not in seen)
+    assert not never_seen, f"documented but never in a profile: {never_seen}"
