@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,8 +31,10 @@ MAX_KERNELS = 400          # kernels listed one by one (the rest only counted)
 MAX_COPIES = 64
 MAX_API = 48
 MAX_NAME = 200
-MAX_CSV_CHARS = 300_000    # ncu's CSV as sent (JSON escaping roughly doubles its quotes)
+MAX_CSV_CHARS = 200_000    # ncu's CSV as sent (the schema allows 300,000: JSON escaping
+#                            adds a byte per quote, and the line must stay under 1 MiB)
 MAX_LOG_CHARS = 4_000
+MAX_MESSAGE_BYTES = 900_000
 
 # runtime and driver calls worth reporting: allocation, waiting, copies, launches
 API_OF_INTEREST = ("Malloc", "Free", "MemAlloc", "MemFree", "Synchronize", "Memcpy", "Memset",
@@ -151,35 +154,59 @@ def cupti_timeline(solve_call, args: Dict[str, Any], device) -> Dict[str, Any]:
     return summarize_trace(events)
 
 
+def ncu_command(ncu: str, log: Path, spec: Path, launch_count: int, full: bool = True) -> List[str]:
+    """ncu's command line: CSV of the raw page to ``log``, only the kernels between the
+    target's profiler start and stop; ``full=False`` leaves out what an older ncu may not know
+    (base units, extra metrics)."""
+    command = [ncu, "--csv", "--page", "raw", "--log-file", str(log),
+               "--profile-from-start", "off", "--launch-count", str(int(launch_count)),
+               "--target-processes", "all"]
+    if full:
+        command += ["--print-units", "base", "--metrics", NCU_METRICS]
+    for section in NCU_SECTIONS:
+        command += ["--section", section]
+    return command + [sys.executable, "-s", "-m", "runner.profile_target", str(spec)]
+
+
 def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: int) -> Dict[str, Any]:
-    """Nsight Compute on a process of ours that calls the solution once (its CSV, bounded)."""
+    """Nsight Compute on a process of ours that calls the solution once (its CSV, bounded).
+    Where ncu refuses an option or a metric at once, it is run again without them."""
     folder = Path(tempfile.mkdtemp(prefix="ncu-"))
     spec = folder / "target.json"
     spec.write_text(json.dumps(job_dict))
-    log = folder / "ncu.log"
-    command = [ncu, "--csv", "--page", "raw", "--log-file", str(log),
-               "--profile-from-start", "off", "--launch-count", str(int(launch_count)),
-               "--target-processes", "all", "--print-units", "base"]
-    for section in NCU_SECTIONS:
-        command += ["--section", section]
-    command += ["--metrics", NCU_METRICS,
-                sys.executable, "-s", "-m", "runner.profile_target", str(spec)]
     started = time.monotonic()
+    result: Dict[str, Any] = {"status": "timeout", "csv": "", "exit_code": 0,
+                              "message": "no time left to run ncu", "seconds": 0.0}
+    for full in (True, False):
+        log = folder / f"ncu-{int(full)}.log"
+        left = timeout_s - (time.monotonic() - started)
+        if left < 5:
+            break
+        result = _run_ncu_once(ncu_command(ncu, log, spec, launch_count, full), log, folder, left)
+        refused = re.search(r"unrecogni[sz]ed option|unknown option|failed to find metric|"
+                            r"invalid metric|option .* is not supported", result["message"], re.I)
+        if result["csv"] or result["status"] != "failed" or not refused:
+            break
+    result["seconds"] = time.monotonic() - started
+    return result
+
+
+def _run_ncu_once(command: List[str], log: Path, folder: Path, timeout_s: float) -> Dict[str, Any]:
     status = "ok"
     try:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, cwd=folder)
     except OSError as exc:
         return {"status": "failed", "message": f"ncu could not start: {exc}"[:MAX_LOG_CHARS],
-                "csv": "", "seconds": 0.0}
+                "csv": "", "exit_code": 0, "seconds": 0.0}
     try:
-        _, err = proc.communicate(timeout=timeout_s)
+        out, err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except OSError:
             pass
-        _, err = proc.communicate()
+        out, err = proc.communicate()
         status = "timeout"
     text = ""
     try:
@@ -187,16 +214,18 @@ def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: 
             text = f.read(8 * MAX_CSV_CHARS)
     except OSError:
         pass
+    printed = (out or b"")[:8 * MAX_CSV_CHARS].decode(errors="replace")
     csv_lines = [line for line in text.splitlines() if line.startswith('"')]
-    messages = [line for line in text.splitlines() if line.startswith("==")]
-    messages += [line for line in (err or b"").decode(errors="replace").splitlines()
+    if not csv_lines:     # an ncu that prints its results to stdout despite --log-file
+        csv_lines = [line for line in printed.splitlines() if line.startswith('"')]
+    messages = [line for line in (text + "\n" + printed).splitlines() if line.startswith("==")]
+    messages += [line for line in (err or b"")[-65536:].decode(errors="replace").splitlines()
                  if line.strip()][-10:]
     if status == "ok" and proc.returncode != 0:
         status = "failed"
-    csv = "\n".join(csv_lines)[:MAX_CSV_CHARS]
-    return {"status": status, "csv": csv, "exit_code": int(proc.returncode or 0),
-            "message": "\n".join(messages)[-MAX_LOG_CHARS:],
-            "seconds": time.monotonic() - started}
+    return {"status": status, "csv": "\n".join(csv_lines)[:MAX_CSV_CHARS],
+            "exit_code": max(-255, min(255, int(proc.returncode or 0))),
+            "message": "\n".join(messages)[-MAX_LOG_CHARS:], "seconds": 0.0}
 
 
 def profile_solution(solve_call, args: Dict[str, Any], device, job_dict: Dict[str, Any],
@@ -213,4 +242,8 @@ def profile_solution(solve_call, args: Dict[str, Any], device, job_dict: Dict[st
     if isinstance(ncu, str) and ncu:
         payload["ncu"] = run_ncu(ncu, job_dict, float(command.get("ncu_timeout_s", 25.0)),
                                  int(command.get("launch_count", 10)))
+    # one line on the report pipe, well under its 1 MiB: fewer kernels listed if need be
+    timeline = payload.get("timeline")
+    while timeline and timeline["kernels"] and len(json.dumps(payload)) > MAX_MESSAGE_BYTES:
+        timeline["kernels"] = timeline["kernels"][:len(timeline["kernels"]) // 2]
     return payload

@@ -425,3 +425,32 @@ def test_every_field_of_a_profile_is_documented_and_the_other_way_round():
     assert not undocumented, f"fields of a profile missing from docs/profile.md: {undocumented}"
     never_seen = sorted(f for f in fields if f not in seen)
     assert not never_seen, f"documented but never in a profile: {never_seen}"
+
+
+OLD_NCU = """#!/bin/sh
+# an older ncu: refuses --print-units at once; without it, writes its CSV to stdout
+for a in "$@"; do
+  if [ "$a" = "--print-units" ]; then echo "==ERROR== unrecognised option '--print-units'"; exit 1; fi
+done
+cat <<'CSV'
+@CSV@
+CSV
+"""
+
+
+def test_an_older_ncu_is_run_again_without_what_it_refuses(tmp_path):
+    from runner.profiling import run_ncu
+
+    ncu = tmp_path / "ncu"
+    ncu.write_text(OLD_NCU.replace("@CSV@", ncu_csv([ROW])))
+    ncu.chmod(0o755)
+    result = run_ncu(str(ncu), {"challenge_path": "x"}, timeout_s=30, launch_count=10)
+    assert result["status"] == "ok" and result["csv"].startswith('"ID"')
+    assert parse_ncu_csv(result["csv"])[0]["name"] == "attn"
+    assert valid_profile({"timeline_error": "none", "ncu": result})
+    slow = tmp_path / "slow"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    result = run_ncu(str(slow), {}, timeout_s=6, launch_count=10)
+    assert result["status"] == "timeout" and result["seconds"] < 20
+    assert "time limit" in explain_ncu_failure(result)
