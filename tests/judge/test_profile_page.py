@@ -62,3 +62,18 @@ def test_the_profile_renders_as_a_chart(tmp_path):
             assert page.inner_text("#profile-reason") == "no GPU: nothing to profile"
         finally:
             browser.close()
+
+
+def test_the_judge_takes_a_profile_and_never_ranks_it():
+    from types import SimpleNamespace
+
+    from judge_helpers import message
+    from runner.judge.leaderboard import Leaderboard
+    from runner.judge.protocol import parse_submit
+
+    request = parse_submit(message(action="profile"), 1 << 20)
+    assert request.action == "profile"
+    eligible = Leaderboard._eligible
+    record = SimpleNamespace(action="profile", verdict="accepted", owner="alice", challenge="96")
+    assert not eligible(record)
+    assert eligible(SimpleNamespace(**{**vars(record), "action": "submit"}))
