@@ -64,5 +64,5 @@ GRADER_PROFILE_NCU=always profile cuda_ref_ncu_always "$ref/solution.cu"
 # and without the jail (this user's rights): counters where the driver allows them
 GRADER_PROFILE_NCU=always profile one_block_no_sandbox benchmarks/profile/one_block_per_head.cu --no-sandbox
 
-timeout 120 $py -m pytest -q -p no:cacheprovider tests/test_profile.py > "$out/tests.txt" 2>&1
+timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_profile.py > "$out/tests.txt" 2>&1
 echo "done: $out" >&2

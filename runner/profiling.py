@@ -165,13 +165,14 @@ def cupti_timeline(solve_call, args: Dict[str, Any], device) -> Dict[str, Any]:
     return summarize_trace(events)
 
 
-def ncu_command(ncu: str, log: Path, spec: Path, launch_count: int, full: bool = True) -> List[str]:
+def ncu_command(ncu: str, log: Path, spec: Path, launch_count: int, full: bool = True,
+                launch_skip: int = 0) -> List[str]:
     """ncu's command line: CSV of the raw page to ``log``, only the kernels between the
-    target's profiler start and stop; ``full=False`` leaves out what an older ncu may not know
-    (base units, extra metrics)."""
+    target's profiler start and stop (``launch_count`` of them after ``launch_skip``);
+    ``full=False`` leaves out what an older ncu may not know (base units, extra metrics)."""
     command = [ncu, "--csv", "--page", "raw", "--log-file", str(log),
-               "--profile-from-start", "off", "--launch-count", str(int(launch_count)),
-               "--target-processes", "all"]
+               "--profile-from-start", "off", "--launch-skip", str(int(launch_skip)),
+               "--launch-count", str(int(launch_count)), "--target-processes", "all"]
     if full:
         command += ["--print-units", "base", "--metrics", NCU_METRICS]
     for section in NCU_SECTIONS:
@@ -179,7 +180,18 @@ def ncu_command(ncu: str, log: Path, spec: Path, launch_count: int, full: bool =
     return command + [sys.executable, "-s", "-m", "runner.profile_target", str(spec)]
 
 
-def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: int) -> Dict[str, Any]:
+def launch_window(timeline: Optional[Dict[str, Any]], launch_count: int) -> int:
+    """How many launches ncu skips so that its window holds the call's longest kernel (the
+    timeline lists them in launch order)."""
+    kernels = (timeline or {}).get("kernels") or []
+    if len(kernels) <= launch_count:
+        return 0
+    longest = max(range(len(kernels)), key=lambda i: kernels[i]["dur_us"])
+    return max(0, min(longest - launch_count // 2, len(kernels) - launch_count))
+
+
+def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: int,
+            launch_skip: int = 0) -> Dict[str, Any]:
     """Nsight Compute on a process of ours that calls the solution once (its CSV, bounded).
     Where ncu refuses an option or a metric at once, it is run again without them."""
     folder = Path(tempfile.mkdtemp(prefix="ncu-"))
@@ -193,7 +205,8 @@ def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: 
         left = timeout_s - (time.monotonic() - started)
         if left < 5:
             break
-        result = _run_ncu_once(ncu_command(ncu, log, spec, launch_count, full), log, folder, left)
+        result = _run_ncu_once(ncu_command(ncu, log, spec, launch_count, full, launch_skip),
+                               log, folder, left)
         refused = re.search(r"unrecogni[sz]ed option|unknown option|failed to find metric|"
                             r"invalid metric|option .* is not supported", result["message"], re.I)
         if result["csv"] or result["status"] != "failed" or not refused:
@@ -251,8 +264,9 @@ def profile_solution(solve_call, args: Dict[str, Any], device, job_dict: Dict[st
     payload["timeline_s"] = time.monotonic() - started
     ncu = command.get("ncu")
     if isinstance(ncu, str) and ncu:
+        count = int(command.get("launch_count", 10))
         payload["ncu"] = run_ncu(ncu, job_dict, float(command.get("ncu_timeout_s", 25.0)),
-                                 int(command.get("launch_count", 10)))
+                                 count, launch_window(payload.get("timeline"), count))
     # one line on the report pipe, well under its 1 MiB: fewer kernels listed if need be
     timeline = payload.get("timeline")
     while timeline and timeline["kernels"] and len(json.dumps(payload)) > MAX_MESSAGE_BYTES:

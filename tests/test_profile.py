@@ -454,3 +454,44 @@ def test_an_older_ncu_is_run_again_without_what_it_refuses(tmp_path):
     result = run_ncu(str(slow), {}, timeout_s=6, launch_count=10)
     assert result["status"] == "timeout" and result["seconds"] < 20
     assert "time limit" in explain_ncu_failure(result)
+
+
+# -- on a GPU (skipped without one; benchmarks/profile_gpu.sh runs the whole set) ---------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fixture, words", [
+    ("many_launches.pytorch.py", "host-bound: 163 launches per call"),
+    ("sync_two_pass.pytorch.py", "host-bound"),
+])
+def test_a_host_bound_solution_is_named_on_the_gpu(capsys, monkeypatch, fixture, words):
+    import torch
+
+    from helpers import REPO
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.setenv("GRADER_PROFILE_NCU", "off")       # the timeline alone: quicker
+    code, result, _ = grade_json(capsys, "96", "--solution",
+                                 REPO / "benchmarks" / "profile" / fixture, "--action", "profile")
+    assert code == 0, result["message"]
+    profile = result["profile"]
+    assert profile["available"], profile
+    assert profile["diagnosis"]["bottleneck"] == "host"
+    assert words in profile["diagnosis"]["summary"]
+    assert "GRADER_PROFILE_NCU=off" in profile["counters_reason"]
+    if fixture.startswith("sync"):
+        kinds = [f["kind"] for f in profile["diagnosis"]["findings"]]
+        assert "synchronization" in kinds and "copy-to-host" in kinds
+
+
+def test_ncu_looks_at_the_longest_kernel():
+    from runner.profiling import launch_window
+
+    short = [kernel(dur=1.0) for _ in range(163)]
+    assert launch_window({"kernels": short[:5]}, 10) == 0
+    long_at = [kernel(dur=100.0 if i == 120 else 1.0) for i in range(163)]
+    skip = launch_window({"kernels": long_at}, 10)
+    assert skip <= 120 < skip + 10
+    last = [kernel(dur=100.0 if i == 162 else 1.0) for i in range(163)]
+    assert launch_window({"kernels": last}, 10) == 153
+    assert launch_window(None, 10) == 0
