@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+
 def _fmt_us(us: float) -> str:
     if us >= 1000:
         return f"{us / 1000:.1f} ms"
