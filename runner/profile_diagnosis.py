@@ -116,7 +116,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
     compute = counter.get("compute_pct_of_peak") if counter else None
     occupancy = counter.get("achieved_occupancy_pct") if counter else None
 
-    if launches >= 3 and share < 0.6:
+    if top and launches >= 3 and share < 0.6:
         findings.append({"kind": "many-kernels", "text": (
             f"{launches} kernels share the GPU time (the biggest, {_short(top['name'])}, "
             f"takes {100 * share:.0f}%): each writes its result to memory for the next to read "

@@ -495,3 +495,32 @@ def test_ncu_looks_at_the_longest_kernel():
     last = [kernel(dur=100.0 if i == 162 else 1.0) for i in range(163)]
     assert launch_window({"kernels": last}, 10) == 153
     assert launch_window(None, 10) == 0
+
+
+def test_any_well_formed_timeline_gets_a_report():
+    """Random timelines the schema admits (empty lists, zeros, huge values, trimmed lists)
+    always give a strict-JSON profile and its text."""
+    import random
+
+    rng = random.Random(29)
+    for _ in range(300):
+        n = rng.choice([0, 1, 2, 5, 50])
+        kernels = [kernel(name=rng.choice(["k", "", "void a<1>(int)", "x" * 200]),
+                          start=rng.uniform(0, 1e4), dur=rng.choice([0.0, 1.0, 1e6]),
+                          grid=(rng.randint(0, 200), rng.randint(0, 3), 1))
+                   for _ in range(n)]
+        tl = timeline(kernels, call_us=rng.choice([0.0, 1.0, 1e4]), host_us=rng.uniform(0, 1e4),
+                      api=rng.choice([{}, {"cudaMalloc": {"count": 0, "total_us": 0.0}},
+                                      {"cudaStreamSynchronize": {"count": 3, "total_us": 9.0}}]))
+        tl["kernels_total"] += rng.choice([0, 400])
+        if rng.random() < 0.2:
+            tl["kernels"] = []
+        payload = {"timeline": tl}
+        if rng.random() < 0.5:
+            payload["ncu"] = {"status": "ok", "csv": ncu_csv([ROW]) if rng.random() < 0.5 else "",
+                              "exit_code": 0, "message": "", "seconds": 1.0}
+        assert valid_profile(payload)
+        context = rng.choice([CONTEXT, {}, {**CONTEXT, "floor_us": None, "sm_count": 0}])
+        profile = build_profile(payload, context)
+        json.dumps(profile, allow_nan=False)
+        assert render_profile(profile)
