@@ -131,6 +131,8 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
                                limits=limits, progress=progress)
         progress("computing the expected outputs with the reference")
         result = grade_safely(info, solution, language, options)
+        if args.action == "profile":
+            result.action = "profile"
     if args.json:
         print(result.to_json())
     else:
