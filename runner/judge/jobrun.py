@@ -96,6 +96,7 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),
                                limits=limits)
         result = grade_safely(info, solution, language, options).to_dict()
+        result["action"] = job["action"]          # "profile" runs as a submit
     # the catalogue's id: unique where two roots hold the same folder name
     result["challenge"] = "custom" if job.get("challengeCode") else job["challenge"]
     emit("result", result)
