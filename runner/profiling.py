@@ -212,6 +212,15 @@ def run_ncu(ncu: str, job_dict: Dict[str, Any], timeout_s: float, launch_count: 
         if result["csv"] or result["status"] != "failed" or not refused:
             break
     result["seconds"] = time.monotonic() - started
+    if not result["csv"]:       # why the target failed, where it says (its own stderr)
+        try:
+            with open(folder / "target.err", "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 1500))
+                tail = f.read(1500).decode(errors="replace").strip()
+        except OSError:
+            tail = ""
+        if tail:
+            result["message"] = (result["message"] + "\n[target] " + tail)[-MAX_LOG_CHARS:]
     return result
 
 

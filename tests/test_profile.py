@@ -524,3 +524,29 @@ def test_any_well_formed_timeline_gets_a_report():
         profile = build_profile(payload, context)
         json.dumps(profile, allow_nan=False)
         assert render_profile(profile)
+
+
+def test_the_process_ncu_profiles_loads_the_solution(tmp_path):
+    """runner/profile_target.py as ncu starts it, on the CPU (no profiler range there): it
+    loads the challenge and the solution from the job and calls solve; an error is kept in
+    target.err for the child to quote."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+    from runner.protocol import Job
+
+    job = Job(challenge_path=str(REPO / "challenges" / "medium" / "96_int8_kv_cache_attention"),
+              solution_path=str(REFERENCE_96 / "solution.pytorch.py"), language="pytorch",
+              device="cpu", action="submit", seed=0, perf_copies=1, nvcc_flags=[],
+              gpu_memory_fraction=None)
+    spec = tmp_path / "target.json"
+    spec.write_text(json.dumps(job.to_dict()))
+    run = subprocess.run([sys.executable, "-m", "runner.profile_target", str(spec)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (tmp_path / "target.err").read_text()
+    assert run.stdout == "" and run.stderr == ""
+    spec.write_text(json.dumps({**job.to_dict(), "solution_path": str(tmp_path / "missing.py")}))
+    run = subprocess.run([sys.executable, "-m", "runner.profile_target", str(spec)], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "missing.py" in (tmp_path / "target.err").read_text()
