@@ -64,5 +64,24 @@ GRADER_PROFILE_NCU=always profile cuda_ref_ncu_always "$ref/solution.cu"
 # and without the jail (this user's rights): counters where the driver allows them
 GRADER_PROFILE_NCU=always profile one_block_no_sandbox benchmarks/profile/one_block_per_head.cu --no-sandbox
 
+# ncu outside the jail, straight on the process the jail runs under it (is ncu usable here at
+# all, and at what cost): ncu_direct.csv
+ncu=$($py -c "from runner.ncu import find_ncu; print(find_ncu() or '')")
+if [ -n "$ncu" ] && [ $SECONDS -lt 430 ]; then
+    $py - "$out/target.json" <<'PY'
+import json, sys
+from runner.protocol import Job
+json.dump(Job(challenge_path="challenges/medium/96_int8_kv_cache_attention",
+              solution_path="reference/int8_kv_cache_attention/solution.pytorch.py",
+              language="pytorch", device="cuda", action="submit", seed=0, perf_copies=1,
+              nvcc_flags=[], gpu_memory_fraction=None).to_dict(), open(sys.argv[1], "w"))
+PY
+    start=$SECONDS
+    timeout 90 "$ncu" --csv --page raw --profile-from-start off --launch-count 3 \
+        --section SpeedOfLight $py -m runner.profile_target "$out/target.json" \
+        > "$out/ncu_direct.csv" 2>&1
+    printf 'ncu_direct\t%s\t%s\n' "$((SECONDS - start))" "$?" >> "$out/times.tsv"
+fi
+
 timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_profile.py > "$out/tests.txt" 2>&1
 echo "done: $out" >&2
