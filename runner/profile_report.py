@@ -40,6 +40,7 @@ def build_profile(payload: Optional[Dict[str, Any]], context: Dict[str, Any],
         out["ncu_seconds"] = ncu.get("seconds")
         if counters:
             counters.sort(key=lambda c: -(c.get("duration_us") or 0))
+            _against_ceiling(counters, context.get("ceiling_gbps"))
             out["counters"] = counters[:TOP_KERNELS]
             out["counters_profiled"] = len(counters)
             if ncu.get("status") != "ok":
@@ -76,6 +77,17 @@ def build_profile(payload: Optional[Dict[str, Any]], context: Dict[str, Any],
         "api": timeline["api"]}
     out["diagnosis"] = diagnose(timeline, counters, context)
     return out
+
+
+def _against_ceiling(counters: List[Dict[str, Any]], ceiling_gbps: Optional[float]) -> None:
+    """Each kernel's DRAM rate under ncu (bytes read and written over its duration), and that
+    against the device's measured ceiling (the grader's own figure)."""
+    for c in counters:
+        moved = (c.get("dram_read_bytes") or 0) + (c.get("dram_write_bytes") or 0)
+        if moved and c.get("duration_us"):
+            c["dram_gbps"] = moved / (c["duration_us"] * 1e3)
+            if ceiling_gbps:
+                c["dram_of_ceiling"] = c["dram_gbps"] / float(ceiling_gbps)
 
 
 def _dim_text(dims: List[int]) -> str:
@@ -118,7 +130,9 @@ def render_profile(profile: Dict[str, Any]) -> str:
         if c.get("duration_us") is not None:
             parts.append(f"{_fmt_us(c['duration_us'])} under ncu;")
         if c.get("dram_pct_of_peak") is not None:
-            parts.append(f"DRAM {c['dram_pct_of_peak']:.0f}% of peak;")
+            parts.append(f"DRAM {c['dram_pct_of_peak']:.0f}% of peak"
+                         + (f" ({c['dram_gbps']:,.0f} GB/s, {100 * c['dram_of_ceiling']:.0f}% of "
+                            f"the measured ceiling)" if c.get("dram_of_ceiling") else "") + ";")
         if c.get("achieved_occupancy_pct") is not None:
             parts.append(f"occupancy {c['achieved_occupancy_pct']:.0f}%"
                          + (f" (limiter: {c['occupancy_limiter'].replace('_', ' ')})"

@@ -106,10 +106,12 @@ function renderProfile(profile) {
     const pctText = (v) => (v === null || v === undefined ? "—" : `${Number(v).toFixed(0)}%`);
     box.append(profileEl("table", { class: "grid", id: "profile-counters" },
       profileEl("caption", { text: "Nsight Compute's counters (the longest kernels)" }),
-      profileEl("thead", {}, profileEl("tr", {}, ["kernel", "time", "DRAM of peak", "occupancy", "limiter", "L2 hits", "top stalls"].map((h) => profileEl("th", { scope: "col", text: h })))),
+      profileEl("thead", {}, profileEl("tr", {}, ["kernel", "time", "DRAM of peak", "DRAM of measured ceiling", "occupancy", "limiter", "L2 hits", "top stalls"].map((h) => profileEl("th", { scope: "col", text: h })))),
       profileEl("tbody", {}, counters.map((c) => profileEl("tr", {},
         profileEl("td", { text: shortKernelName(c.name) }), profileEl("td", { text: profileUs(c.duration_us) }),
-        profileEl("td", { text: pctText(c.dram_pct_of_peak) }), profileEl("td", { text: pctText(c.achieved_occupancy_pct) }),
+        profileEl("td", { text: pctText(c.dram_pct_of_peak) }),
+        profileEl("td", { text: c.dram_of_ceiling === undefined ? "—" : pctText(100 * c.dram_of_ceiling) }),
+        profileEl("td", { text: pctText(c.achieved_occupancy_pct) }),
         profileEl("td", { text: c.occupancy_limiter || "—" }), profileEl("td", { text: pctText(c.l2_hit_rate_pct) }),
         profileEl("td", { text: (c.top_stalls || []).map((s) => `${s.reason} ${(100 * s.share).toFixed(0)}%`).join(", ") }))))));
   }
