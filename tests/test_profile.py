@@ -550,3 +550,39 @@ def test_the_process_ncu_profiles_loads_the_solution(tmp_path):
     run = subprocess.run([sys.executable, "-m", "runner.profile_target", str(spec)], cwd=REPO,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "missing.py" in (tmp_path / "target.err").read_text()
+
+
+def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(monkeypatch):
+    """--no-sandbox (the grader and the child's side in one process), the CPU test hook: the
+    order is perf_first, fresh, then profile, then done; and a wrong solution is not profiled."""
+    import torch
+
+    from runner.catalog import find_challenge
+    from runner.grade import GradeOptions, grade_safely
+    from runner.profile_grading import ProfileGrading
+
+    seen = []
+    original = ProfileGrading.on_message
+
+    def spy(self, message, received_at):
+        seen.append(message.kind)
+        return original(self, message, received_at)
+
+    monkeypatch.setattr(ProfileGrading, "on_message", spy)
+    monkeypatch.setenv("GRADER_PROFILE_NCU", "off")
+    options = GradeOptions(action="submit", profile=True, device=torch.device("cpu"),
+                           time_on_cpu=True, isolate=False)
+    result = grade_safely(find_challenge("96"), REFERENCE_96 / "solution.pytorch.py", "pytorch",
+                          options)
+    assert result.verdict == "accepted" and result.action == "profile"
+    assert seen[-4:] == [protocol.PERF_FIRST, protocol.PERF_FRESH, protocol.PROFILE, protocol.DONE]
+    assert result.profile["available"] and "GRADER_PROFILE_NCU=off" in result.profile["counters_reason"]
+    assert result.performance["timed"] is False
+
+    from helpers import SOLUTIONS
+
+    seen.clear()
+    result = grade_safely(find_challenge("96"), SOLUTIONS / "wrong_no_max.pytorch.py", "pytorch",
+                          options)
+    assert result.verdict == "wrong_answer" and protocol.PROFILE not in seen
+    assert not result.profile["available"] and "did not pass" in result.profile["reason"]
