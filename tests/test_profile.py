@@ -586,3 +586,12 @@ def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(
                           options)
     assert result.verdict == "wrong_answer" and protocol.PROFILE not in seen
     assert not result.profile["available"] and "did not pass" in result.profile["reason"]
+
+
+def test_one_kernel_behind_slow_python_is_judged_on_the_gpu_with_a_host_note():
+    """Triton's or CuPy's launch: 40 us of Python before one 30 us kernel. The launch cover
+    hides that time, so the bottleneck is the kernel's; the host time is a finding."""
+    k = kernel(start=40.0, dur=30.0, grid=(1056, 1, 1))
+    d = diagnose(timeline([k], host_us=45.0), [], CONTEXT)
+    assert d["bottleneck"] != "host"
+    assert any(f["kind"] == "host-time" and "launch cover" in f["text"] for f in d["findings"])
