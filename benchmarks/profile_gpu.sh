@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # Issue 29 on the GPU: `--action profile` of 96's CUDA and PyTorch references and of the three
-# fixtures in benchmarks/profile/ (one block per head, 160 launches per call, a synchronize and
-# a two-pass loop), in the jail, each with its wall time; then how Nsight Compute fares in the
-# jail (and, for comparison, without it), and the CPU tests of the feature on this machine.
-# Under 9 minutes on a fresh machine (about 40 s a profile).
+# fixtures in benchmarks/profile/ (one block per head, 163 launches per call, a synchronize and
+# a two-pass loop), in the jail, each with its wall time; then Nsight Compute in the jail even
+# where the driver restricts counters (how it fails), without the jail (counters as this user),
+# and straight on the profiled process (is ncu usable here at all); then tests/test_profile.py
+# (its GPU tests included). Under 9 minutes on a fresh machine (later runs are skipped past
+# 7 minutes, and say so in times.tsv).
 #
 #     bash benchmarks/profile_gpu.sh OUT        (or: bash benchmarks/device_verify.sh profile OUT)
 #
-# OUT gets env.txt (the GPU, the driver's profiling setting, where ncu is), NAME.json (the
-# result) and NAME.txt (the text report) per run, NAME.err (progress), times.tsv (seconds per
-# run), tests.txt. What to look for: in each NAME.txt the "Profile" section: the timeline, the
-# "counters:" line (the figures, or why none), and the "diagnosis:" line, which should be:
-#   cuda_ref          memory-bound near the floor (or at-floor), 1 launch
-#   one_block         memory-bound ... too few bytes in flight, a grid of 32 blocks on N SMs
-#   many_launches     host-bound: 163 launches per call
-#   sync_two_pass     host-bound, with "waits for the GPU inside solve" and "copies to the host"
-#   pytorch_ref       several kernels sharing the GPU time, far from the floor
-# and times.tsv under 30 s for the two references' profile phase (the "timeline_seconds" and
-# "ncu_seconds" fields of the JSON; the whole command includes the tests).
+# OUT gets env.txt (the GPU, the driver's RmProfilingAdminOnly, where ncu is), NAME.json (the
+# result) and NAME.txt (the text report) per run, NAME.err (progress), times.tsv (seconds and
+# exit code per run), ncu_direct.csv, tests.txt. What to look for, in each NAME.txt's "Profile"
+# section: a timeline (kernels with grid, block, duration, share, gap), a "counters:" line
+# (the figures, or why there are none), and the "diagnosis:" line, which should name:
+#   cuda_ref            memory-bound at-floor or near it, 1 launch (maybe a host-time note)
+#   one_block           memory-bound at a few % of the floor: too few bytes in flight, a grid of
+#                       32 blocks on 132 SMs leaves 100 idle
+#   many_launches       host-bound: 163 launches per call
+#   sync_two_pass       host-bound, plus "waits for the GPU inside solve" and "copies to the host"
+#   pytorch_ref         memory-bound far from the floor, with "N kernels share the GPU time"
+#   cuda_ref_ncu_always the counters' reason (ERR_NVGPUCTRPERM) or, where the driver allows
+#                       them, counters from inside the jail
+#   one_block_no_sandbox counters (occupancy, its limiter, DRAM, stalls) where ncu exists
+# and, in each JSON's profile, "timeline_seconds" + "ncu_seconds" under 30 s for the references.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?an output folder}
