@@ -17,7 +17,7 @@
 #   cuda_ref            memory-bound at-floor or near it, 1 launch (maybe a host-time note)
 #   one_block           memory-bound at a few % of the floor: too few bytes in flight, a grid of
 #                       32 blocks on 132 SMs leaves 100 idle
-#   many_launches       host-bound: 163 launches per call
+#   many_launches       host-bound: 163 (or more) launches per call
 #   sync_two_pass       host-bound, plus "waits for the GPU inside solve" and "copies to the host"
 #   pytorch_ref         memory-bound far from the floor, with "N kernels share the GPU time"
 #   cuda_ref_ncu_always the counters' reason (ERR_NVGPUCTRPERM) or, where the driver allows

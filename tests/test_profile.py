@@ -460,7 +460,7 @@ def test_an_older_ncu_is_run_again_without_what_it_refuses(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("fixture, words", [
-    ("many_launches.pytorch.py", "host-bound: 163 launches per call"),
+    ("many_launches.pytorch.py", "host-bound: "),
     ("sync_two_pass.pytorch.py", "host-bound"),
 ])
 def test_a_host_bound_solution_is_named_on_the_gpu(capsys, monkeypatch, fixture, words):
@@ -479,6 +479,9 @@ def test_a_host_bound_solution_is_named_on_the_gpu(capsys, monkeypatch, fixture,
     assert profile["diagnosis"]["bottleneck"] == "host"
     assert words in profile["diagnosis"]["summary"]
     assert "GRADER_PROFILE_NCU=off" in profile["counters_reason"]
+    if fixture.startswith("many"):     # 5 per head and 3 more, or more where a library splits
+        assert profile["timeline"]["launches"] >= 163
+        assert re.search(r"host-bound: \d+ launches per call", profile["diagnosis"]["summary"])
     if fixture.startswith("sync"):
         kinds = [f["kind"] for f in profile["diagnosis"]["findings"]]
         assert "synchronization" in kinds and "copy-to-host" in kinds
