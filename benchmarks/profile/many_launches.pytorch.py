@@ -1,6 +1,7 @@
 """Challenge 96 one head at a time: 5 small kernels per head (160 for the performance case's
-32 heads; more where a library splits one) and 3 before the loop. Correct, and host-bound: a fixture of `--action profile`
-(benchmarks/profile_gpu.sh), whose diagnosis should count the launches."""
+32 heads; more where a library splits one) and 3 before the loop. Correct, and host-bound: a
+fixture of `--action profile` (benchmarks/profile_gpu.sh), whose diagnosis should count the
+launches."""
 
 import math
 
