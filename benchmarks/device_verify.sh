@@ -24,6 +24,8 @@
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
 #            before, unpacked into .baseline), interleaved on the same GPU
+#   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
+#            (benchmarks/profile_gpu.sh says what to look for)
 #
 # A machine without bubblewrap or the judge's packages gets them from folders named by
 # GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
@@ -31,10 +33,10 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests or hostile}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests, hostile or profile}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile) ;; *)
-    echo "unknown phase $phase: trust, clock, clock2, clock3, board, floors, tests or hostile" >&2; exit 2 ;;
+case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile|profile) ;; *)
+    echo "unknown phase $phase: trust, clock, clock2, clock3, board, floors, tests, hostile or profile" >&2; exit 2 ;;
 esac
 mkdir -p "$out"
 
@@ -56,6 +58,9 @@ nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$out/gp
 
 refs() { for f in reference/"$1"/solution.*; do printf '%s:%s ' "$2" "$f"; done; }
 case "$phase" in
+profile)
+    bash benchmarks/profile_gpu.sh "$out"
+    ;;
 trust)
     trust="python3 benchmarks/trust_check.py --out $out/trust.jsonl"
     $trust $(refs int8_kv_cache_attention 96) --modes jail,no-sandbox

@@ -31,7 +31,7 @@ from runner.progress import Progress, log
 from runner.report import TestReport, json_safe, render_text
 from runner.sandbox import jail
 
-ACTIONS = ("run", "submit", "init", "validate", "list")
+ACTIONS = ("run", "submit", "profile", "init", "validate", "list")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="challenge folder, number (96) or slug (not needed for --action list)")
     parser.add_argument("--action", choices=ACTIONS, default="run",
                         help="run: the example test; submit: every test, then timing; "
+                             "profile: every test, then one call of solve profiled (per-kernel "
+                             "times, counters, a diagnosis; docs/profile.md); "
                              "init: copy the starter for --language to the solution path")
     parser.add_argument("--solution", type=Path,
                         help="solution file (default: <challenge>/solution/solution.<ext>)")
@@ -143,11 +145,16 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
             limits.timeout_s = timeout
         if args.memory_limit is not None:
             limits.host_memory_bytes = int(args.memory_limit * 2**30)
-        options = GradeOptions(action=args.action, device=device, seed=args.seed,
+        if args.action == "profile" and device.type != "cuda":
+            log("no GPU: nothing to profile; running the tests on the CPU")
+        options = GradeOptions(action="submit" if args.action == "profile" else args.action,
+                               profile=args.action == "profile", device=device, seed=args.seed,
                                nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
                                limits=limits, progress=progress)
         progress("computing the expected outputs with the reference")
         result = grade_safely(info, solution, language, options)
+        if args.action == "profile":
+            result.action = "profile"
     if args.json:
         print(result.to_json())
     else:

@@ -329,6 +329,11 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
                              outputs)
         elif name == protocol.CMD_FRESH:
             run_fresh(challenge, solve_call, job, channel, device, copies[0], directions)
+        elif name == protocol.CMD_PROFILE:      # --action profile (runner/profiling.py)
+            from runner.profiling import profile_solution
+            channel.progress("profiling one call")
+            channel.send(protocol.PROFILE, _guarded(lambda: profile_solution(
+                solve_call, copies[0].args, device, job.to_dict(), command), device))
         else:   # finish, or the parent has gone
             return
 

@@ -49,6 +49,8 @@ class GradeOptions:
     time_on_cpu: bool = False             # time on the host clock without a GPU (tests)
     burst_s: float = 1.0                  # length of the burst the parent times itself
     checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
+    profile: bool = False                 # --action profile (with action "submit"): the
+    #                                       tests, then one profiled call instead of the timing
 
 
 def gpu_memory_fraction(options: GradeOptions) -> Optional[float]:
@@ -103,8 +105,13 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
                      interpreted=language == "triton" and device.type == "cpu")
     solution = Path(solution).resolve()
     job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
-    grading = Grading(challenge, plan, options,
-                      compile_only=language == "cuda" and device.type != "cuda")
+    compile_only = language == "cuda" and device.type != "cuda"
+    extra_binds: List[Path] = []
+    if options.profile:       # runner/profile_grading.py; ncu's install shown in the jail
+        from runner.profile_grading import profile_grading
+        grading, extra_binds = profile_grading(challenge, plan, options, compile_only)
+    else:
+        grading = Grading(challenge, plan, options, compile_only=compile_only)
     library_dir: Optional[Path] = None
     if language == "cuda":
         # built here, on the trusted side (nvcc in a jail of its own), before the child starts;
@@ -123,7 +130,8 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
         if options.isolate:
             outcome = run_in_child(job, options.limits, grading, options.progress,
                                    read_only=[info.path, solution.parent,
-                                              *([library_dir] if library_dir else [])],
+                                              *([library_dir] if library_dir else []),
+                                              *extra_binds],
                                    gpu_minor=_gpu_minor(device))
         else:
             outcome = run_in_process(job, grading, options.progress)

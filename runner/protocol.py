@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from runner.profile_schema import valid_profile
+
 
 class Verdict(str, Enum):
     ACCEPTED = "accepted"
@@ -106,6 +108,8 @@ PERF_FRESH = "perf_fresh"    # fresh inputs in the same buffers: {modified_input
 ERROR = "error"              # {verdict, message, details}: the child's own failure
 TAMPERING = "tampering"      # {message}: harness code in the child saw itself patched
 INTERNAL = "internal"        # {details}: the harness in the child crashed
+PROFILE = "profile"          # --action profile: {timeline, ncu} (runner/profile_schema.py);
+#                              information for the user, never used for a verdict
 DONE = "done"                # {}: nothing more follows
 
 # -- commands (parent -> child) ---------------------------------------------------------------
@@ -117,6 +121,7 @@ CMD_BURST = "burst"          # {nonce, calls, cover_cycles, sync_every, null, is
 CMD_PROBE = "probe"          # {positions: {output: [byte offsets]}}: those bytes of every call
 CMD_REVEAL = "reveal"        # {phase, indices}: send the outputs of these runs
 CMD_FRESH = "fresh"          # {}: the fresh-inputs check
+CMD_PROFILE = "profile"      # {ncu, ncu_timeout_s, launch_count}: profile one call
 CMD_FINISH = "finish"        # {}: say done and exit
 
 
@@ -165,6 +170,7 @@ SCHEMA = {
             and isinstance(p.get("verdict"), str), False),
     TAMPERING: (lambda p: isinstance(p.get("message"), str), False),
     INTERNAL: (lambda p: isinstance(p.get("details", ""), str), False),
+    PROFILE: (valid_profile, False),
     DONE: (lambda p: True, False),
 }
 

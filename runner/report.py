@@ -54,6 +54,8 @@ class Result:
     notes: List[str] = field(default_factory=list)
     seed: Optional[int] = None   # the grading seed, for reproduction
     logs: str = ""               # the submission's captured stdout/stderr, bounded
+    profile: Optional[Dict[str, Any]] = None   # --action profile: docs/profile.md (never
+    #                                            part of the verdict)
 
     @property
     def status(self) -> str:
@@ -65,7 +67,10 @@ class Result:
 
     def to_dict(self) -> Dict[str, Any]:
         """Strict JSON data: non-finite numbers are None (the text report still shows them)."""
-        return json_safe({"status": self.status, **asdict(self)})
+        data = asdict(self)
+        if data.get("profile") is None:      # only --action profile has one
+            data.pop("profile", None)
+        return json_safe({"status": self.status, **data})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -115,6 +120,9 @@ def render_text(result: Result) -> str:
                 lines.append(f"         {msg_line}")
     if result.performance:
         lines.append(render_performance(result.performance))
+    if result.profile:
+        from runner.profile_report import render_profile   # --action profile
+        lines.append(render_profile(result.profile))
     verdict = result.verdict.upper().replace("_", " ")
     if result.verdict == "compiled":
         verdict = "COMPILED ONLY, NOTHING CHECKED"

@@ -173,8 +173,8 @@ def remote_command(args: argparse.Namespace,
     url = args.remote or os.environ.get(URL_ENV)
     if not url:
         raise UsageError(f"--remote needs a URL (or set ${URL_ENV})")
-    if args.action not in ("run", "submit"):
-        raise UsageError("--remote sends `run` or `submit` actions only")
+    if args.action not in ("run", "submit", "profile"):
+        raise UsageError("--remote sends `run`, `submit` or `profile` actions only")
     token = next((os.environ[e] for e in TOKEN_ENVS if os.environ.get(e)), None)
     solution, content, language, code, challenge = submission_from_args(args)
     name = solution.name

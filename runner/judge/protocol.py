@@ -2,7 +2,7 @@
 
 In (one JSON text message, or an HTTP body)::
 
-    {"action": "run" | "submit", "token": "...",
+    {"action": "run" | "submit" | "profile", "token": "...",
      "submission": {"files": [{"name": "solution.cu", "content": "..."}],
                     "language": "cuda", "accelerator": "H100", "mode": "accelerated",
                     "public": false, "challengeCode": "<text of a challenge.py>"}}
@@ -35,7 +35,7 @@ from runner.languages import ALIASES, LANGUAGES
 
 TERMINAL_STATUSES = frozenset({"success", "error", "timeout", "oom", "interrupted"})
 INTERMEDIATE_STATUSES = ("queued", "compiling", "running", "timing")
-ACTIONS = ("run", "submit")
+ACTIONS = ("run", "submit", "profile")   # profile: ours (docs/profile.md); never ranked
 
 # languages LeetGPU's client may send that this judge does not grade
 OTHER_LEETGPU_LANGUAGES = ("mojo", "jax", "cute", "mlx", "tinygrad")
@@ -145,9 +145,10 @@ def check_text(content: str, what: str, max_bytes: int) -> None:
 
 def parse_submit(data: Dict[str, Any], max_file_bytes: int) -> SubmitRequest:
     """Validate a decoded submission message."""
-    action = _field(data, "action", str, "", True, "\"run\" or \"submit\"")
+    action = _field(data, "action", str, "", True, "\"run\", \"submit\" or \"profile\"")
     if action not in ACTIONS:
-        raise Rejected(f"unknown action {_short(action)!r}: use \"run\" or \"submit\"")
+        raise Rejected(f"unknown action {_short(action)!r}: use \"run\", \"submit\" or "
+                       f"\"profile\"")
     token = _field(data, "token", str, "", names="a string")
     submission_id = _field(data, "submissionId", str, "", names="a string")
     if submission_id is not None and not SUBMISSION_ID_RE.match(submission_id):

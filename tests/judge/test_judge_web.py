@@ -251,6 +251,7 @@ def test_the_page_loads_nothing_from_elsewhere_and_its_vendored_files_match_thei
         assert src.startswith("/static/") or src == "/docs", src
         if src.startswith("/static/"):
             assert (STATIC / src[len("/static/"):]).is_file(), src
-    own = (STATIC / "app.js").read_text() + (STATIC / "style.css").read_text() + page
+    own = ((STATIC / "app.js").read_text() + (STATIC / "profile.js").read_text()
+           + (STATIC / "style.css").read_text() + page)
     urls = set(re.findall(r"https?://[^\s\"'`)]+", own))
     assert urls <= {"http://www.w3.org/2000/svg"}, urls          # an XML namespace, not a fetch

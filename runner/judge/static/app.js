@@ -172,6 +172,8 @@ async function viewChallenge(id) {
         el("input", { type: "radio", name: "action", id: "action-submit", value: "submit" }),
         el("label", { for: "action-submit", id: "action-submit-label",
                       text: submitLabel((state.accelerators[0] || {}).name) }),
+        el("input", { type: "radio", name: "action", id: "action-profile", value: "profile" }),
+        el("label", { for: "action-profile", text: "Profile (every test, then why it is slow; not ranked)" }),
       ),
       el("div", { class: "row" }, el("label", { for: "file", text: "Upload a file" }), file),
       source,
@@ -303,6 +305,8 @@ function renderResult(result, status) {
   }
   const timing = renderPerformance(result.performance);
   if (timing) box.append(timing);
+  const profile = typeof renderProfile === "function" ? renderProfile(result.profile) : null;
+  if (profile) box.append(profile);                    // profile.js (--action profile)
   if (result.details) box.append(el("details", {}, el("summary", { text: "Compiler output / traceback" }), el("pre", { text: result.details })));
   if (result.logs) box.append(el("details", {}, el("summary", { text: "Your program's output" }), el("pre", { text: result.logs })));
   return box;
