@@ -128,3 +128,98 @@ def test_no_module_is_too_long():
     assert not stale, f"allowed as long but no longer long (drop them from the list): {stale}"
     assert not too_long, "modules over %d lines (split them along a seam): %s" % (
         MAX_LINES, ", ".join(f"{n} ({k} lines)" for n, k in sorted(too_long.items())))
+
+
+# -- the import rules of docs/architecture.md ("Rules of the imports") --------------------------
+
+# the modules that run in the jail, next to the submission: they may not reach the grader
+SUBMISSION_SIDE = ("runner.sandbox.child", "runner.execute", "runner.languages", "runner.timing",
+                   "runner.buffers", "runner.profiling", "runner.profile_target")
+# the grader's own modules: expected outputs, the checks, the clock, the verdict, the jail's keeper
+GRADER_SIDE = ("runner.grade", "runner.plan", "runner.grading", "runner.performance",
+               "runner.clock", "runner.truth", "runner.sandbox.parent", "runner.sandbox.watch",
+               "runner.judge")
+
+
+def reach(graph: Dict[str, Set[str]], start: str) -> Set[str]:
+    """Every runner module ``start`` imports, directly or through others."""
+    seen: Set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _under(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def test_the_submission_side_never_reaches_the_grader():
+    graph = import_graph()
+    found = {name: sorted(m for m in reach(graph, name) if _under(m, GRADER_SIDE))
+             for name in graph if _under(name, SUBMISSION_SIDE)}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"submission-side modules reaching the grader's: {found}"
+
+
+def test_only_the_cli_reaches_the_judge():
+    graph = import_graph()
+    outside = {name: sorted(m for m in graph[name] if _under(m, ("runner.judge",)))
+               for name in graph if not _under(name, ("runner.judge", "runner.cli"))}
+    outside = {k: v for k, v in outside.items() if v}
+    assert not outside, f"modules other than runner.cli importing the judge: {outside}"
+
+
+def _module_level_imports(path: Path) -> List[str]:
+    """The names a module imports when it is imported (not inside functions)."""
+    names: List[str] = []
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                names.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names.append(node.module or "")
+                names.extend(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, (ast.If, ast.Try)) and "TYPE_CHECKING" not in ast.unparse(
+                    getattr(node, "test", ast.Constant(0))):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return names
+
+
+def test_the_sandbox_package_imports_nothing_and_the_catalog_no_torch():
+    init = RUNNER / "sandbox" / "__init__.py"
+    assert not [n for n in _module_level_imports(init) if n != "__future__"
+                and not n.startswith("__future__.")], \
+        "runner/sandbox/__init__.py must import nothing (the child sets itself up first)"
+    modules = module_files()
+    seen, todo = set(), ["runner.catalog"]
+    while todo:                       # what importing runner.catalog imports, module by module
+        name = todo.pop()
+        seen.add(name)
+        for target in _module_level_imports(modules[name]):
+            assert target != "torch" and not target.startswith("torch."), \
+                f"{name} (imported with runner.catalog) imports torch: --help would be slow"
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target not in seen:
+                todo.append(target)
+    assert len(seen) > 1, "the walk found nothing: runner.catalog imports runner modules"
+
+
+def test_the_rules_see_a_breach():
+    """The checks above are not vacuous: a graph with a submission-side module reaching the
+    grader, and a module importing the judge, is caught."""
+    graph = {"runner.execute": {"runner.cases"}, "runner.cases": {"runner.plan"},
+             "runner.plan": set(), "runner.report": {"runner.judge.store"},
+             "runner.judge.store": set()}
+    assert "runner.plan" in reach(graph, "runner.execute")
+    assert _under("runner.judge.store", ("runner.judge",)) and not _under("runner.judgement", ("runner.judge",))
