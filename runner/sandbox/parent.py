@@ -241,7 +241,7 @@ def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limi
     outcome.finished = False
     outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
     outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} "
-                       f"GiB of memory, as the kernel counts it: every process it started, "
+                       f"GiB of host memory, as the kernel counts it: every process it started, "
                        f"memfds and shared memory, and the files it wrote in its scratch space")
 
 
