@@ -193,6 +193,8 @@ class ParkedJail:
         WarmUnusable (the jail discarded) when it cannot take it; the jail is destroyed when
         this returns, whatever happened."""
         try:
+            if self.state not in ("new", "parked"):
+                raise WarmUnusable(f"this jail is {self.state}: a jail serves one grading")
             why = self.fits(job.device, limits)
             if not why and not self.wait_parked(limits.startup_s):
                 why = "the parked jail did not start"
