@@ -26,6 +26,7 @@ cold one (:func:`runner.sandbox.watch.watch`).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -48,6 +50,15 @@ from runner.sandbox.watch import ChildOutcome, Conversation, watch
 PARKED_LINE = "parked"
 VIEWS = {"challenge": "/challenge", "submission": "/submission", "library": "/library"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
+
+
+LIVE: "weakref.WeakSet[ParkedJail]" = weakref.WeakSet()   # discarded at exit, if still there
+
+
+@atexit.register
+def _discard_all() -> None:
+    for parked in list(LIVE):
+        parked.discard()
 
 
 class WarmUnusable(Exception):
@@ -88,6 +99,7 @@ class ParkedJail:
         had: grade cold, which says why or falls back as its limits allow). ``preload``:
         language runtimes to import while parked ("triton", "cupy")."""
         parked = cls(device, limits, gpu_minor, preload)
+        LIVE.add(parked)
         try:
             parked._start()
         except BaseException:
