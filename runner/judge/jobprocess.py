@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -19,6 +20,7 @@ from runner.judge.worker_settings import WorkerSettings
 from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 
 MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
+PARKED_SPEC = "job.json"                # a parked job process's job, in its own folder
 
 
 def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
@@ -72,7 +74,9 @@ class JobProcess:
 
     command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
 
-    def __init__(self, spec: Dict[str, Any], settings: WorkerSettings):
+    def __init__(self, spec: Optional[Dict[str, Any]], settings: WorkerSettings):
+        """``spec`` None: a parked job process (:mod:`runner.judge.prewarm`), started before
+        its job, which :meth:`hand` gives it later."""
         # every temporary file of the job (the sandbox's too) goes here, removed after the job
         # even when the job process was SIGKILLed before cleaning up (and, after a crash of the
         # worker, by the next worker of this slot)
@@ -80,27 +84,57 @@ class JobProcess:
         folder.mkdir(parents=True, exist_ok=True)
         self.home = Path(tempfile.mkdtemp(prefix="job-", dir=folder))
         self.stopped = False
+        self.started_at = time.monotonic()
+        self._go: Optional[int] = None
+        command = list(self.command)
+        if spec is None:
+            command += ["--parked", settings.device, settings.sandbox]
         # the job goes in through a file, not a pipe: no write can block on a child that
-        # does not read
+        # does not read (a parked process is told to read it by one short line on a pipe)
         with tempfile.TemporaryFile(dir=self.home) as spec_file:
-            spec_file.write(json.dumps(spec).encode())
-            spec_file.seek(0)
+            if spec is not None:
+                spec_file.write(json.dumps(spec).encode())
+                spec_file.seek(0)
+                stdin: Any = spec_file
+            else:
+                stdin, self._go = os.pipe()
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             try:
-                self.proc = subprocess.Popen(list(self.command), stdin=spec_file, stdout=out_w,
+                self.proc = subprocess.Popen(command, stdin=stdin, stdout=out_w,
                                              stderr=err_w, cwd=str(self.home),
                                              env=job_environment(settings, self.home),
                                              start_new_session=True)
             except BaseException:
                 for fd in (out_r, err_r):
                     os.close(fd)
+                if self._go is not None:
+                    os.close(self._go)
                 raise
             finally:
                 os.close(out_w)
                 os.close(err_w)
+                if spec is None:
+                    os.close(stdin)
         self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
         self.err = procs.TailReader(err_r)
+
+    def hand(self, spec: Dict[str, Any]) -> bool:
+        """Give a parked job process its job: the spec in a file of its folder, then one line
+        on its stdin (a few bytes: never blocks). False when it is gone (stop it and start a
+        cold one)."""
+        if self._go is None or self.proc.poll() is not None:
+            return False
+        go, self._go = self._go, None
+        try:
+            path = self.home / PARKED_SPEC
+            path.write_text(json.dumps(spec))
+            os.set_blocking(go, False)
+            return os.write(go, b"go\n") == 3
+        except OSError:
+            return False
+        finally:
+            os.close(go)
 
     @property
     def pid(self) -> int:
@@ -166,6 +200,9 @@ class JobProcess:
                 left = [self.pid] + left
             return left
         finally:
+            if self._go is not None:
+                os.close(self._go)
+                self._go = None
             self.out.close()
             self.err.close()
             shutil.rmtree(self.home, ignore_errors=True)

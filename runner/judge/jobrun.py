@@ -45,12 +45,23 @@ def kill_descendants(pid: int) -> None:
 def _die_now(*_) -> None:
     """SIGTERM: kill everything below us and leave (no cleanup that could block)."""
     kill_descendants(os.getpid())
+    _remove_parked_groups()
     os._exit(143)
+
+
+def _remove_parked_groups() -> None:
+    """The cgroups of parked jails not yet used (their processes were just killed; their
+    folders are in this job's folder, which the worker removes)."""
+    warm = sys.modules.get("runner.sandbox.warm")
+    for parked in list(getattr(warm, "LIVE", ())):
+        if parked.group is not None:
+            parked.group.remove(seconds=1.0)
 
 
 def _orphaned() -> None:
     """The worker is gone: nobody will read the result."""
     kill_descendants(os.getpid())
+    _remove_parked_groups()
     os._exit(3)
 
 
@@ -70,7 +81,37 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
     return info, solution, language
 
 
-def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
+def park(device: str, sandbox: str):
+    """A parked job process's start, before its job is known: torch and the grader imported,
+    the CUDA context made, and a parked jail of its own started (:mod:`runner.sandbox.warm`;
+    None where none can be had: the grading then starts a cold one). Nothing here depends on
+    a submission."""
+    import torch
+
+    import runner.grade  # noqa: F401 - the grader, the plan, the languages
+    from runner.sandbox import warm
+    from runner.sandbox.parent import Limits
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.empty(1, device=device)          # this process's context (the reference runs here)
+    limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
+    gpu_minor = runner.grade._gpu_minor(torch.device(device))
+    return warm.start_quietly(device, limits, gpu_minor, preload=["triton"],
+                              log=lambda m: print(m, file=sys.stderr, flush=True))
+
+
+def wait_for_job() -> Dict[str, Any]:
+    """A parked job process's job: one line on stdin says the spec is in its folder."""
+    from runner.judge.jobprocess import PARKED_SPEC
+
+    if not sys.stdin.readline().strip():      # discarded by the worker before any job
+        kill_descendants(os.getpid())
+        _remove_parked_groups()
+        os._exit(0)
+    return json.loads(Path(PARKED_SPEC).read_text())
+
+
+def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
     # lazy: torch (seconds) loads only after main() made this process a subreaper and set its
     # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
@@ -92,7 +133,7 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
                         require_cgroup=spec.get("sandbox", "require") == "require")
         options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),
-                               limits=limits)
+                               limits=limits, parked=parked)
         result = grade_safely(info, solution, language, options).to_dict()
     # the catalogue's id: unique where two roots hold the same folder name
     result["challenge"] = "custom" if job.get("challengeCode") else job["challenge"]
@@ -106,8 +147,13 @@ def main() -> int:
     procs.become_subreaper()
     signal.signal(signal.SIGTERM, _die_now)
     procs.when_parent_dies(os.getppid(), _orphaned)
-    spec = json.loads(sys.stdin.read())
-    run(spec, out)
+    parked = None
+    if len(sys.argv) >= 4 and sys.argv[1] == "--parked":
+        parked = park(sys.argv[2], sys.argv[3])
+        spec = wait_for_job()
+    else:
+        spec = json.loads(sys.stdin.read())
+    run(spec, out, parked)
     out.close()
     kill_descendants(os.getpid())       # nothing of the grading outlives it
     sys.stderr.flush()

@@ -39,6 +39,7 @@ import httpx
 from runner import procs
 from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
 from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
+from runner.judge.prewarm import Prewarm
 from runner.judge.protocol import status_of_progress
 from runner.judge.queues import BrokerFeed
 from runner.judge.slots import SlotBusy, hold_slot
@@ -69,6 +70,8 @@ class Worker:
         self._current_job: Optional[JobProcess] = None
         self._must_finish_by: Optional[float] = None
         self._subreaper = False
+        # the next job process, started while idle (settings.prewarm: serve's workers)
+        self.prewarm = Prewarm(settings) if settings.prewarm else None
         if settings.redis_url:
             self.feed = BrokerFeed(settings.redis_url, settings.accelerator, settings.namespace,
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
@@ -106,6 +109,8 @@ class Worker:
         self._subreaper = procs.become_subreaper()
         if self.settings.parent_pid is not None:
             procs.when_parent_dies(self.settings.parent_pid, self._parent_gone, 1.0, self.stop)
+        if self.prewarm is not None:
+            self.prewarm.ensure()
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
@@ -119,6 +124,8 @@ class Worker:
                     log.warning("worker loop: %s: %s; retrying", type(exc).__name__, exc)
                     self.stop.wait(1.0)
         finally:
+            if self.prewarm is not None:
+                self.prewarm.discard()
             lock.close()
             try:
                 self.api.presence("stopped")
@@ -204,6 +211,8 @@ class Worker:
             self._must_finish_by = None
             done.set()
             beat.join(timeout=5)
+            if self.prewarm is not None and not self.stop.is_set():
+                self.prewarm.ensure()       # the next job's process, once this one is gone
 
     def _stop_bound(self) -> float:
         """The longest :meth:`_stop_job` can take."""
@@ -296,7 +305,9 @@ class Worker:
         margin = self.settings.watchdog_margin_s
         deadline = time.monotonic() + limit + margin + self.settings.startup_allowance_s
         started = False
-        job = JobProcess(spec, self.settings)
+        job = self.prewarm.take(spec) if self.prewarm is not None else None
+        if job is None:
+            job = JobProcess(spec, self.settings)
         self._current_job = job
         while True:
             progress: List[str] = []

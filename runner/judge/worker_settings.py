@@ -44,6 +44,8 @@ class WorkerSettings:
     term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
     kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
+    prewarm: bool = False              # park the next job process and its jail while idle
+    #                                    (runner/judge/prewarm.py; the command line's default)
 
     @property
     def slot_name(self) -> str:
@@ -87,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-allowance", type=float, default=STARTUP_ALLOWANCE_S,
                    help="seconds the watchdog adds for a job to start, before its first "
                         f"progress line (default {STARTUP_ALLOWANCE_S:g})")
+    p.add_argument("--no-prewarm", action="store_true",
+                   help="start each job's process and jail when the job comes, instead of "
+                        "parking the next ones while idle")
     return p
 
 
@@ -105,6 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.jobs_root = args.jobs_dir or args.lock_dir
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
+    s.prewarm = not args.no_prewarm
     if s.sandbox == "require":
         why = jail.isolation_refusal()
         if why:

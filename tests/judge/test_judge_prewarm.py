@@ -1,0 +1,100 @@
+"""The worker's parked job process (runner/judge/prewarm.py): started before its job (with a
+parked jail of its own), handed exactly one job, stopped after it; one that died or is too old
+is replaced by a cold start; discarding it leaves no process, folder or cgroup behind."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from runner import procs
+from runner.judge.jobprocess import JobProcess, jobs_folder
+from runner.judge.prewarm import Prewarm
+from runner.judge.worker_settings import WorkerSettings
+from runner.sandbox import cgroups, jail
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = (REPO / "reference" / "int8_kv_cache_attention" / "solution.pytorch.py").read_text()
+
+pytestmark = pytest.mark.skipif(not jail.isolation_refusal() == "",
+                                reason="no jail or no cgroup here")
+
+
+def settings(tmp_path: Path) -> WorkerSettings:
+    return WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="cpu",
+                          slot="prewarm", jobs_root=tmp_path, lock_dir=tmp_path,
+                          term_grace_s=1.0, kill_wait_s=5.0, prewarm=True)
+
+
+def spec(content: str = REFERENCE):
+    return {"job": {"challenge": "96", "language": "pytorch", "action": "run", "seed": 3,
+                    "content": content},
+            "device": "cpu", "timeLimitSeconds": 120, "hostMemoryBytes": 4 * 2**30,
+            "challengeDirs": [str(REPO / "challenges")], "sandbox": "require"}
+
+
+def result_of(job: JobProcess, timeout: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in job.read(timeout=0.2):
+            msg = json.loads(line)
+            if "result" in msg:
+                return msg["result"]
+        if job.output_closed():
+            break
+    raise AssertionError(f"no result: {job.stderr_tail()[-2000:]}")
+
+
+
+def nothing_left(s: WorkerSettings, job: JobProcess, keep=None) -> None:
+    assert not procs.is_alive(job.pid)
+    assert not job.home.exists()
+    assert list(jobs_folder(s).iterdir()) == ([keep.home] if keep else [])
+    assert not any(Path("/sys/fs/cgroup").glob(f"**/grader-job-{job.pid}-*"))
+
+
+def test_a_parked_job_process_grades_one_job_and_the_next_is_fresh(tmp_path):
+    s = settings(tmp_path)
+    pre = Prewarm(s)
+    pre.ensure()
+    first = pre.parked
+    deadline = time.monotonic() + 120
+    while not list(first.home.glob("parked-*/job.json")):      # its jail is starting
+        assert time.monotonic() < deadline and first.proc.poll() is None, first.stderr_tail()
+        time.sleep(0.2)
+    pre.ensure()                                     # still usable: kept
+    assert pre.parked is first and pre.started == 1
+    job = pre.take(spec())
+    assert job is first and pre.parked is None
+    result = result_of(job)
+    assert not list(job.home.glob("grading-*")), "a cold jail was started"
+    assert result["verdict"] == "accepted", result
+    job.stop(exit_grace_s=5.0, term_grace_s=1.0, kill_wait_s=5.0)
+    nothing_left(s, job)
+    pre.ensure()                                     # the next: another process
+    assert pre.parked is not None and pre.parked.pid != job.pid
+    second = pre.parked
+    pre.discard()
+    nothing_left(s, second)
+
+
+def test_a_dead_or_old_parked_process_is_replaced_by_a_cold_start(tmp_path):
+    s = settings(tmp_path)
+    pre = Prewarm(s)
+    pre.ensure()
+    dead = pre.parked
+    procs.kill_tree(dead.pid, groups=[dead.pid])
+    procs.wait_exited(dead.proc, 10)
+    assert pre.take(spec()) is None                  # the worker then starts a cold one
+    nothing_left(s, dead)
+    pre.ensure()
+    old = pre.parked
+    pre.max_age_s = 0.0
+    pre.ensure()                                     # too old: replaced before use
+    assert pre.parked is not old and pre.discarded == 2
+    nothing_left(s, old, keep=pre.parked)
+    last = pre.parked
+    pre.discard()
+    nothing_left(s, last)
