@@ -350,14 +350,6 @@ class JobCgroup:
                 (mem / "memory.oom_control").write_text("0")   # kill, never pause
         (pids / "pids.max").write_text(str(self.max_pids))
 
-    def relimit(self, memory_bytes: int, max_pids: int) -> None:
-        """Set new limits (a pre-warmed jail's group takes its job's; OSError where the group
-        already uses more than the new memory limit)."""
-        if memory_bytes <= 0 or max_pids <= 0:
-            raise ValueError("memory_bytes and max_pids must be positive")
-        self.memory_bytes, self.max_pids = memory_bytes, max_pids
-        self._limit()
-
     def wrap(self, command: Sequence[str]) -> List[str]:
         """``command`` behind a prefix that joins this group and then execs it, arguments
         unchanged; the prefix exits 125 (saying why on stderr) when it cannot join."""

@@ -214,8 +214,11 @@ class ParkedJail:
                 why = "the parked jail has died"
             if not why and self.group is not None:
                 try:
-                    self.group.relimit(limits.host_memory_bytes,
-                                       limits.max_threads + limits.max_processes)
+                    # the job's limits on the group (cgroups.py sets them the same way at
+                    # its creation); OSError where the jail already uses more
+                    self.group.memory_bytes = limits.host_memory_bytes
+                    self.group.max_pids = limits.max_threads + limits.max_processes
+                    self.group._limit()
                 except OSError as exc:
                     why = f"its cgroup cannot take the job's limits ({exc})"
             if why:
