@@ -102,7 +102,8 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     if parked is None and options.warm_start and options.isolate:
         parked = warm.start_quietly(str(options.device), options.limits,
                                     _gpu_minor(options.device),
-                                    preload=[language] if language in ("triton", "cupy") else [])
+                                    preload=[language] if language in ("triton", "cupy") else [],
+                                    challenge_dir=info.path, solution=Path(solution))
     try:
         return _grade(info, solution, language, options, parked)
     finally:

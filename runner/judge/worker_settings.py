@@ -110,7 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.jobs_root = args.jobs_dir or args.lock_dir
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
-    s.prewarm = not args.no_prewarm
+    s.prewarm = not args.no_prewarm and os.environ.get("JUDGE_WORKER_NO_PREWARM") != "1"
     if s.sandbox == "require":
         why = jail.isolation_refusal()
         if why:

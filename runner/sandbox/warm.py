@@ -44,7 +44,7 @@ from runner import procs
 from runner.sandbox import cgroups, jail
 from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, _gpu_uuid,
                                    _kill_orphans, _logs, child_environment, explain_cgroup,
-                                   job_cgroup, jobs_root)
+                                   job_cgroup, jail_paths, jobs_root)
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 PARKED_LINE = "parked"
@@ -75,9 +75,14 @@ class ParkedJail:
     """One jail started ahead of its grading; used at most once, then destroyed."""
 
     def __init__(self, device: str, limits: Limits, gpu_minor: Optional[int] = None,
-                 preload: Sequence[str] = ()):
+                 preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
+                 solution: Optional[Path] = None):
         self.device = str(device)
         self.preload = list(preload)
+        # known when the jail starts (grade()'s early jail): shown where a cold jail shows them
+        # (the solution's whole folder, as a solution may import a module beside it)
+        self.challenge_dir = Path(challenge_dir).resolve() if challenge_dir else None
+        self.solution = Path(solution).resolve() if solution else None
         self.limits = limits
         self.gpu_minor = gpu_minor
         self.state = "new"           # new -> parked (line seen) -> used | discarded
@@ -94,11 +99,14 @@ class ParkedJail:
     # -- start ------------------------------------------------------------------------------
     @classmethod
     def start(cls, device: str, limits: Limits, gpu_minor: Optional[int] = None,
-              preload: Sequence[str] = ()) -> "ParkedJail":
+              preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
+              solution: Optional[Path] = None) -> "ParkedJail":
         """Start a parked jail (SandboxUnavailable where no jail or no required cgroup can be
         had: grade cold, which says why or falls back as its limits allow). ``preload``:
-        language runtimes to import while parked ("triton", "cupy")."""
-        parked = cls(device, limits, gpu_minor, preload)
+        language runtimes to import while parked ("triton", "cupy"). ``challenge_dir`` and
+        ``solution``, where already known, are shown as a cold jail shows them (the jail then
+        takes only a job for them); else they are copied in when the job comes."""
+        parked = cls(device, limits, gpu_minor, preload, challenge_dir, solution)
         LIVE.add(parked)
         try:
             parked._start()
@@ -128,8 +136,12 @@ class ParkedJail:
             env = child_environment(self.job_dir, self.device, self.limits, True)
             if gpu:
                 env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(self.device)
-            spec = jail.JailSpec(job_dir=self.job_dir,
-                                 mapped={self.job_dir / name: inside for name, inside in VIEWS.items()},
+            mapped = {self.job_dir / name: inside for name, inside in VIEWS.items()}
+            if self.challenge_dir is not None and self.solution is not None:
+                _, known = jail_paths({"challenge_path": str(self.challenge_dir),
+                                       "solution_path": str(self.solution)})
+                mapped = {self.job_dir / "library": VIEWS["library"], **known}
+            spec = jail.JailSpec(job_dir=self.job_dir, mapped=mapped,
                                  disk_bytes=self.limits.disk_bytes, gpu=gpu, gpu_minor=self.gpu_minor)
             command = jail.command(spec, [sys.executable, "-s", "-m", "runner.sandbox.child",
                                           jail.JAIL_JOB_FILE], env)
@@ -197,6 +209,15 @@ class ParkedJail:
             return "it has no cgroup"
         return ""
 
+    def shows(self, challenge_dir: Path, solution: Path) -> str:
+        """'' when the jail can show this challenge and solution, else why not."""
+        if self.challenge_dir is None and self.solution is None:
+            return ""        # copied in when the job comes
+        if (self.challenge_dir != Path(challenge_dir).resolve()
+                or self.solution != Path(solution).resolve()):
+            return "it was started for another challenge or solution"
+        return ""
+
     # -- one grading ------------------------------------------------------------------------
     def grade(self, job, challenge_dir: Path, solution: Path, library: Optional[Path],
               limits: Limits, conversation: Conversation,
@@ -207,7 +228,7 @@ class ParkedJail:
         try:
             if self.state not in ("new", "parked"):
                 raise WarmUnusable(f"this jail is {self.state}: a jail serves one grading")
-            why = self.fits(job.device, limits)
+            why = self.fits(job.device, limits) or self.shows(challenge_dir, solution)
             if not why and not self.wait_parked(limits.startup_s):
                 why = "the parked jail did not start"
             if not why and not self.alive():
@@ -232,17 +253,20 @@ class ParkedJail:
     def _show(self, job, challenge_dir: Path, solution: Path, library: Optional[Path]):
         """Copy what the job needs into the jail's read-only folders; the job as the jail sees it."""
         assert self.job_dir is not None
-        challenge_dir = challenge_dir.resolve()
-        difficulty = challenge_dir.parent.name or "challenges"
-        target = self.job_dir / "challenge" / difficulty / challenge_dir.name
-        shutil.copytree(challenge_dir, target, ignore=IGNORED)
-        os.chmod(target.parent, 0o755)
-        shutil.copyfile(solution, self.job_dir / "submission" / solution.name)
         job_data = job.to_dict()
         if job.device.startswith("cuda"):
             job_data["device"] = "cuda"          # the jail shows one GPU, by UUID
-        job_data["challenge_path"] = f"{VIEWS['challenge']}/{difficulty}/{challenge_dir.name}"
-        job_data["solution_path"] = f"{VIEWS['submission']}/{solution.name}"
+        if self.solution is not None:            # shown since the start, as a cold jail does
+            job_data, _ = jail_paths(job_data)
+        else:
+            challenge_dir = challenge_dir.resolve()
+            difficulty = challenge_dir.parent.name or "challenges"
+            target = self.job_dir / "challenge" / difficulty / challenge_dir.name
+            shutil.copytree(challenge_dir, target, ignore=IGNORED)
+            os.chmod(target.parent, 0o755)
+            shutil.copyfile(solution, self.job_dir / "submission" / solution.name)
+            job_data["challenge_path"] = f"{VIEWS['challenge']}/{difficulty}/{challenge_dir.name}"
+            job_data["solution_path"] = f"{VIEWS['submission']}/{solution.name}"
         if library is not None:
             shutil.copyfile(library, self.job_dir / "library" / library.name)
             os.chmod(self.job_dir / "library" / library.name, 0o444)
@@ -323,11 +347,11 @@ class ParkedJail:
 
 
 def start_quietly(device: str, limits: Limits, gpu_minor: Optional[int] = None,
-                  preload: Sequence[str] = (),
-                  log: Callable[[str], None] = lambda m: None) -> Optional[ParkedJail]:
+                  preload: Sequence[str] = (), log: Callable[[str], None] = lambda m: None,
+                  **known) -> Optional[ParkedJail]:
     """A parked jail, or None where none can be started here (the grading then goes cold)."""
     try:
-        return ParkedJail.start(device, limits, gpu_minor, preload)
+        return ParkedJail.start(device, limits, gpu_minor, preload, **known)
     except (SandboxUnavailable, cgroups.CgroupError, cgroups.CgroupUnavailable, OSError) as exc:
         log(f"no parked jail: {exc}")
         return None
