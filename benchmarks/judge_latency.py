@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,8 +93,6 @@ def send(base: str, kind: str, accelerator: str, deadline_s: float) -> Dict[str,
                 if isinstance(output, dict):
                     out["verdict"] = output.get("verdict")
                     out["message"] = str(output.get("message"))[:300]
-                    perf = output.get("performance") or {}
-                    out["performance_s"] = perf.get("phase_seconds") if isinstance(perf, dict) else None
                 else:
                     out["message"] = str(output)[:300]
                 break
@@ -104,12 +102,18 @@ def send(base: str, kind: str, accelerator: str, deadline_s: float) -> Dict[str,
                    str(e["output"] or "").startswith("picked up")), None)
     first = {s: next((e["t"] for e in events if e["status"] == s), None)
              for s in ("compiling", "timing")}
+    first["perf"] = next((e["t"] for e in events
+                          if str(e["output"] or "").startswith("running the performance")), None)
     end = events[-1]["t"] if events and events[-1]["status"] in TERMINAL else None
     if picked is not None and end is not None:
         out["pickup_to_verdict_s"] = round(end - picked, 3)
         out["queued_s"] = round(picked, 3)
         for s, t in first.items():
             out[f"pickup_to_{s}_s"] = None if t is None else round(t - picked, 3)
+        # the performance phase as the client sees it: from the child's "timing" (the timed
+        # runs start) to the verdict (timed runs, reveal, burst, fresh check, the verdict)
+        out["timing_to_verdict_s"] = (None if first["timing"] is None
+                                      else round(end - first["timing"], 3))
     out["ok"] = out["verdict"] == expected
     return out
 
@@ -128,7 +132,8 @@ def summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         if not mine:
             continue
         entry: Dict[str, Any] = {"n": len(mine), "wrong_verdicts": sum(not r["ok"] for r in mine)}
-        for key in ("pickup_to_verdict_s", "pickup_to_compiling_s", "pickup_to_timing_s"):
+        for key in ("pickup_to_verdict_s", "pickup_to_compiling_s", "pickup_to_perf_s",
+                    "pickup_to_timing_s", "timing_to_verdict_s", "queued_s"):
             values = [r[key] for r in mine if r.get(key) is not None]
             entry[key] = {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
         out[kind] = entry
@@ -153,6 +158,8 @@ def main(argv=None) -> int:
                              "job process meanwhile)")
     parser.add_argument("--queue", type=int, default=40, help="submissions sent at once (0: skip)")
     parser.add_argument("--gpu", type=int, default=0)
+    parser.add_argument("--cpu", action="store_true",
+                        help="a smoke run without a GPU: one CPU worker (use --kinds pytorch,wrong)")
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--no-prewarm", action="store_true", help="the baseline: cold job processes")
     parser.add_argument("--out", type=Path, default=None)
@@ -161,15 +168,19 @@ def main(argv=None) -> int:
     data = Path(tempfile.mkdtemp(prefix="judge-latency-"))
     out = args.out or data / "out"
     out.mkdir(parents=True, exist_ok=True)
-    name = gpu_name(args.gpu)
-    accelerator = "H200" if "H200" in name else "H100"
+    if args.cpu:
+        name, accelerator, accelerators, workers = "cpu", "cpu", "{cpu: []}", "cpu:1"
+    else:
+        name = gpu_name(args.gpu)
+        accelerator = "H200" if "H200" in name else "H100"
+        accelerators, workers = f"{{{accelerator}: [{json.dumps(name)}]}}", f"gpus:{args.gpu}"
     (data / "judge.yaml").write_text(
-        f"accelerators:\n  {accelerator}: [{json.dumps(name)}]\nworkers: gpus:{args.gpu}\n"
+        f"accelerators: {accelerators}\nworkers: {workers}\n"
         f"limits:\n  time_limit_s: {args.time_limit}\n  max_in_flight: 1000\n"
         f"  rate_limit: 100000\n  queue_capacity: 1000\n")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = dict(**__import__("os").environ)
+    env = dict(os.environ)
     if args.no_prewarm:
         env["JUDGE_WORKER_NO_PREWARM"] = "1"
     log_file = open(data / "serve.log", "w")
@@ -194,7 +205,9 @@ def main(argv=None) -> int:
                 rows.append(r)
                 print(f"  {kind:10s} #{i + 1}: {str(r['verdict']):14s} pickup->verdict "
                       f"{r.get('pickup_to_verdict_s')} s (compiling +{r.get('pickup_to_compiling_s')}"
-                      f", timing +{r.get('pickup_to_timing_s')})", flush=True)
+                      f", performance test +{r.get('pickup_to_perf_s')}, timing "
+                      f"+{r.get('pickup_to_timing_s')}, timing->verdict "
+                      f"{r.get('timing_to_verdict_s')})", flush=True)
                 time.sleep(args.idle)
         report["latency"] = summary(rows)
         report["latency_rows"] = rows
@@ -232,7 +245,7 @@ def main(argv=None) -> int:
         (out / "judge_serve.log").write_text((data / "serve.log").read_text()[-200000:])
         (out / "judge_latency.json").write_text(json.dumps(report, indent=1))
     print(f"\n{'kind':10s} {'n':>3s} {'p50 s':>7s} {'p95 s':>7s} {'compiling p50':>14s} "
-          f"{'timing p50':>11s} {'target':>7s}")
+          f"{'timing p50':>11s} {'perf phase p50':>15s} {'target':>7s}")
     ok = True
     for kind, entry in report.get("latency", {}).items():
         v = entry["pickup_to_verdict_s"]
@@ -242,6 +255,7 @@ def main(argv=None) -> int:
         print(f"{kind:10s} {entry['n']:3d} {str(v['p50']):>7s} {str(v['p95']):>7s} "
               f"{str(entry['pickup_to_compiling_s']['p50']):>14s} "
               f"{str(entry['pickup_to_timing_s']['p50']):>11s} "
+              f"{str(entry['timing_to_verdict_s']['p50']):>15s} "
               f"{('<= %g %s' % (target, 'ok' if hit else 'MISSED')) if target else '':>7s}"
               f"{'  WRONG VERDICTS: %d' % entry['wrong_verdicts'] if entry['wrong_verdicts'] else ''}")
     queue = report.get("queue")
