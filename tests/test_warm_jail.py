@@ -185,3 +185,29 @@ def test_a_parked_jail_makes_its_cuda_context_while_parked():
     finally:
         parked.discard()
     assert left_behind(parked) == []
+
+
+def test_the_job_takes_its_limits_on_the_parked_jails_cgroup():
+    parked = park()
+    try:
+        if parked.group is None:
+            pytest.skip("no cgroup here")
+        for memory in (2**30, 32 * 2**30, 3 * 2**30):      # lowered, raised, lowered
+            warm.relimit(parked.group, memory, 100)
+            assert parked.group.memory_bytes == memory
+            mem = parked.group.dirs["memory"]
+            limit = mem / ("memory.max" if parked.group.version == 2 else "memory.limit_in_bytes")
+            assert int(limit.read_text()) == memory
+    finally:
+        parked.discard()
+    assert left_behind(parked) == []
+
+
+def test_a_jail_started_for_one_solution_takes_no_other(tmp_path):
+    other = solution(tmp_path, "other", "")
+    parked = warm.ParkedJail.start("cpu", Limits(), challenge_dir=CHALLENGE_96,
+                                   solution=REFERENCE_96 / "solution.pytorch.py")
+    assert parked.shows(CHALLENGE_96, other)
+    result = run_96(other, parked)             # discarded before the hand-over; graded cold
+    assert result.verdict == "accepted", (result.message, result.details, result.logs)
+    assert parked.state == "discarded" and left_behind(parked) == []

@@ -71,6 +71,17 @@ def _same_device(a: str, b: str) -> bool:
     return da.type == db.type and (da.type != "cuda" or (da.index or 0) == (db.index or 0))
 
 
+def relimit(group: cgroups.JobCgroup, memory_bytes: int, max_pids: int) -> None:
+    """The job's limits on a parked jail's group, set the way cgroups.py sets them at its
+    creation; OSError where the jail already uses more memory than the new limit. (v1: raising
+    the memory limit above memory+swap is refused, so that one is raised first.)"""
+    memsw = group.dirs["memory"] / "memory.memsw.limit_in_bytes"
+    if group.version == 1 and memory_bytes > group.memory_bytes and memsw.exists():
+        memsw.write_text(str(memory_bytes))
+    group.memory_bytes, group.max_pids = memory_bytes, max_pids
+    group._limit()
+
+
 class ParkedJail:
     """One jail started ahead of its grading; used at most once, then destroyed."""
 
@@ -235,11 +246,8 @@ class ParkedJail:
                 why = "the parked jail has died"
             if not why and self.group is not None:
                 try:
-                    # the job's limits on the group (cgroups.py sets them the same way at
-                    # its creation); OSError where the jail already uses more
-                    self.group.memory_bytes = limits.host_memory_bytes
-                    self.group.max_pids = limits.max_threads + limits.max_processes
-                    self.group._limit()
+                    relimit(self.group, limits.host_memory_bytes,
+                            limits.max_threads + limits.max_processes)
                 except OSError as exc:
                     why = f"its cgroup cannot take the job's limits ({exc})"
             if why:
