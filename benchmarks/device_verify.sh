@@ -15,6 +15,13 @@
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
 #            before, unpacked into .baseline), interleaved on the same GPU
+#   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
+#            benchmarks/judge_latency.py through `serve` with one GPU worker, prewarmed:
+#            pickup-to-verdict p50/p95 of 96's CUDA (cached and fresh builds), Triton, PyTorch
+#            and a wrong answer (LATENCY_REPEAT, default 5, each)
+#   cold     the same latency run with --no-prewarm (the baseline; LATENCY_REPEAT, default 3)
+#   queue    40 mixed submissions at once: gradings per GPU-minute, every verdict checked
+#            (QUEUE_PREWARM=0 for the baseline)
 #
 # A machine without bubblewrap or the judge's packages gets them from folders named by
 # GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
@@ -22,10 +29,11 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, board, floors, tests or hostile}
+phase=${1:?phase: trust, board, floors, tests, hostile, latency, cold or queue}
 out=${2:?an output folder}
-case "$phase" in trust|board|floors|tests|hostile) ;; *)
-    echo "unknown phase $phase: trust, board, floors, tests or hostile" >&2; exit 2 ;;
+case "$phase" in trust|board|floors|tests|hostile|latency|cold|queue) ;; *)
+    echo "unknown phase $phase: trust, board, floors, tests, hostile, latency, cold or queue" >&2
+    exit 2 ;;
 esac
 mkdir -p "$out"
 
@@ -76,6 +84,21 @@ hostile)
     trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
     $trust $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
         $(refs paged_int8_decode_attention 98) 2>&1 | tail -60 > "$out/hostile_medians.log"
+    ;;
+latency)
+    timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+        tests/test_warm_jail.py 2>&1 | tail -15 > "$out/pytest_warm.log"
+    timeout -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-5}" \
+        --queue 0 --out "$out/latency" 2>&1 | tee "$out/latency.log" | tail -40
+    ;;
+cold)
+    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-3}" \
+        --queue 0 --no-prewarm --out "$out/cold" 2>&1 | tee "$out/cold.log" | tail -40
+    ;;
+queue)
+    flag=""; [ "${QUEUE_PREWARM:-1}" = 0 ] && flag=--no-prewarm
+    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat 0 --queue 40 $flag \
+        --kinds cuda,triton,pytorch,wrong --out "$out/queue" 2>&1 | tee "$out/queue.log" | tail -30
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
