@@ -162,6 +162,8 @@ def main(argv=None) -> int:
                         help="a smoke run without a GPU: one CPU worker (use --kinds pytorch,wrong)")
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--no-prewarm", action="store_true", help="the baseline: cold job processes")
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="the workers' --time-budget (the timed runs' ceiling; default 3 s)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
@@ -183,13 +185,16 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     if args.no_prewarm:
         env["JUDGE_WORKER_NO_PREWARM"] = "1"
+    if args.time_budget is not None:
+        env["JUDGE_WORKER_TIME_BUDGET"] = str(args.time_budget)
     log_file = open(data / "serve.log", "w")
     server = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), "serve",
                                "--port", str(port), "--config", str(data / "judge.yaml"),
                                "--data-dir", str(data / "store")],
                               cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
                               start_new_session=True, env=env)
-    report: Dict[str, Any] = {"gpu": name, "prewarm": not args.no_prewarm, "repeat": args.repeat}
+    report: Dict[str, Any] = {"gpu": name, "prewarm": not args.no_prewarm, "repeat": args.repeat,
+                              "time_budget_s": args.time_budget}
     deadline = args.time_limit + 120
     try:
         wait_healthy(base, server, timeout_s=300)

@@ -134,6 +134,8 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
         options = GradeOptions(action=job["action"], device=torch.device(spec["device"]),
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),
                                limits=limits, parked=parked)
+        if spec.get("timeBudgetSeconds"):
+            options.time_budget_s = float(spec["timeBudgetSeconds"])
         result = grade_safely(info, solution, language, options).to_dict()
     # the catalogue's id: unique where two roots hold the same folder name
     result["challenge"] = "custom" if job.get("challengeCode") else job["challenge"]

@@ -298,7 +298,7 @@ class Worker:
                 "timeLimitSeconds": claim["timeLimitSeconds"],
                 "hostMemoryBytes": claim["hostMemoryBytes"],
                 "challengeDirs": self.settings.challenge_dirs,
-                "sandbox": self.settings.sandbox}
+                "sandbox": self.settings.sandbox, "timeBudgetSeconds": self.settings.time_budget_s}
         limit = float(claim["timeLimitSeconds"])
         # the time limit counts from the moment the submission's side is up (its first
         # progress line); until then, starting it (and the reference's plan) gets its own allowance
