@@ -108,7 +108,10 @@ def wait_for_job() -> Dict[str, Any]:
         kill_descendants(os.getpid())
         _remove_parked_groups()
         os._exit(0)
-    return json.loads(Path(PARKED_SPEC).read_text())
+    path = Path(PARKED_SPEC)
+    spec = json.loads(path.read_text())
+    path.unlink()
+    return spec
 
 
 def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
@@ -144,6 +147,10 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
 
 
 def main() -> int:
+    # ``python -m`` put this job's folder (the working directory) first on sys.path; the jail
+    # shows every sys.path folder read-only, and this one holds the job's files: never
+    here = Path.cwd().resolve()
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
     procs.become_subreaper()

@@ -98,3 +98,24 @@ def test_a_dead_or_old_parked_process_is_replaced_by_a_cold_start(tmp_path):
     last = pre.parked
     pre.discard()
     nothing_left(s, last)
+
+
+def test_a_parked_jail_shows_nothing_of_its_job_process_folder(tmp_path):
+    """The job's folder (its description, the staged submission, the jail's own folders) is
+    the job process's working directory, never shown in the jail: a submission that reads
+    every file under /tmp finds none holding the text of its own job description."""
+    s = settings(tmp_path)
+    pre = Prewarm(s)
+    pre.ensure()
+    escape = (REPO / "tests" / "corpus" / "escape" / "other_jobs.pytorch.py").read_text()
+    job_spec = spec(escape)
+    job_spec["job"]["challenge"] = "1_vector_add"
+    job_spec["challengeDirs"] = [str(REPO / "tests" / "judge" / "challenges")]
+    job = pre.take(job_spec)
+    assert job is not None
+    result = result_of(job)
+    job.stop(exit_grace_s=5.0, term_grace_s=1.0, kill_wait_s=5.0)
+    assert result["verdict"] == "accepted", result
+    assert "ESCAPED" not in result["logs"], result["logs"]
+    assert "files read" in result["logs"]
+    nothing_left(s, job)
