@@ -48,6 +48,7 @@ from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, _
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 PARKED_LINE = "parked"
+PARK_WAIT_S = 120.0      # a jail not parked this long after it started is given up (cold)
 VIEWS = {"challenge": "/challenge", "submission": "/submission", "library": "/library"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
 
@@ -240,7 +241,7 @@ class ParkedJail:
             if self.state not in ("new", "parked"):
                 raise WarmUnusable(f"this jail is {self.state}: a jail serves one grading")
             why = self.fits(job.device, limits) or self.shows(challenge_dir, solution)
-            if not why and not self.wait_parked(limits.startup_s):
+            if not why and not self.wait_parked(min(limits.startup_s, PARK_WAIT_S)):
                 why = "the parked jail did not start"
             if not why and not self.alive():
                 why = "the parked jail has died"
