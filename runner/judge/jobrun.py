@@ -88,16 +88,20 @@ def park(device: str, sandbox: str):
     a submission."""
     import torch
 
-    import runner.grade  # noqa: F401 - the grader, the plan, the languages
     from runner.sandbox import warm
     from runner.sandbox.parent import Limits
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.empty(1, device=device)          # this process's context (the reference runs here)
+    gpu_minor = warm.gpu_minor(torch.device(device))
+    # the jail first: its interpreter, torch and CUDA context start while this process
+    # imports the grader and makes its own context
     limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
-    gpu_minor = runner.grade._gpu_minor(torch.device(device))
-    return warm.start_quietly(device, limits, gpu_minor, preload=["triton"],
-                              log=lambda m: print(m, file=sys.stderr, flush=True))
+    parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"],
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    import runner.grade  # noqa: F401 - the grader, the plan, the languages
+
+    if device.startswith("cuda"):
+        torch.empty(1, device=device)          # this process's context (the reference runs here)
+    return parked
 
 
 def wait_for_job() -> Dict[str, Any]:

@@ -72,6 +72,18 @@ def _same_device(a: str, b: str) -> bool:
     return da.type == db.type and (da.type != "cuda" or (da.index or 0) == (db.index or 0))
 
 
+def gpu_minor(device: torch.device) -> Optional[int]:
+    """/dev/nvidia<minor> of a CUDA device (as grade.py finds it), None for the CPU."""
+    if device.type != "cuda":
+        return None
+    props = torch.cuda.get_device_properties(device.index or 0)
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is None:
+        return jail.gpu_minor_of("")
+    return jail.gpu_minor_of(f"{getattr(props, 'pci_domain_id', 0):04x}:{bus:02x}:"
+                             f"{getattr(props, 'pci_device_id', 0):02x}.0")
+
+
 def relimit(group: cgroups.JobCgroup, memory_bytes: int, max_pids: int) -> None:
     """The job's limits on a parked jail's group, set the way cgroups.py sets them at its
     creation; OSError where the jail already uses more memory than the new limit. (v1: raising
