@@ -211,3 +211,17 @@ def test_a_jail_started_for_one_solution_takes_no_other(tmp_path):
     result = run_96(other, parked)             # discarded before the hand-over; graded cold
     assert result.verdict == "accepted", (result.message, result.details, result.logs)
     assert parked.state == "discarded" and left_behind(parked) == []
+
+
+def test_a_jail_parked_without_its_gpu_context_is_told_when_the_gpu_is_free(tmp_path):
+    """Parked beside another grading: no CUDA context until warm_gpu(); the job works after
+    the command (and without it: the grading then makes the context itself)."""
+    for tell in (True, False):
+        parked = warm.ParkedJail.start("cpu", Limits(), gpu_warm=False)
+        assert parked.wait_parked(120)
+        if tell:
+            parked.warm_gpu()
+            parked.warm_gpu()                  # once only
+        result = run_96(REFERENCE_96 / "solution.pytorch.py", parked)
+        assert result.verdict == "accepted", (result.message, result.details, result.logs)
+        assert left_behind(parked) == []

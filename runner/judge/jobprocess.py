@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from runner import procs
 from runner.judge.worker_settings import WorkerSettings
@@ -119,6 +119,17 @@ class JobProcess:
         self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
         self.err = procs.TailReader(err_r)
 
+    def gpu_free(self) -> None:
+        """Tell a parked job process that the GPU is free: it (and its jail) may make their
+        CUDA contexts now. A few bytes on its stdin: never blocks; nothing when it is gone."""
+        if self._go is None or self.proc.poll() is not None:
+            return
+        try:
+            os.set_blocking(self._go, False)
+            os.write(self._go, b"gpu\n")
+        except OSError:
+            pass
+
     def hand(self, spec: Dict[str, Any]) -> bool:
         """Give a parked job process its job: the spec in a file of its folder, then one line
         on its stdin (a few bytes: never blocks). False when it is gone (stop it and start a
@@ -168,13 +179,14 @@ class JobProcess:
                         sessions=[self.pid])
 
     def stop(self, exit_grace_s: float, term_grace_s: float, kill_wait_s: float,
-             sweep_all: bool = False) -> List[int]:
+             sweep_all: bool = False, spare: Sequence[int] = ()) -> List[int]:
         """Let it exit by itself for ``exit_grace_s`` s; then SIGTERM its process group (the
         job process then kills its sandbox and leaves), for ``term_grace_s`` s; then SIGKILL
         its whole tree, its groups and its session, for ``kill_wait_s`` s. Then kill what is
         left of it (``sweep_all``: every descendant of this worker, which is a subreaper).
         Returns the pids still not exited; a job process among them is reaped in the
-        background. Never blocks longer than the three waits together."""
+        background. Never blocks longer than the three waits together. ``spare``: processes
+        (with their trees) the sweep leaves alone (the next job's parked process)."""
         self.stopped = True
         try:
             if self.proc.poll() is None and exit_grace_s > 0:
@@ -191,8 +203,14 @@ class JobProcess:
                 procs.wait_exited(self.proc, kill_wait_s)
             # what it left behind: its session and group, and orphans re-parented here
             signalled |= procs.kill_tree(None, groups=[self.pid], sessions=[self.pid])
-            if sweep_all:
+            if sweep_all and not spare:
                 signalled |= procs.kill_tree(os.getpid(), include_root=False)
+            elif sweep_all:
+                table = procs.process_table()
+                keep = set(spare) | {d for p in spare for d in procs.descendants(p, table)}
+                for child, info in table.items():
+                    if info.ppid == os.getpid() and child not in keep:
+                        signalled |= procs.kill_tree(child)
             left = procs.wait_gone(signalled - {self.pid}, kill_wait_s if signalled else 0)
             if self.proc.poll() is None:
                 UNREAPED[:] = [p for p in UNREAPED if p.poll() is None] + [self.proc]

@@ -82,40 +82,51 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
 
 
 def park(device: str, sandbox: str):
-    """A parked job process's start, before its job is known: torch and the grader imported,
-    the CUDA context made, and a parked jail of its own started (:mod:`runner.sandbox.warm`;
-    None where none can be had: the grading then starts a cold one). Nothing here depends on
-    a submission."""
+    """A parked job process's start, before its job is known: torch and the grader imported
+    and a parked jail of its own started (:mod:`runner.sandbox.warm`; None where none can be
+    had: the grading then starts a cold one). No CUDA context yet, here or in the jail: the
+    worker may park this process while another grading is timing on the GPU, and says when
+    the GPU is free (:func:`wait_for_job`). Nothing here depends on a submission."""
     import torch
 
     from runner.sandbox import warm
     from runner.sandbox.parent import Limits
 
     gpu_minor = warm.gpu_minor(torch.device(device))
-    # the jail first: its interpreter, torch and CUDA context start while this process
-    # imports the grader and makes its own context
+    # the jail first: its interpreter, torch and Triton start while this process imports
+    # the grader
     limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
-    parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"],
+    parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"], gpu_warm=False,
                                 log=lambda m: print(m, file=sys.stderr, flush=True))
     import runner.grade  # noqa: F401 - the grader, the plan, the languages
 
-    if device.startswith("cuda"):
-        torch.empty(1, device=device)          # this process's context (the reference runs here)
     return parked
 
 
-def wait_for_job() -> Dict[str, Any]:
-    """A parked job process's job: one line on stdin says the spec is in its folder."""
+def wait_for_job(device: str, parked) -> Dict[str, Any]:
+    """A parked job process's job. Lines on stdin: ``gpu`` (the GPU is free: make this
+    process's CUDA context and have the jail make its own), then ``go`` (the spec is in this
+    job's folder). Anything else, or the end of stdin: discarded before any job."""
     from runner.judge.jobprocess import PARKED_SPEC
 
-    if not sys.stdin.readline().strip():      # discarded by the worker before any job
-        kill_descendants(os.getpid())
-        _remove_parked_groups()
-        os._exit(0)
-    path = Path(PARKED_SPEC)
-    spec = json.loads(path.read_text())
-    path.unlink()
-    return spec
+    while True:
+        line = sys.stdin.readline().strip()
+        if line == "gpu":
+            if parked is not None:
+                parked.warm_gpu()
+            if device.startswith("cuda"):
+                import torch
+
+                torch.empty(1, device=device)   # this process's context (the reference runs here)
+            continue
+        if line != "go":
+            kill_descendants(os.getpid())
+            _remove_parked_groups()
+            os._exit(0)
+        path = Path(PARKED_SPEC)
+        spec = json.loads(path.read_text())
+        path.unlink()
+        return spec
 
 
 def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
@@ -163,7 +174,7 @@ def main() -> int:
     parked = None
     if len(sys.argv) >= 4 and sys.argv[1] == "--parked":
         parked = park(sys.argv[2], sys.argv[3])
-        spec = wait_for_job()
+        spec = wait_for_job(sys.argv[2], parked)
     else:
         spec = json.loads(sys.stdin.read())
     run(spec, out, parked)

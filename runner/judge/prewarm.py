@@ -1,13 +1,17 @@
-"""The slot's next job process, started while the worker is idle (issue 28).
+"""The slot's next job process, started before its job (issue 28).
 
-A worker grades one submission at a time on its GPU. Between two jobs it starts the next job
-process *parked* (:func:`runner.judge.jobrun.park`): its interpreter, torch and the grader
-imported, its CUDA context made, and a parked jail of its own started
-(:mod:`runner.sandbox.warm`: the jail's interpreter, torch, Triton and CUDA context, waiting on
-its command pipe). A claimed job is handed to it (:meth:`JobProcess.hand`); it grades that one
-job and is stopped like any job process. The next one is started only after the previous job
-was stopped (nothing of it runs on the GPU beside a grading, and nothing of one grading can
-reach the next: each job process and each jail serves one grading).
+A worker grades one submission at a time on its GPU. It starts the next job process *parked*
+(:func:`runner.judge.jobrun.park`) as soon as the current job has been handed over (or, with
+``prewarm_overlap`` off, once it is done): its interpreter, torch and the grader imported, and
+a parked jail of its own started (:mod:`runner.sandbox.warm`: the jail's interpreter, torch,
+Triton, waiting on its command pipe). This is CPU work only: neither makes a CUDA context
+while another grading may be timing on the GPU. When the current job is done and stopped, the
+worker tells the parked process that the GPU is free (:meth:`Prewarm.gpu_free`), and it and
+its jail make their CUDA contexts. A claimed job is handed to it (:meth:`JobProcess.hand`); it
+grades that one job and is stopped like any job process. Nothing of one grading can reach the
+next: each job process and each jail serves one grading, and the parked jail holds nothing of
+a submission until its own is handed to it (two jails at once are as separate as the jails of
+two GPUs' workers: namespaces, tmpfs, cgroup and pipes of their own).
 
 A parked process that died, was parked longer than ``max_age_s``, or cannot take its job is
 stopped and the job runs in a cold job process, as before.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from runner.judge.jobprocess import JobProcess
 from runner.judge.worker_settings import WorkerSettings
@@ -49,6 +53,16 @@ class Prewarm:
             self.started += 1
         except OSError as exc:
             log.warning("could not park the next job process (%s); the next job starts cold", exc)
+
+    def gpu_free(self) -> None:
+        """The GPU is free (no grading on it): the parked process and its jail may make their
+        CUDA contexts."""
+        if self.parked is not None:
+            self.parked.gpu_free()
+
+    def pids(self) -> List[int]:
+        """The parked process (a worker's sweep of a finished job's leftovers spares it)."""
+        return [self.parked.pid] if self.parked is not None else []
 
     def take(self, spec: Dict[str, Any]) -> Optional[JobProcess]:
         """The parked job process, given ``spec``; None (it is stopped) where there is none or

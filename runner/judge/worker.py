@@ -111,6 +111,7 @@ class Worker:
             procs.when_parent_dies(self.settings.parent_pid, self._parent_gone, 1.0, self.stop)
         if self.prewarm is not None:
             self.prewarm.ensure()
+            self.prewarm.gpu_free()
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
@@ -212,7 +213,8 @@ class Worker:
             done.set()
             beat.join(timeout=5)
             if self.prewarm is not None and not self.stop.is_set():
-                self.prewarm.ensure()       # the next job's process, once this one is gone
+                self.prewarm.ensure()       # (already parked while this job ran, usually)
+                self.prewarm.gpu_free()     # this job is gone: the next may take the GPU
 
     def _stop_bound(self) -> float:
         """The longest :meth:`_stop_job` can take."""
@@ -224,14 +226,17 @@ class Worker:
         if job.stopped:
             return
         grace = self.settings.term_grace_s if wait_for_exit else 0.0
+        spare = self.prewarm.pids() if self.prewarm is not None else []
         left = job.stop(exit_grace_s=grace, term_grace_s=self.settings.term_grace_s,
-                        kill_wait_s=self.settings.kill_wait_s, sweep_all=self._subreaper)
+                        kill_wait_s=self.settings.kill_wait_s, sweep_all=self._subreaper,
+                        spare=spare)
         if left:
             log.warning("%d process(es) of the last job had not exited %g s after SIGKILL (a GPU "
                         "context still being torn down?): %s; taking the next job anyway",
                         len(left), self.settings.kill_wait_s, left)
         if self._subreaper:
-            procs.reap_zombie_children(skip=[p.pid for p in UNREAPED if p.poll() is None])
+            procs.reap_zombie_children(skip=[p.pid for p in UNREAPED if p.poll() is None]
+                                       + spare)
 
     def _heartbeats(self, sid: str, lease: str, interval: float, lost: threading.Event,
                     done: threading.Event) -> None:
@@ -309,6 +314,8 @@ class Worker:
         if job is None:
             job = JobProcess(spec, self.settings)
         self._current_job = job
+        if self.prewarm is not None and self.settings.prewarm_overlap:
+            self.prewarm.ensure()      # the next one's CPU start, beside this grading
         while True:
             progress: List[str] = []
             for raw in job.read(timeout=0.2):

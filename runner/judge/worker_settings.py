@@ -46,6 +46,7 @@ class WorkerSettings:
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
     prewarm: bool = False              # park the next job process and its jail while idle
     time_budget_s: Optional[float] = None   # the timed runs' budget (None: GradeOptions')
+    prewarm_overlap: bool = True       # park the next one's CPU start while a job runs
     #                                    (runner/judge/prewarm.py; the command line's default)
 
     @property
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the timed runs of a submission (and of the reference) may "
                         "take at most; they stop sooner once the mean is known within 1%% "
                         "(default: the grader's, 3; $JUDGE_WORKER_TIME_BUDGET)")
+    p.add_argument("--prewarm-idle-only", action="store_true",
+                   help="park the next job process only once the current job is done (not "
+                        "its CPU start beside the current grading)")
     p.add_argument("--no-prewarm", action="store_true",
                    help="start each job's process and jail when the job comes, instead of "
                         "parking the next ones while idle")
@@ -118,6 +122,8 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
     s.time_budget_s = args.time_budget
+    s.prewarm_overlap = not (args.prewarm_idle_only
+                             or os.environ.get("JUDGE_WORKER_PREWARM_IDLE_ONLY") == "1")
     s.prewarm = not args.no_prewarm and os.environ.get("JUDGE_WORKER_NO_PREWARM") != "1"
     if s.sandbox == "require":
         why = jail.isolation_refusal()

@@ -161,10 +161,10 @@ PRELOADABLE = ("triton", "cupy")
 PARKED = "parked"      # the one line a parked jail sends before its job (not a protocol message)
 
 
-def warm_up(device: str, preload: list) -> list:
+def warm_up(device: str, preload: list, gpu: bool) -> list:
     """What a parked jail starts before its job is known: torch and the submission side
     (``runner.execute``), the modules in ``preload`` (Triton) where installed, and on a GPU
-    the CUDA context. Nothing here
+    (``gpu``: once the parent says the GPU is free) the CUDA context. Nothing here
     depends on a submission: the jail serves one grading and is destroyed after it. Returns
     notes on what could not be warmed (the grading then starts it itself, as a cold jail does)."""
     notes = []
@@ -178,7 +178,7 @@ def warm_up(device: str, preload: list) -> list:
                 __import__(name)
             except Exception:  # noqa: BLE001 - not installed: a solution says so when loaded
                 pass
-    if device.startswith("cuda"):
+    if gpu and device.startswith("cuda"):
         try:
             import torch
             torch.cuda.set_device(0)                 # the jail shows one GPU
@@ -216,9 +216,13 @@ def main() -> None:
     if spec.get("parked"):
         # a pre-warmed jail (runner.sandbox.warm): start everything that does not depend on
         # the submission, say so, and wait for the one job this jail will ever run
-        notes += warm_up(str(spec.get("device") or "cpu"), list(spec.get("preload") or []))
+        device = str(spec.get("device") or "cpu")
+        notes += warm_up(device, list(spec.get("preload") or []), bool(spec.get("gpu_warm")))
         channel._write({"kind": PARKED, "payload": {}})
         command = channel.receive()
+        if command.get("kind") == "warm-gpu":      # the GPU is free now: make the context
+            notes += warm_up(device, [], True)
+            command = channel.receive()
         if command.get("kind") != "job" or not isinstance(command.get("job"), dict):
             os._exit(0)         # the parent discarded this jail (or is gone)
         spec["job"] = command["job"]

@@ -100,8 +100,9 @@ class ParkedJail:
 
     def __init__(self, device: str, limits: Limits, gpu_minor: Optional[int] = None,
                  preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
-                 solution: Optional[Path] = None):
+                 solution: Optional[Path] = None, gpu_warm: bool = True):
         self.device = str(device)
+        self.gpu_warm = gpu_warm       # False: no CUDA context until warm_gpu() (or the job)
         self.preload = list(preload)
         # known when the jail starts (grade()'s early jail): shown where a cold jail shows them
         # (the solution's whole folder, as a solution may import a module beside it)
@@ -124,13 +125,15 @@ class ParkedJail:
     @classmethod
     def start(cls, device: str, limits: Limits, gpu_minor: Optional[int] = None,
               preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
-              solution: Optional[Path] = None) -> "ParkedJail":
+              solution: Optional[Path] = None, gpu_warm: bool = True) -> "ParkedJail":
         """Start a parked jail (SandboxUnavailable where no jail or no required cgroup can be
         had: grade cold, which says why or falls back as its limits allow). ``preload``:
         language runtimes to import while parked ("triton", "cupy"). ``challenge_dir`` and
         ``solution``, where already known, are shown as a cold jail shows them (the jail then
-        takes only a job for them); else they are copied in when the job comes."""
-        parked = cls(device, limits, gpu_minor, preload, challenge_dir, solution)
+        takes only a job for them); else they are copied in when the job comes. ``gpu_warm``
+        False: the jail makes no CUDA context while parked until :meth:`warm_gpu` (another
+        grading may be timing on the GPU meanwhile)."""
+        parked = cls(device, limits, gpu_minor, preload, challenge_dir, solution, gpu_warm)
         LIVE.add(parked)
         try:
             parked._start()
@@ -156,7 +159,8 @@ class ParkedJail:
         try:
             (self.job_dir / "job.json").write_text(json.dumps(
                 {"parked": True, "device": "cuda" if gpu else "cpu", "report_fd": report_w,
-                 "command_fd": command_r, "jailed": True, "preload": self.preload}))
+                 "command_fd": command_r, "jailed": True, "preload": self.preload,
+                 "gpu_warm": self.gpu_warm}))
             env = child_environment(self.job_dir, self.device, self.limits, True)
             if gpu:
                 env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(self.device)
@@ -220,6 +224,23 @@ class ParkedJail:
                 return False
             if time.monotonic() >= deadline:
                 return False
+
+    def warm_gpu(self) -> None:
+        """Tell a jail parked without its CUDA context to make it now (a few bytes on its
+        command pipe, read before its job: never blocks; nothing when it is gone)."""
+        if self.gpu_warm or self.command_w is None or self.state not in ("new", "parked"):
+            return
+        self.gpu_warm = True
+        try:
+            os.set_blocking(self.command_w, False)
+            os.write(self.command_w, b'{"kind": "warm-gpu"}\n')
+        except OSError:
+            pass
+        finally:
+            try:
+                os.set_blocking(self.command_w, True)
+            except OSError:
+                pass
 
     def fits(self, device: str, limits: Limits) -> str:
         """'' when this jail can grade a job on ``device`` under ``limits``, else why not."""

@@ -66,6 +66,8 @@ def test_a_parked_job_process_grades_one_job_and_the_next_is_fresh(tmp_path):
         time.sleep(0.2)
     pre.ensure()                                     # still usable: kept
     assert pre.parked is first and pre.started == 1
+    pre.gpu_free()                                   # the GPU stage (nothing on a CPU slot)
+    pre.gpu_free()                                   # said twice: harmless
     job = pre.take(spec())
     assert job is first and pre.parked is None
     result = result_of(job)
@@ -119,3 +121,38 @@ def test_a_parked_jail_shows_nothing_of_its_job_process_folder(tmp_path):
     assert "ESCAPED" not in result["logs"], result["logs"]
     assert "files read" in result["logs"]
     nothing_left(s, job)
+
+
+def test_the_worker_parks_the_next_job_beside_the_current_and_its_sweep_spares_it(tmp_path):
+    """Two jobs through a worker (its API faked): the next job process is parked while the
+    first job runs, survives the sweep of the first job's leftovers, is told the GPU is free,
+    and grades the second job; stopping the worker's prewarm leaves nothing behind."""
+    from tests.judge.test_judge_worker_stops import FakeApi
+    from runner.judge.worker import Worker
+
+    s = settings(tmp_path)
+    w = Worker(s)
+    w.api = FakeApi()
+    w._subreaper = procs.become_subreaper()
+    try:
+        def claim(n):
+            c = spec()
+            return {"submissionId": f"s{n}", "lease": "l", "heartbeatSeconds": 5,
+                    "timeLimitSeconds": 120, "hostMemoryBytes": 4 * 2**30, "job": c["job"]}
+
+        s.challenge_dirs = [str(REPO / "challenges")]
+        w.grade(claim(1))
+        assert w.prewarm.used == 0 and w.prewarm.parked is not None
+        parked = w.prewarm.parked
+        assert parked.proc.poll() is None, "the sweep of the first job killed the parked one"
+        w.grade(claim(2))
+        assert w.prewarm.used == 1
+        results = [c[1]["verdict"] for c in w.api.calls if c[0] == "complete"]
+        assert results == ["accepted", "accepted"], w.api.calls
+        assert not procs.is_alive(parked.pid)
+        last = w.prewarm.parked
+        w.prewarm.discard()
+        nothing_left(s, last)
+    finally:
+        if w.prewarm.parked is not None:
+            w.prewarm.discard()
