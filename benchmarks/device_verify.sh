@@ -22,6 +22,8 @@
 #   cold     the same latency run with --no-prewarm (the baseline; LATENCY_REPEAT, default 3)
 #   queue    40 mixed submissions at once: gradings per GPU-minute, every verdict checked
 #            (QUEUE_PREWARM=0 for the baseline)
+#   warm     benchmarks/warm_jail.py: 96's references graded in-process in a cold, an early
+#            and a parked jail (with and without its CUDA context), and a CUDA context's cost
 #
 # A machine without bubblewrap or the judge's packages gets them from folders named by
 # GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
@@ -29,10 +31,10 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, board, floors, tests, hostile, latency, cold or queue}
+phase=${1:?phase: trust, board, floors, tests, hostile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|board|floors|tests|hostile|latency|cold|queue) ;; *)
-    echo "unknown phase $phase: trust, board, floors, tests, hostile, latency, cold or queue" >&2
+case "$phase" in trust|board|floors|tests|hostile|latency|cold|queue|warm) ;; *)
+    echo "unknown phase $phase: trust, board, floors, tests, hostile, latency, cold, queue or warm" >&2
     exit 2 ;;
 esac
 mkdir -p "$out"
@@ -99,6 +101,10 @@ queue)
     flag=""; [ "${QUEUE_PREWARM:-1}" = 0 ] && flag=--no-prewarm
     timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat 0 --queue 40 $flag \
         --kinds cuda,triton,pytorch,wrong --out "$out/queue" 2>&1 | tee "$out/queue.log" | tail -30
+    ;;
+warm)
+    timeout -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
+        --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
