@@ -225,3 +225,48 @@ def test_a_jail_parked_without_its_gpu_context_is_told_when_the_gpu_is_free(tmp_
         result = run_96(REFERENCE_96 / "solution.pytorch.py", parked)
         assert result.verdict == "accepted", (result.message, result.details, result.logs)
         assert left_behind(parked) == []
+
+
+def test_the_sandbox_side_of_a_jails_start_imports_no_torch():
+    """The CLI starts its jail before it imports torch (the jail's own import runs beside it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import runner.sandbox.warm, runner.sandbox.parent; "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_cli_grades_in_the_jail_it_started_first(tmp_path, monkeypatch, capsys):
+    from runner.cli import main
+
+    started = []
+    real = warm.ParkedJail.start
+
+    def spy(*args, **kw):
+        started.append(real(*args, **kw))
+        return started[-1]
+
+    monkeypatch.setattr(warm.ParkedJail, "start", spy)
+    code = main(["96", "--solution", str(REFERENCE_96 / "solution.pytorch.py"), "--action", "run",
+                 "--device", "cpu", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0 and '"accepted"' in out, out[-2000:]
+    assert len(started) == 1 and started[0].solution == (REFERENCE_96 / "solution.pytorch.py").resolve()
+    assert started[0].state == "discarded" and left_behind(started[0]) == []
+
+
+def test_only_gpu_reads_the_drivers_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = tmp_path / "gpus"
+    (gpus / "0000:19:00.0").mkdir(parents=True)
+    (gpus / "0000:19:00.0" / "information").write_text(
+        "Model: \t\t NVIDIA H100 80GB HBM3\nGPU UUID: \t GPU-1234-abcd\nDevice Minor: \t 3\n")
+    assert warm.only_gpu(gpus) == ("GPU-1234-abcd", 3)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert warm.only_gpu(gpus) is None                  # narrowed: torch decides
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    (gpus / "0000:1a:00.0").mkdir()
+    assert warm.only_gpu(gpus) is None                  # two GPUs: which is cuda:0 is torch's

@@ -36,9 +36,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Callable, Optional, Sequence
-
-import torch
+from typing import Callable, Optional, Sequence, Tuple
 
 from runner import procs
 from runner.sandbox import cgroups, jail
@@ -68,12 +66,38 @@ class WarmUnusable(Exception):
 
 
 def _same_device(a: str, b: str) -> bool:
-    da, db = torch.device(a), torch.device(b)
-    return da.type == db.type and (da.type != "cuda" or (da.index or 0) == (db.index or 0))
+    """Whether two device strings ("cpu", "cuda", "cuda:1") name the same device."""
+    def parse(name: str):
+        kind, _, index = str(name).partition(":")
+        return kind, int(index or 0) if kind == "cuda" else 0
+    return parse(a) == parse(b)
 
 
-def gpu_minor(device: torch.device) -> Optional[int]:
+GPUS = Path("/proc/driver/nvidia/gpus")
+
+
+def only_gpu(root: Path = GPUS) -> Optional[Tuple[str, int]]:
+    """(UUID, /dev/nvidia minor) of the machine's GPU, read from the driver's /proc files
+    without torch, where there is exactly one and CUDA_VISIBLE_DEVICES does not narrow it
+    (a jail started before torch's import; torch's own answer is checked at the hand-over)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, "0"):
+        return None
+    try:
+        folders = [f for f in root.iterdir() if f.is_dir()]
+        if len(folders) != 1:
+            return None
+        info = dict(line.split(":", 1) for line in
+                    (folders[0] / "information").read_text().splitlines() if ":" in line)
+        uuid, minor = info["GPU UUID"].strip(), int(info["Device Minor"].strip())
+    except (OSError, KeyError, ValueError):
+        return None
+    return (uuid, minor) if uuid.startswith("GPU-") else None
+
+
+def gpu_minor(device) -> Optional[int]:
     """/dev/nvidia<minor> of a CUDA device (as grade.py finds it), None for the CPU."""
+    import torch
+
     if device.type != "cuda":
         return None
     props = torch.cuda.get_device_properties(device.index or 0)
@@ -100,8 +124,10 @@ class ParkedJail:
 
     def __init__(self, device: str, limits: Limits, gpu_minor: Optional[int] = None,
                  preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
-                 solution: Optional[Path] = None, gpu_warm: bool = True):
+                 solution: Optional[Path] = None, gpu_warm: bool = True,
+                 gpu_uuid: Optional[str] = None):
         self.device = str(device)
+        self.gpu_uuid = gpu_uuid       # given: found without torch (only_gpu), checked later
         self.gpu_warm = gpu_warm       # False: no CUDA context until warm_gpu() (or the job)
         self.preload = list(preload)
         # known when the jail starts (grade()'s early jail): shown where a cold jail shows them
@@ -125,7 +151,8 @@ class ParkedJail:
     @classmethod
     def start(cls, device: str, limits: Limits, gpu_minor: Optional[int] = None,
               preload: Sequence[str] = (), challenge_dir: Optional[Path] = None,
-              solution: Optional[Path] = None, gpu_warm: bool = True) -> "ParkedJail":
+              solution: Optional[Path] = None, gpu_warm: bool = True,
+              gpu_uuid: Optional[str] = None) -> "ParkedJail":
         """Start a parked jail (SandboxUnavailable where no jail or no required cgroup can be
         had: grade cold, which says why or falls back as its limits allow). ``preload``:
         language runtimes to import while parked ("triton", "cupy"). ``challenge_dir`` and
@@ -133,7 +160,8 @@ class ParkedJail:
         takes only a job for them); else they are copied in when the job comes. ``gpu_warm``
         False: the jail makes no CUDA context while parked until :meth:`warm_gpu` (another
         grading may be timing on the GPU meanwhile)."""
-        parked = cls(device, limits, gpu_minor, preload, challenge_dir, solution, gpu_warm)
+        parked = cls(device, limits, gpu_minor, preload, challenge_dir, solution, gpu_warm,
+                     gpu_uuid)
         LIVE.add(parked)
         try:
             parked._start()
@@ -163,7 +191,8 @@ class ParkedJail:
                  "gpu_warm": self.gpu_warm}))
             env = child_environment(self.job_dir, self.device, self.limits, True)
             if gpu:
-                env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(self.device)
+                self.gpu_uuid = self.gpu_uuid or _gpu_uuid(self.device)
+                env["CUDA_VISIBLE_DEVICES"] = self.gpu_uuid
             mapped = {self.job_dir / name: inside for name, inside in VIEWS.items()}
             if self.challenge_dir is not None and self.solution is not None:
                 _, known = jail_paths({"challenge_path": str(self.challenge_dir),
@@ -252,6 +281,9 @@ class ParkedJail:
             return "its scratch space has another size"
         if limits.require_cgroup and self.group is None:
             return "it has no cgroup"
+        if self.device.startswith("cuda") and (self.gpu_uuid or "").lower() != _gpu_uuid(
+                str(device)).lower():
+            return "it shows another GPU"
         return ""
 
     def shows(self, challenge_dir: Path, solution: Path) -> str:
@@ -375,17 +407,31 @@ class ParkedJail:
         if self.job_dir is not None:
             shutil.rmtree(self.job_dir, ignore_errors=True)
 
-    def __enter__(self) -> "ParkedJail":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.discard()
-
     def __del__(self):  # a forgotten jail: never left running
         try:
             self.discard()
         except Exception:  # noqa: BLE001
             pass
+
+
+def start_for_cli(device: str, challenge_dir: Path, solution: Path, language: str,
+                  sandbox: bool) -> Optional[ParkedJail]:
+    """The CLI's jail, started before the CLI imports torch (its interpreter, torch and CUDA
+    context start beside the CLI's own), where the device is known without torch: ``cpu``, or
+    ``auto``/``cuda`` on a machine with one GPU (:func:`only_gpu`). None elsewhere (the
+    grading starts its jail after torch's import, as ``grade`` does)."""
+    if not sandbox or os.environ.get("GRADER_WARM_START") == "0":
+        return None
+    gpu = only_gpu()
+    if device == "cpu" or (device == "auto" and not GPUS.exists()):
+        name, uuid, minor = "cpu", None, None
+    elif device in ("auto", "cuda", "cuda:0") and gpu is not None:
+        name, (uuid, minor) = "cuda:0", gpu
+    else:
+        return None
+    return start_quietly(name, Limits(), minor,
+                         preload=[language] if language in ("triton", "cupy") else [],
+                         challenge_dir=challenge_dir, solution=solution, gpu_uuid=uuid)
 
 
 def start_quietly(device: str, limits: Limits, gpu_minor: Optional[int] = None,
