@@ -18,7 +18,7 @@
 #   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
 #            benchmarks/judge_latency.py through `serve` with one GPU worker, prewarmed:
 #            pickup-to-verdict p50/p95 of 96's CUDA (cached and fresh builds), Triton, PyTorch
-#            and a wrong answer (LATENCY_REPEAT, default 5, each)
+#            and a wrong answer (LATENCY_REPEAT, default 4, each)
 #   cold     the same latency run with --no-prewarm (the baseline; LATENCY_REPEAT, default 3)
 #   queue    40 mixed submissions at once: gradings per GPU-minute, every verdict checked
 #            (QUEUE_PREWARM=0 for the baseline)
@@ -90,7 +90,7 @@ hostile)
 latency)
     timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
         tests/test_warm_jail.py 2>&1 | tail -15 > "$out/pytest_warm.log"
-    timeout -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-5}" \
+    timeout -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-4}" \
         --queue 0 --out "$out/latency" 2>&1 | tee "$out/latency.log" | tail -40
     ;;
 cold)
