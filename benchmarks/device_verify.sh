@@ -26,6 +26,15 @@
 #            before, unpacked into .baseline), interleaved on the same GPU
 #   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
 #            (benchmarks/profile_gpu.sh says what to look for)
+#   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
+#            benchmarks/judge_latency.py through `serve` with one GPU worker, prewarmed:
+#            pickup-to-verdict p50/p95 of 96's CUDA (cached and fresh builds), Triton, PyTorch
+#            and a wrong answer (LATENCY_REPEAT, default 4, each)
+#   cold     the same latency run with --no-prewarm (the baseline; LATENCY_REPEAT, default 3)
+#   queue    40 mixed submissions at once: gradings per GPU-minute, every verdict checked
+#            (QUEUE_PREWARM=0 for the baseline)
+#   warm     benchmarks/warm_jail.py: 96's references graded in-process in a cold, an early
+#            and a parked jail (with and without its CUDA context), and a CUDA context's cost
 #
 # A machine without bubblewrap or the judge's packages gets them from folders named by
 # GRADER_DEBS (Debian .debs of bubblewrap and libcap2, unpacked with dpkg -x into a folder of
@@ -33,10 +42,11 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests, hostile or profile}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests, hostile, profile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile|profile) ;; *)
-    echo "unknown phase $phase: trust, clock, clock2, clock3, board, floors, tests, hostile or profile" >&2; exit 2 ;;
+case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile|profile|latency|cold|queue|warm) ;; *)
+    echo "unknown phase $phase: see the header of $0" >&2
+    exit 2 ;;
 esac
 mkdir -p "$out"
 
@@ -108,6 +118,25 @@ hostile)
     trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
     $trust $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
         $(refs paged_int8_decode_attention 98) 2>&1 | tail -60 > "$out/hostile_medians.log"
+    ;;
+latency)
+    timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+        tests/test_warm_jail.py 2>&1 | tail -15 > "$out/pytest_warm.log"
+    timeout -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-4}" \
+        --queue 0 --out "$out/latency" 2>&1 | tee "$out/latency.log" | tail -40
+    ;;
+cold)
+    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-3}" \
+        --queue 0 --no-prewarm --out "$out/cold" 2>&1 | tee "$out/cold.log" | tail -40
+    ;;
+queue)
+    flag=""; [ "${QUEUE_PREWARM:-1}" = 0 ] && flag=--no-prewarm
+    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat 0 --queue 40 $flag \
+        --kinds cuda,triton,pytorch,wrong --out "$out/queue" 2>&1 | tee "$out/queue.log" | tail -30
+    ;;
+warm)
+    timeout -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
+        --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \

@@ -124,6 +124,20 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
     # before numpy loads: Triton's CPU interpreter (--no-sandbox) does many small numpy dots,
     # which OpenBLAS threads slow down a hundredfold on a busy machine
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # the jail starts first where the device is known without torch: its interpreter, torch
+    # and CUDA context start beside this process's import of torch (runner/sandbox/warm.py)
+    from runner.sandbox import warm   # no torch (the child's own import of it starts first)
+
+    early = warm.start_for_cli(args.device, info.path, solution, language, args.sandbox)
+    try:
+        return _grade_command(args, info, solution, language, early)
+    finally:
+        if early is not None:
+            early.discard()
+
+
+def _grade_command(args: argparse.Namespace, info: ChallengeInfo, solution: Path, language: str,
+                   early) -> int:
     with Progress() as progress:
         progress("starting (loading torch and the challenge)")
         # lazy: torch (seconds), only when grading
@@ -150,7 +164,7 @@ def grade_command(args: argparse.Namespace, info: ChallengeInfo) -> int:
         options = GradeOptions(action="submit" if args.action == "profile" else args.action,
                                profile=args.action == "profile", device=device, seed=args.seed,
                                nvcc_flags=list(args.nvcc_flags), isolate=args.sandbox,
-                               limits=limits, progress=progress)
+                               limits=limits, progress=progress, parked=early)
         progress("computing the expected outputs with the reference")
         result = grade_safely(info, solution, language, options)
         if args.action == "profile":

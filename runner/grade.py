@@ -9,11 +9,13 @@ in this process with ``isolate=False``.
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 
@@ -28,6 +30,7 @@ from runner.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
 from runner.sandbox.jail import gpu_minor_of
+from runner.sandbox import warm
 from runner.sandbox.parent import Limits, SandboxUnavailable, run_in_child
 from runner.sandbox.watch import ChildOutcome
 
@@ -51,6 +54,12 @@ class GradeOptions:
     checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
     profile: bool = False                 # --action profile (with action "submit"): the
     #                                       tests, then one profiled call instead of the timing
+    # a pre-warmed jail (runner.sandbox.warm.ParkedJail) for this grading, used once and
+    # destroyed by it (the judge's job process starts one before its job comes); without one,
+    # warm_start starts the jail first thing, so that it starts while the plan is made and
+    # the solution is built
+    parked: Any = None
+    warm_start: bool = field(default_factory=lambda: os.environ.get("GRADER_WARM_START") != "0")
 
 
 def gpu_memory_fraction(options: GradeOptions) -> Optional[float]:
@@ -91,6 +100,21 @@ def grade_safely(info: ChallengeInfo, solution: Path, language: str,
 
 
 def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOptions) -> Result:
+    parked, options.parked = options.parked, None       # one grading's, whatever happens
+    if parked is None and options.warm_start and options.isolate:
+        parked = warm.start_quietly(str(options.device), options.limits,
+                                    _gpu_minor(options.device),
+                                    preload=[language] if language in ("triton", "cupy") else [],
+                                    challenge_dir=info.path, solution=Path(solution))
+    try:
+        return _grade(info, solution, language, options, parked)
+    finally:
+        if parked is not None:
+            parked.discard()
+
+
+def _grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOptions,
+           parked) -> Result:
     device = options.device
     challenge = load_challenge(info, device)
     challenge.seed = options.seed
@@ -101,9 +125,15 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
                             + (" (Triton runs under its interpreter)" if language == "triton" else ""))
     result.notes += languages.binding_notes(Path(solution), language, challenge)
     result.notes += cpu_cuda.note_for(Path(solution), language, device)
+    solution = Path(solution).resolve()
+    build: Optional[_Background] = None
+    if language == "cuda":
+        # built here, on the trusted side (nvcc in a jail of its own), while the plan is made
+        # (and the jail starts); the child gets a read-only copy in a folder of its own
+        options.progress("compiling")
+        build = _Background(build_cuda, challenge, solution, options)
     plan = make_plan(challenge, options.action, options.seed, device,
                      interpreted=language == "triton" and device.type == "cpu")
-    solution = Path(solution).resolve()
     job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
     compile_only = language == "cuda" and device.type != "cuda"
     extra_binds: List[Path] = []
@@ -113,12 +143,9 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     else:
         grading = Grading(challenge, plan, options, compile_only=compile_only)
     library_dir: Optional[Path] = None
-    if language == "cuda":
-        # built here, on the trusted side (nvcc in a jail of its own), before the child starts;
-        # the child gets a read-only copy in a folder of this grading's own
-        options.progress("compiling")
+    if build is not None:
         try:
-            built = build_cuda(challenge, solution, options)
+            built = build.result()
         except SubmissionError as exc:
             result.verdict, result.message, result.details = exc.verdict, exc.message, exc.details
             return result
@@ -127,13 +154,21 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
         job.build_info = built.info()
         library_dir = Path(job.library_path).parent
     try:
-        if options.isolate:
+        outcome: Optional[ChildOutcome] = None
+        if options.isolate and parked is not None and not extra_binds:
+            try:
+                outcome = parked.grade(job, info.path, solution,
+                                       Path(job.library_path) if job.library_path else None,
+                                       options.limits, grading, options.progress)
+            except warm.WarmUnusable:
+                outcome = None           # nothing of the job reached it: a cold jail instead
+        if outcome is None and options.isolate:
             outcome = run_in_child(job, options.limits, grading, options.progress,
                                    read_only=[info.path, solution.parent,
                                               *([library_dir] if library_dir else []),
                                               *extra_binds],
                                    gpu_minor=_gpu_minor(device))
-        else:
+        elif outcome is None:
             outcome = run_in_process(job, grading, options.progress)
     except KeyboardInterrupt as exc:
         exc.tests = list(grading.tests)       # what had run, for the interrupted report
@@ -144,6 +179,30 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     result.logs = outcome.logs
     result.notes += outcome.notes
     return grading.verdict(outcome, result)
+
+
+class _Background:
+    """``fn(*args)`` in a thread of its own; :meth:`result` waits for it and returns or raises
+    what it did (a jailed nvcc is bounded by its own time limit)."""
+
+    def __init__(self, fn, *args):
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name="grading-build")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in result()
+            self._error = exc
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def build_cuda(challenge, solution: Path, options: GradeOptions) -> cuda_build.Built:

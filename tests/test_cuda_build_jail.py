@@ -226,6 +226,7 @@ def test_a_grading_builds_before_the_child_and_shows_it_only_a_copy(tmp_path, mo
         return real_command(spec, inner, env)
 
     monkeypatch.setattr(parent.jail, "command", spy)
+    monkeypatch.setenv("GRADER_WARM_START", "0")     # the cold jail (the warm one: below)
     path = source(tmp_path, GOOD + "// through a grading\n")
     code, result, _ = grade_json(capsys, "96", "--solution", path, "--device", "cpu")
     assert code == 0 and result["verdict"] == "compiled", result
@@ -244,6 +245,29 @@ def test_a_grading_builds_before_the_child_and_shows_it_only_a_copy(tmp_path, mo
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("the compiler ran")))
     code, result, _ = grade_json(capsys, "96", "--solution", path, "--device", "cpu")
     assert code == 0 and result["verdict"] == "compiled", result
+
+
+@needs_nvcc
+def test_a_warm_jail_gets_the_library_copied_into_its_own_folder(tmp_path, monkeypatch, capsys):
+    """The jail started before the build (runner/sandbox/warm.py) shows an empty folder of the
+    grading's own at /library, which gets a copy of the built library: never the cache."""
+    specs = []
+    real_command = jail.command
+
+    def spy(spec, inner, env):
+        specs.append(spec)
+        return real_command(spec, inner, env)
+
+    monkeypatch.setattr(jail, "command", spy)
+    path = source(tmp_path, GOOD + "// through a warm jail\n")
+    code, result, _ = grade_json(capsys, "96", "--solution", path, "--device", "cpu")
+    assert code == 0 and result["verdict"] == "compiled", result
+    (spec,) = specs
+    assert "/library" in spec.mapped.values()
+    cache = nvcc.cache_root()
+    shown = [*spec.read_only, *spec.writable, *spec.mapped]
+    assert not any(p == cache or cache in p.parents or p in cache.parents for p in shown), shown
+    assert not list((tmp_path / "jobs").iterdir()), "the grading's folders were left behind"
 
 
 @needs_nvcc

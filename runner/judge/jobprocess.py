@@ -11,14 +11,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from runner import procs
 from runner.judge.worker_settings import WorkerSettings
 from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 
 MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
+PARKED_SPEC = "job.json"                # a parked job process's job, in its own folder
 
 
 def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
@@ -72,7 +74,9 @@ class JobProcess:
 
     command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
 
-    def __init__(self, spec: Dict[str, Any], settings: WorkerSettings):
+    def __init__(self, spec: Optional[Dict[str, Any]], settings: WorkerSettings):
+        """``spec`` None: a parked job process (:mod:`runner.judge.prewarm`), started before
+        its job, which :meth:`hand` gives it later."""
         # every temporary file of the job (the sandbox's too) goes here, removed after the job
         # even when the job process was SIGKILLed before cleaning up (and, after a crash of the
         # worker, by the next worker of this slot)
@@ -80,27 +84,68 @@ class JobProcess:
         folder.mkdir(parents=True, exist_ok=True)
         self.home = Path(tempfile.mkdtemp(prefix="job-", dir=folder))
         self.stopped = False
+        self.started_at = time.monotonic()
+        self._go: Optional[int] = None
+        command = list(self.command)
+        if spec is None:
+            command += ["--parked", settings.device, settings.sandbox]
         # the job goes in through a file, not a pipe: no write can block on a child that
-        # does not read
+        # does not read (a parked process is told to read it by one short line on a pipe)
         with tempfile.TemporaryFile(dir=self.home) as spec_file:
-            spec_file.write(json.dumps(spec).encode())
-            spec_file.seek(0)
+            if spec is not None:
+                spec_file.write(json.dumps(spec).encode())
+                spec_file.seek(0)
+                stdin: Any = spec_file
+            else:
+                stdin, self._go = os.pipe()
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             try:
-                self.proc = subprocess.Popen(list(self.command), stdin=spec_file, stdout=out_w,
+                self.proc = subprocess.Popen(command, stdin=stdin, stdout=out_w,
                                              stderr=err_w, cwd=str(self.home),
                                              env=job_environment(settings, self.home),
                                              start_new_session=True)
             except BaseException:
                 for fd in (out_r, err_r):
                     os.close(fd)
+                if self._go is not None:
+                    os.close(self._go)
                 raise
             finally:
                 os.close(out_w)
                 os.close(err_w)
+                if spec is None:
+                    os.close(stdin)
         self.out = procs.LineReader(out_r, MAX_RESULT_BYTES)
         self.err = procs.TailReader(err_r)
+
+    def gpu_free(self) -> None:
+        """Tell a parked job process that the GPU is free: it (and its jail) may make their
+        CUDA contexts now. A few bytes on its stdin: never blocks; nothing when it is gone."""
+        if self._go is None or self.proc.poll() is not None:
+            return
+        try:
+            os.set_blocking(self._go, False)
+            os.write(self._go, b"gpu\n")
+        except OSError:
+            pass
+
+    def hand(self, spec: Dict[str, Any]) -> bool:
+        """Give a parked job process its job: the spec in a file of its folder, then one line
+        on its stdin (a few bytes: never blocks). False when it is gone (stop it and start a
+        cold one)."""
+        if self._go is None or self.proc.poll() is not None:
+            return False
+        go, self._go = self._go, None
+        try:
+            path = self.home / PARKED_SPEC
+            path.write_text(json.dumps(spec))
+            os.set_blocking(go, False)
+            return os.write(go, b"go\n") == 3
+        except OSError:
+            return False
+        finally:
+            os.close(go)
 
     @property
     def pid(self) -> int:
@@ -134,13 +179,14 @@ class JobProcess:
                         sessions=[self.pid])
 
     def stop(self, exit_grace_s: float, term_grace_s: float, kill_wait_s: float,
-             sweep_all: bool = False) -> List[int]:
+             sweep_all: bool = False, spare: Sequence[int] = ()) -> List[int]:
         """Let it exit by itself for ``exit_grace_s`` s; then SIGTERM its process group (the
         job process then kills its sandbox and leaves), for ``term_grace_s`` s; then SIGKILL
         its whole tree, its groups and its session, for ``kill_wait_s`` s. Then kill what is
         left of it (``sweep_all``: every descendant of this worker, which is a subreaper).
         Returns the pids still not exited; a job process among them is reaped in the
-        background. Never blocks longer than the three waits together."""
+        background. Never blocks longer than the three waits together. ``spare``: processes
+        (with their trees) the sweep leaves alone (the next job's parked process)."""
         self.stopped = True
         try:
             if self.proc.poll() is None and exit_grace_s > 0:
@@ -157,8 +203,14 @@ class JobProcess:
                 procs.wait_exited(self.proc, kill_wait_s)
             # what it left behind: its session and group, and orphans re-parented here
             signalled |= procs.kill_tree(None, groups=[self.pid], sessions=[self.pid])
-            if sweep_all:
+            if sweep_all and not spare:
                 signalled |= procs.kill_tree(os.getpid(), include_root=False)
+            elif sweep_all:
+                table = procs.process_table()
+                keep = set(spare) | {d for p in spare for d in procs.descendants(p, table)}
+                for child, info in table.items():
+                    if info.ppid == os.getpid() and child not in keep:
+                        signalled |= procs.kill_tree(child)
             left = procs.wait_gone(signalled - {self.pid}, kill_wait_s if signalled else 0)
             if self.proc.poll() is None:
                 UNREAPED[:] = [p for p in UNREAPED if p.poll() is None] + [self.proc]
@@ -166,6 +218,9 @@ class JobProcess:
                 left = [self.pid] + left
             return left
         finally:
+            if self._go is not None:
+                os.close(self._go)
+                self._go = None
             self.out.close()
             self.err.close()
             shutil.rmtree(self.home, ignore_errors=True)

@@ -45,12 +45,23 @@ def kill_descendants(pid: int) -> None:
 def _die_now(*_) -> None:
     """SIGTERM: kill everything below us and leave (no cleanup that could block)."""
     kill_descendants(os.getpid())
+    _remove_parked_groups()
     os._exit(143)
+
+
+def _remove_parked_groups() -> None:
+    """The cgroups of parked jails not yet used (their processes were just killed; their
+    folders are in this job's folder, which the worker removes)."""
+    warm = sys.modules.get("runner.sandbox.warm")
+    for parked in list(getattr(warm, "LIVE", ())):
+        if parked.group is not None:
+            parked.group.remove(seconds=1.0)
 
 
 def _orphaned() -> None:
     """The worker is gone: nobody will read the result."""
     kill_descendants(os.getpid())
+    _remove_parked_groups()
     os._exit(3)
 
 
@@ -70,7 +81,55 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
     return info, solution, language
 
 
-def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
+def park(device: str, sandbox: str):
+    """A parked job process's start, before its job is known: torch and the grader imported
+    and a parked jail of its own started (:mod:`runner.sandbox.warm`; None where none can be
+    had: the grading then starts a cold one). No CUDA context yet, here or in the jail: the
+    worker may park this process while another grading is timing on the GPU, and says when
+    the GPU is free (:func:`wait_for_job`). Nothing here depends on a submission."""
+    import torch
+
+    from runner.sandbox import warm
+    from runner.sandbox.parent import Limits
+
+    gpu_minor = warm.gpu_minor(torch.device(device))
+    # the jail first: its interpreter, torch and Triton start while this process imports
+    # the grader
+    limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
+    parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"], gpu_warm=False,
+                                log=lambda m: print(m, file=sys.stderr, flush=True))
+    import runner.grade  # noqa: F401 - the grader, the plan, the languages
+
+    return parked
+
+
+def wait_for_job(device: str, parked) -> Dict[str, Any]:
+    """A parked job process's job. Lines on stdin: ``gpu`` (the GPU is free: make this
+    process's CUDA context and have the jail make its own), then ``go`` (the spec is in this
+    job's folder). Anything else, or the end of stdin: discarded before any job."""
+    from runner.judge.jobprocess import PARKED_SPEC
+
+    while True:
+        line = sys.stdin.readline().strip()
+        if line == "gpu":
+            if parked is not None:
+                parked.warm_gpu()
+            if device.startswith("cuda"):
+                import torch
+
+                torch.empty(1, device=device)   # this process's context (the reference runs here)
+            continue
+        if line != "go":
+            kill_descendants(os.getpid())
+            _remove_parked_groups()
+            os._exit(0)
+        path = Path(PARKED_SPEC)
+        spec = json.loads(path.read_text())
+        path.unlink()
+        return spec
+
+
+def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
     # lazy: torch (seconds) loads only after main() made this process a subreaper and set its
     # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
@@ -94,7 +153,9 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
                                profile=job["action"] == "profile",
                                device=torch.device(spec["device"]),
                                seed=int(job["seed"]), progress=lambda m: emit("progress", m),
-                               limits=limits)
+                               limits=limits, parked=parked)
+        if spec.get("timeBudgetSeconds"):
+            options.time_budget_s = float(spec["timeBudgetSeconds"])
         result = grade_safely(info, solution, language, options).to_dict()
         result["action"] = job["action"]          # "profile" runs as a submit
     # the catalogue's id: unique where two roots hold the same folder name
@@ -104,13 +165,22 @@ def run(spec: Dict[str, Any], out: TextIO) -> Dict[str, Any]:
 
 
 def main() -> int:
+    # ``python -m`` put this job's folder (the working directory) first on sys.path; the jail
+    # shows every sys.path folder read-only, and this one holds the job's files: never
+    here = Path.cwd().resolve()
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != here]
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)                       # anything the grader prints goes to stderr
     procs.become_subreaper()
     signal.signal(signal.SIGTERM, _die_now)
     procs.when_parent_dies(os.getppid(), _orphaned)
-    spec = json.loads(sys.stdin.read())
-    run(spec, out)
+    parked = None
+    if len(sys.argv) >= 4 and sys.argv[1] == "--parked":
+        parked = park(sys.argv[2], sys.argv[3])
+        spec = wait_for_job(sys.argv[2], parked)
+    else:
+        spec = json.loads(sys.stdin.read())
+    run(spec, out, parked)
     out.close()
     kill_descendants(os.getpid())       # nothing of the grading outlives it
     sys.stderr.flush()

@@ -39,6 +39,7 @@ import httpx
 from runner import procs
 from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
 from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
+from runner.judge.prewarm import Prewarm
 from runner.judge.protocol import status_of_progress
 from runner.judge.queues import BrokerFeed
 from runner.judge.slots import SlotBusy, hold_slot
@@ -69,6 +70,8 @@ class Worker:
         self._current_job: Optional[JobProcess] = None
         self._must_finish_by: Optional[float] = None
         self._subreaper = False
+        # the next job process, started while idle (settings.prewarm: serve's workers)
+        self.prewarm = Prewarm(settings) if settings.prewarm else None
         if settings.redis_url:
             self.feed = BrokerFeed(settings.redis_url, settings.accelerator, settings.namespace,
                                    settings.heartbeat_timeout_ms, settings.maintenance_chance)
@@ -106,6 +109,9 @@ class Worker:
         self._subreaper = procs.become_subreaper()
         if self.settings.parent_pid is not None:
             procs.when_parent_dies(self.settings.parent_pid, self._parent_gone, 1.0, self.stop)
+        if self.prewarm is not None:
+            self.prewarm.ensure()
+            self.prewarm.gpu_free()
         log.info("worker %s serving %s on %s", self.settings.name, self.settings.accelerator,
                  self.settings.slot_name)
         try:
@@ -119,6 +125,8 @@ class Worker:
                     log.warning("worker loop: %s: %s; retrying", type(exc).__name__, exc)
                     self.stop.wait(1.0)
         finally:
+            if self.prewarm is not None:
+                self.prewarm.discard()
             lock.close()
             try:
                 self.api.presence("stopped")
@@ -204,6 +212,9 @@ class Worker:
             self._must_finish_by = None
             done.set()
             beat.join(timeout=5)
+            if self.prewarm is not None and not self.stop.is_set():
+                self.prewarm.ensure()       # (already parked while this job ran, usually)
+                self.prewarm.gpu_free()     # this job is gone: the next may take the GPU
 
     def _stop_bound(self) -> float:
         """The longest :meth:`_stop_job` can take."""
@@ -215,14 +226,17 @@ class Worker:
         if job.stopped:
             return
         grace = self.settings.term_grace_s if wait_for_exit else 0.0
+        spare = self.prewarm.pids() if self.prewarm is not None else []
         left = job.stop(exit_grace_s=grace, term_grace_s=self.settings.term_grace_s,
-                        kill_wait_s=self.settings.kill_wait_s, sweep_all=self._subreaper)
+                        kill_wait_s=self.settings.kill_wait_s, sweep_all=self._subreaper,
+                        spare=spare)
         if left:
             log.warning("%d process(es) of the last job had not exited %g s after SIGKILL (a GPU "
                         "context still being torn down?): %s; taking the next job anyway",
                         len(left), self.settings.kill_wait_s, left)
         if self._subreaper:
-            procs.reap_zombie_children(skip=[p.pid for p in UNREAPED if p.poll() is None])
+            procs.reap_zombie_children(skip=[p.pid for p in UNREAPED if p.poll() is None]
+                                       + spare)
 
     def _heartbeats(self, sid: str, lease: str, interval: float, lost: threading.Event,
                     done: threading.Event) -> None:
@@ -289,15 +303,19 @@ class Worker:
                 "timeLimitSeconds": claim["timeLimitSeconds"],
                 "hostMemoryBytes": claim["hostMemoryBytes"],
                 "challengeDirs": self.settings.challenge_dirs,
-                "sandbox": self.settings.sandbox}
+                "sandbox": self.settings.sandbox, "timeBudgetSeconds": self.settings.time_budget_s}
         limit = float(claim["timeLimitSeconds"])
         # the time limit counts from the moment the submission's side is up (its first
         # progress line); until then, starting it (and the reference's plan) gets its own allowance
         margin = self.settings.watchdog_margin_s
         deadline = time.monotonic() + limit + margin + self.settings.startup_allowance_s
         started = False
-        job = JobProcess(spec, self.settings)
+        job = self.prewarm.take(spec) if self.prewarm is not None else None
+        if job is None:
+            job = JobProcess(spec, self.settings)
         self._current_job = job
+        if self.prewarm is not None and self.settings.prewarm_overlap:
+            self.prewarm.ensure()      # the next one's CPU start, beside this grading
         while True:
             progress: List[str] = []
             for raw in job.read(timeout=0.2):

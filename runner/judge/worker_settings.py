@@ -44,6 +44,10 @@ class WorkerSettings:
     term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
     kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
+    prewarm: bool = False              # park the next job process and its jail ahead
+    #                                    (runner/judge/prewarm.py; the command line's default)
+    prewarm_overlap: bool = True       # park the next one's CPU start while a job runs
+    time_budget_s: Optional[float] = None   # the timed runs' budget (None: GradeOptions')
 
     @property
     def slot_name(self) -> str:
@@ -87,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--startup-allowance", type=float, default=STARTUP_ALLOWANCE_S,
                    help="seconds the watchdog adds for a job to start, before its first "
                         f"progress line (default {STARTUP_ALLOWANCE_S:g})")
+    p.add_argument("--time-budget", type=float,
+                   default=float(os.environ["JUDGE_WORKER_TIME_BUDGET"])
+                   if os.environ.get("JUDGE_WORKER_TIME_BUDGET") else None,
+                   help="seconds the timed runs of a submission (and of the reference) may "
+                        "take at most; they stop sooner once the mean is known within 1%% "
+                        "(default: the grader's, 3; $JUDGE_WORKER_TIME_BUDGET)")
+    p.add_argument("--prewarm-idle-only", action="store_true",
+                   help="park the next job process only once the current job is done (not "
+                        "its CPU start beside the current grading)")
+    p.add_argument("--no-prewarm", action="store_true",
+                   help="start each job's process and jail when the job comes, instead of "
+                        "parking the next ones while idle")
     return p
 
 
@@ -105,6 +121,10 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.jobs_root = args.jobs_dir or args.lock_dir
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
+    s.time_budget_s = args.time_budget
+    s.prewarm_overlap = not (args.prewarm_idle_only
+                             or os.environ.get("JUDGE_WORKER_PREWARM_IDLE_ONLY") == "1")
+    s.prewarm = not args.no_prewarm and os.environ.get("JUDGE_WORKER_NO_PREWARM") != "1"
     if s.sandbox == "require":
         why = jail.isolation_refusal()
         if why:

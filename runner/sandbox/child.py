@@ -157,6 +157,39 @@ _SEND_CODE = PipeChannel.send.__code__
 _WRITE_BYTES_CODE = PipeChannel._write_bytes.__code__
 
 
+PRELOADABLE = ("triton", "cupy")
+PARKED = "parked"      # the one line a parked jail sends before its job (not a protocol message)
+
+
+def warm_up(device: str, preload: list, gpu: bool) -> list:
+    """What a parked jail starts before its job is known: torch and the submission side
+    (``runner.execute``), the modules in ``preload`` (Triton) where installed, and on a GPU
+    (``gpu``: once the parent says the GPU is free) the CUDA context. Nothing here
+    depends on a submission: the jail serves one grading and is destroyed after it. Returns
+    notes on what could not be warmed (the grading then starts it itself, as a cold jail does)."""
+    notes = []
+    try:
+        import runner.execute  # noqa: F401 - torch, the languages, the timing module
+    except Exception as exc:  # noqa: BLE001 - execute's import fails again, and is reported
+        return [f"the parked jail could not import the harness ({type(exc).__name__})"]
+    for name in preload:
+        if name in PRELOADABLE:
+            try:
+                __import__(name)
+            except Exception:  # noqa: BLE001 - not installed: a solution says so when loaded
+                pass
+    if gpu and device.startswith("cuda"):
+        try:
+            import torch
+            torch.cuda.set_device(0)                 # the jail shows one GPU
+            torch.empty(1, device="cuda")            # the primary context and the allocator
+            torch.cuda.synchronize()
+        except Exception as exc:  # noqa: BLE001 - the grading's own set_device reports it
+            notes.append(f"the parked jail could not make its CUDA context "
+                         f"({str(exc)[:200]})")
+    return notes
+
+
 def main() -> None:
     # run as ``-m``, this module is __main__: make it findable under its own name too (the
     # harness's tamper check looks it up there)
@@ -180,6 +213,19 @@ def main() -> None:
     if os.getppid() == 1 and not jailed:
         os._exit(1)              # the parent died before that: nobody would read the report
     channel = PipeChannel(_hide(spec["report_fd"]), _hide(spec["command_fd"]))
+    if spec.get("parked"):
+        # a pre-warmed jail (runner.sandbox.warm): start everything that does not depend on
+        # the submission, say so, and wait for the one job this jail will ever run
+        device = str(spec.get("device") or "cpu")
+        notes += warm_up(device, list(spec.get("preload") or []), bool(spec.get("gpu_warm")))
+        channel._write({"kind": PARKED, "payload": {}})
+        command = channel.receive()
+        if command.get("kind") == "warm-gpu":      # the GPU is free now: make the context
+            notes += warm_up(device, [], True)
+            command = channel.receive()
+        if command.get("kind") != "job" or not isinstance(command.get("job"), dict):
+            os._exit(0)         # the parent discarded this jail (or is gone)
+        spec["job"] = command["job"]
     channel.send("sandbox", {"notes": notes})
     try:
         # lazy: torch and the submission side load only once the limits and the seccomp

@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-import torch
-
 from runner import procs
 from runner.output_tail import logs as bounded_logs
 from runner.protocol import Verdict
@@ -253,6 +251,8 @@ def _unjailed_child_setup() -> None:
 
 
 def _gpu_uuid(device: str) -> str:
+    import torch   # lazy: a jail can be started before torch is imported (sandbox/warm.py)
+
     index = torch.device(device).index or 0
     uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
     if not uuid:

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol as TypingProtocol, Tuple
 
-import torch
-
 from runner import procs, protocol
 from runner.protocol import Message, ProtocolViolation, Verdict
 
 if TYPE_CHECKING:
+    import torch
     from runner.sandbox.parent import Limits
 
 MAX_PROGRESS = 1000                 # progress lines passed on per grading (the child may flood)
@@ -39,7 +38,7 @@ class ChildOutcome:
     isolated: bool = False
 
 
-TensorSpec = Tuple[torch.dtype, Tuple[int, ...]]
+TensorSpec = Tuple["torch.dtype", Tuple[int, ...]]   # torch loads lazily (sandbox/warm.py)
 
 
 class Conversation(TypingProtocol):
@@ -73,6 +72,8 @@ def read_tensors(reader: procs.LineReader, names: Optional[List[str]],
     """The raw arrays that follow a message's line, read as the dtypes and shapes the grader
     expects (the child only names them, in sorted order); None when the child's data ended or
     the time ran out before they all came (its exit or the time limit then decides)."""
+    import torch
+
     if not names:
         return {}              # the check finds no output (or the transcript refuses the message)
     if names != sorted(expected):
