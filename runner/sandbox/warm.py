@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 from runner import procs
+from runner.output_tail import logs as bounded_logs
 from runner.sandbox import cgroups, jail
 from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, _gpu_uuid,
-                                   _kill_orphans, _logs, child_environment, explain_cgroup,
+                                   _kill_orphans, child_environment, explain_cgroup,
                                    job_cgroup, jail_paths, jobs_root)
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
@@ -371,7 +372,7 @@ class ParkedJail:
                 _kill_orphans(before | {self.proc.pid})
         if self.group is not None:
             explain_cgroup(self.group, outcome, limits)
-        outcome.logs = _logs(self.out, self.err, limits.output_bytes)
+        outcome.logs = bounded_logs(self.out, self.err, limits.output_bytes)
         return outcome
 
     # -- the end ----------------------------------------------------------------------------
