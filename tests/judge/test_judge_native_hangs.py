@@ -39,7 +39,9 @@ def judge(tmp_path_factory):
     # machinery (tests/judge/test_escape.py covers the jail, whose PID namespace kills all)
     j = Judge(tmp, write_config(tmp / "judge.yaml", limits={"time_limit_s": LIMIT_S},
                                 leases={"watchdog_margin_s": WATCHDOG_MARGIN_S}),
-              env={"GRADER_BWRAP": "/nonexistent"})
+              # no parked job process: the test counts every process the worker has left
+              # (tests/judge/test_judge_prewarm.py covers the parked one's life)
+              env={"GRADER_BWRAP": "/nonexistent", "JUDGE_WORKER_NO_PREWARM": "1"})
     j.start_api()
     j.start_worker("n1", extra=["--allow-unsandboxed", "--startup-allowance", str(STARTUP_S)])
     yield j

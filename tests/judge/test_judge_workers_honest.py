@@ -33,6 +33,9 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = folder / "serve.log"
         env = {k: v for k, v in os.environ.items() if k not in ("JUDGE_LOCK_DIR", "JUDGE_DATA_DIR")}
+        # no parked job process (tests/judge/test_judge_prewarm.py covers it): every job folder
+        # here is one that ran
+        env["JUDGE_WORKER_NO_PREWARM"] = "1"
         folder.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "run_challenge.py"), "serve", "--port", str(self.port),
