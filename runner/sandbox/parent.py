@@ -161,7 +161,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     pass_fds = [report_w, command_r]
     if jailed:
         if job.device.startswith("cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = _gpu_uuid(job.device)
+            env["CUDA_VISIBLE_DEVICES"] = gpu_uuid_of(job.device)
         spec = jail.JailSpec(job_dir=job_dir,
                              read_only=[p.resolve() for p in read_only
                                         if p.resolve() not in mapped],
@@ -197,7 +197,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                   progress, outcome)
         finally:
             if before is not None:
-                _kill_orphans(before | {proc.pid})
+                kill_orphans(before | {proc.pid})
         if group is not None:
             explain_cgroup(group, outcome, limits)
         outcome.logs = bounded_logs(out, err, limits.output_bytes)
@@ -250,7 +250,7 @@ def _unjailed_child_setup() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def _gpu_uuid(device: str) -> str:
+def gpu_uuid_of(device: str) -> str:
     import torch   # lazy: a jail can be started before torch is imported (sandbox/warm.py)
 
     index = torch.device(device).index or 0
@@ -260,7 +260,7 @@ def _gpu_uuid(device: str) -> str:
     return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
-def _kill_orphans(known) -> None:
+def kill_orphans(known) -> None:
     """SIGKILL the trees of this (subreaper) process's descendants not in ``known``."""
     for pid in procs.descendants(os.getpid()):
         if pid not in known:

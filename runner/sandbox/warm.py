@@ -41,8 +41,8 @@ from typing import Callable, Optional, Sequence, Tuple
 from runner import procs
 from runner.output_tail import logs as bounded_logs
 from runner.sandbox import cgroups, jail
-from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, _gpu_uuid,
-                                   _kill_orphans, child_environment, explain_cgroup,
+from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, gpu_uuid_of,
+                                   kill_orphans, child_environment, explain_cgroup,
                                    job_cgroup, jail_paths, jobs_root)
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
@@ -192,7 +192,7 @@ class ParkedJail:
                  "gpu_warm": self.gpu_warm}))
             env = child_environment(self.job_dir, self.device, self.limits, True)
             if gpu:
-                self.gpu_uuid = self.gpu_uuid or _gpu_uuid(self.device)
+                self.gpu_uuid = self.gpu_uuid or gpu_uuid_of(self.device)
                 env["CUDA_VISIBLE_DEVICES"] = self.gpu_uuid
             mapped = {self.job_dir / name: inside for name, inside in VIEWS.items()}
             if self.challenge_dir is not None and self.solution is not None:
@@ -282,7 +282,7 @@ class ParkedJail:
             return "its scratch space has another size"
         if limits.require_cgroup and self.group is None:
             return "it has no cgroup"
-        if self.device.startswith("cuda") and (self.gpu_uuid or "").lower() != _gpu_uuid(
+        if self.device.startswith("cuda") and (self.gpu_uuid or "").lower() != gpu_uuid_of(
                 str(device)).lower():
             return "it shows another GPU"
         return ""
@@ -369,7 +369,7 @@ class ParkedJail:
                   progress, outcome)
         finally:
             if before is not None:
-                _kill_orphans(before | {self.proc.pid})
+                kill_orphans(before | {self.proc.pid})
         if self.group is not None:
             explain_cgroup(self.group, outcome, limits)
         outcome.logs = bounded_logs(self.out, self.err, limits.output_bytes)
