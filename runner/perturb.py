@@ -43,10 +43,3 @@ def perturb(challenge, args: Dict[str, Any], base: Dict[str, Any], directions: D
         custom(args, base, generator)
     else:
         default_perturbation(args, base, directions, generator)
-
-
-def uniform_like(tensor: torch.Tensor, low: float, high: float,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Uniform factors in [low, high) shaped like ``tensor`` (a helper for challenges)."""
-    return torch.rand(tensor.shape, generator=generator, device=generator.device,
-                      dtype=torch.float32).mul_(high - low).add_(low).to(tensor.dtype)

@@ -116,18 +116,6 @@ def process_table() -> Dict[int, Proc]:
     return table
 
 
-def group_rss_bytes(pgid: int) -> int:
-    """Resident memory of every process in the group (0 without /proc)."""
-    pages = 0
-    for _, fields in _stat_fields():
-        try:
-            if int(fields[2]) == pgid:          # pgrp
-                pages += int(fields[21])        # rss, in pages
-        except (ValueError, IndexError):
-            continue
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
 class TreeUsage(NamedTuple):
     rss_bytes: int
     processes: int

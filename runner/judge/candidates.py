@@ -11,7 +11,6 @@ from runner.protocol import Verdict
 
 VERIFYING, RANKED, HELD, REJECTED, UNCHANGED, REMOVED = (
     "verifying", "ranked", "held", "rejected", "unchanged", "removed")
-ON_BOARD = (VERIFYING, RANKED, HELD)
 RETRYABLE_VERDICTS = (Verdict.INTERRUPTED.value, Verdict.INTERNAL_ERROR.value)
 
 SCHEMA = [

@@ -34,7 +34,6 @@ from runner.judge.rejected import Rejected
 from runner.languages import ALIASES, LANGUAGES
 
 TERMINAL_STATUSES = frozenset({"success", "error", "timeout", "oom", "interrupted"})
-INTERMEDIATE_STATUSES = ("queued", "compiling", "running", "timing")
 ACTIONS = ("run", "submit", "profile")   # profile: ours (docs/profile.md); never ranked
 
 # languages LeetGPU's client may send that this judge does not grade
@@ -207,10 +206,6 @@ def status_of_progress(line: str) -> str:
     if head.startswith("timing"):
         return "timing"
     return "running"
-
-
-def event_message(submission_id: str, seq: int, status: str, output: Any) -> Dict[str, Any]:
-    return {"status": status, "output": output, "submissionId": submission_id, "seq": seq}
 
 
 def error_message(message: str, code: str) -> Dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 from runner.errors import UsageError
 from runner.languages.python_module import static_solve
@@ -22,8 +22,6 @@ LANGUAGES: Dict[str, str] = {
     "pytorch": ".pytorch.py",
 }
 ALIASES = {"torch": "pytorch", "cu": "cuda", "py": "pytorch"}
-
-SolveCall = Callable[[dict], None]
 
 
 def normalize(language: str) -> str:

@@ -290,13 +290,6 @@ def describe() -> str:
             f" under {where}")
 
 
-def require() -> None:
-    """Raise :class:`CgroupUnavailable` (with the reason) where job cgroups cannot be had."""
-    ok, why = availability()
-    if not ok:
-        raise CgroupUnavailable(why)
-
-
 class JobCgroup:
     """One job's cgroup (v2: one folder; v1: one in each of the memory and pids hierarchies).
 

@@ -293,13 +293,6 @@ def load_filter() -> str:
         return f"no seccomp filter ({str(exc)[:120]})"
 
 
-def seccomp_available() -> Tuple[bool, str]:
-    try:
-        return build_filter() is not None, "no seccomp filter (pip install pyseccomp)"
-    except Exception as exc:  # noqa: BLE001
-        return False, f"no seccomp filter ({str(exc)[:120]})"
-
-
 def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[str]:
     """The bwrap command line that runs ``inner`` in the jail described by ``spec``."""
     bwrap = bwrap_path()
