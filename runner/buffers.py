@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from runner.check import NAN_POISON_BITS, bitwise_equal
+from runner.policy import GUARD_BYTES
 
-GUARD_BYTES = 4096
 GUARD_PATTERN = 0xA5   # margins of every output allocation
 INT_POISON = 0x5B      # each byte of an integer "out" tensor before the call
 INITIAL_ATTR = "_runner_initial_value"

@@ -27,6 +27,7 @@ from runner.errors import UsageError
 from runner.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from runner.judge.client import remote_command
 from runner.listing import list_command
+from runner.policy import INTERPRETER_TIMEOUT_S
 from runner.progress import Progress, log
 from runner.report import TestReport, json_safe, render_text
 from runner.sandbox import jail
@@ -97,9 +98,6 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     log(f"created {target} from the {lang} starter; edit it, then run:\n"
         f"  python run_challenge.py {info.display} --solution {target} --action run")
     return EXIT_OK
-
-
-INTERPRETER_TIMEOUT_S = 1200.0   # Triton's CPU interpreter is ~1000x slower than a GPU
 
 
 def default_timeout(language: str, device_type: str) -> Optional[float]:

@@ -17,19 +17,12 @@ import torch
 from runner import devices, protocol
 from runner.cases import copy_seed, performance_case
 from runner.perturb import perturb, run_generator
-from runner.protocol import BURST_FLUSH_BYTES, ProtocolViolation
+from runner.policy import (BURST_CHECKED, BURST_COVER_S, BURST_FLUSH_BYTES, BURST_ROUNDS,
+                           HOST_COVER, MAX_BURST_CALLS, MAX_BURST_ROUNDS, NULL_SLACK,
+                           PROBE_BYTES, SHORT_PART, SKIPPED_BELOW)
+from runner.protocol import ProtocolViolation
 from runner.timing import L2Flusher, LaunchCover, burst_loop, flush_bytes
 
-BURST_COVER_S = 1e-3         # the spin the burst starts behind
-PROBE_BYTES = 384 * 1024     # the burst probe's bytes at most (512 KiB as base64, one line)
-BURST_ROUNDS = 3             # rounds of four bursts: real and null, short and long, in random order
-MAX_BURST_ROUNDS = 7         # ...more where the output sets cap the bursts' length (97)
-SHORT_PART = 4               # the short bursts are a quarter of the long ones
-NULL_SLACK = 0.03            # the child's null burst is believed up to 3% above the grader's own
-BURST_CHECKED = 2            # calls checked in full per real burst (the last and one at random)
-HOST_COVER = 1.5             # each burst call's GPU work is made this many times its host time
-SKIPPED_BELOW = 0.8          # a real burst faster than this share of the grader's own null burst
-#                              did not do the grader's per-call work (its flush): not corroborated
 
 
 def clock_per_call(rounds: List[Dict[str, Any]], parent_null_s: float,
@@ -90,8 +83,8 @@ class BurstClock:
         # no longer than the output sets the child keeps (each call's outputs must survive
         # until the grader names the calls it checks), but never under 16 calls whatever it
         # claims: a child that wraps its sets fails the check of an overwritten call
-        sets = self.claim.get("burst_sets", protocol.MAX_BURST_CALLS)
-        longest = min(protocol.MAX_BURST_CALLS, max(16, int(sets)))
+        sets = self.claim.get("burst_sets", MAX_BURST_CALLS)
+        longest = min(MAX_BURST_CALLS, max(16, int(sets)))
         wanted = max(16, math.ceil(self.options.burst_s / BURST_ROUNDS / per_long_call))
         long_calls = int(min(longest, wanted))
         # bursts cut short by the output sets: more rounds, so the median has as many calls
@@ -129,7 +122,7 @@ class BurstClock:
 
     def _on_burst_done(self, payload: Dict[str, Any], received_at: float):
         calls = payload["calls"]
-        burst = self.bursts[-1] if self.bursts else {"calls": protocol.MAX_BURST_CALLS}
+        burst = self.bursts[-1] if self.bursts else {"calls": MAX_BURST_CALLS}
         if calls != burst["calls"]:
             raise ProtocolViolation(f"a burst that reports {calls} calls where "
                                     f"{burst['calls']} were asked")

@@ -18,15 +18,16 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 import torch
 
 from runner import languages, protocol
-from runner.buffers import (GUARD_BYTES, GuardedOutput, PreparedCall, directions_of,
-                            fill_initial_, prepare_call)
+from runner.buffers import (GuardedOutput, PreparedCall, directions_of, fill_initial_,
+                            prepare_call)
 from runner.cases import copy_seed, fresh_seed, performance_case, test_cases
 from runner.catalog import find_challenge
 from runner.digest import digest
 from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
 from runner.loading import load_challenge
 from runner.perturb import perturb, run_generator
-from runner.protocol import BURST_FLUSH_BYTES, Job
+from runner.policy import BURST_FLUSH_BYTES, GUARD_BYTES, MAX_BURST_CALLS, MAX_TIMED_RUNS
+from runner.protocol import Job
 from runner.timing import flush_bytes as flush_bytes_of
 from runner.timing import (L2Flusher, LaunchCover, burst_loop, time_cuda, time_host,
                            timing_tampering)
@@ -117,7 +118,7 @@ class PerfBench:
         if device.type == "cuda":   # a quarter of what is free now, at most retain_bytes
             retain_bytes = min(retain_bytes, torch.cuda.mem_get_info(device)[0] // 4)
         # as many output sets as the timed runs or the longest burst use, memory allowing
-        count = max(1, min(max(max_runs, protocol.MAX_BURST_CALLS),
+        count = max(1, min(max(max_runs, MAX_BURST_CALLS),
                            retain_bytes // max(sum(rows.values()), 1)))
         self.stores = {name: torch.empty((count, width), dtype=torch.uint8, device=device)
                        for name, width in rows.items()}
@@ -297,11 +298,11 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
                 copies.append(prepare_call(case, directions))
                 del case
             bench = PerfBench(challenge, solve_call, copies, initial, directions, device,
-                              job.retain_bytes, int(command.get("max_runs", 1000)))
+                              job.retain_bytes, int(command.get("max_runs", MAX_TIMED_RUNS)))
             follows = _guarded(bench.follows_current_stream, device)
             channel.progress("timing")
             data = _guarded(lambda: bench.time(int(command["nonce"]), float(command["budget_s"]),
-                                               int(command.get("max_runs", 1000)),
+                                               int(command.get("max_runs", MAX_TIMED_RUNS)),
                                                on_host=device.type != "cuda",
                                                isolate=not follows), device)
             tampered = _tampering()

@@ -27,6 +27,7 @@ from runner.grading import Grading
 from runner.languages import cpu_cuda, cuda_build
 from runner.loading import load_challenge
 from runner.plan import make_plan
+from runner.policy import BURST_S, CHECKED_RUNS, TIME_BUDGET_S
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
 from runner.sandbox.jail import gpu_minor_of
@@ -43,15 +44,15 @@ class GradeOptions:
     action: str = "run"                   # "run": the example test; "submit": all + timing
     device: torch.device = torch.device("cpu")
     seed: int = 0                         # grading seed; the example test ignores it
-    time_budget_s: float = 3.0            # per timed implementation
+    time_budget_s: float = TIME_BUDGET_S  # per timed implementation
     time_reference: bool = True
     nvcc_flags: List[str] = field(default_factory=list)   # extra flags for CUDA solutions
     isolate: bool = True                  # run the submission in a sandboxed child process
     limits: Limits = field(default_factory=Limits)
     progress: Callable[[str], None] = field(default=lambda message: None)
     time_on_cpu: bool = False             # time on the host clock without a GPU (tests)
-    burst_s: float = 1.0                  # length of the burst the parent times itself
-    checked_runs: int = 4                 # timed runs (and burst calls) whose outputs are checked
+    burst_s: float = BURST_S              # length of the burst the parent times itself
+    checked_runs: int = CHECKED_RUNS      # timed runs (and burst calls) whose outputs are checked
     profile: bool = False                 # --action profile (with action "submit"): the
     #                                       tests, then one profiled call instead of the timing
     # a pre-warmed jail (runner.sandbox.warm.ParkedJail) for this grading, used once and

@@ -24,6 +24,7 @@ from runner.digest import digest
 from runner.performance import performance_summary
 from runner.perturb import perturb, run_generator
 from runner.plan import Plan, check_outputs, reference_outputs, release
+from runner.policy import MAX_TIMED_RUNS
 from runner.protocol import Message, ProtocolViolation, Verdict
 from runner.report import Result, TestReport
 from runner.truth import RULE
@@ -121,7 +122,7 @@ class Grading(BurstClock):
             if self.timing_enabled and self.perf_reports[0].passed:
                 self.transcript.expect(protocol.TIMING)
                 return [{"command": protocol.CMD_TIME, "nonce": self.nonces["timed"],
-                         "budget_s": self.options.time_budget_s, "max_runs": 1000}]
+                         "budget_s": self.options.time_budget_s, "max_runs": MAX_TIMED_RUNS}]
             return self._fresh()
         elif kind == protocol.TIMING:
             return self._on_timing(payload)

@@ -14,6 +14,8 @@ from runner.buffers import directions_of, prepare_call
 from runner.cases import case_bytes, copy_seed, performance_case
 from runner.challenge import ChallengeBase
 from runner.plan import case_params, rotation_count
+from runner.policy import (CLOCK_BAND, CLOCK_REJECT, CLOCK_REJECT_HOST, CLOCK_SLACK_MS,
+                           PHYSICS_MARGIN)
 from runner.report import Result
 from runner.timing import L2Flusher, time_cuda
 
@@ -21,12 +23,6 @@ if TYPE_CHECKING:
     from runner.grade import GradeOptions
     from runner.grading import Grading
 
-PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured ceiling
-CLOCK_BAND = 0.25            # the grader's clock may read this much above the timed runs' mean
-CLOCK_REJECT = 3.0           # ...and this many times above it is a contradiction (see the
-#                              README's Timing section for what honest solutions read)
-CLOCK_REJECT_HOST = 10.0     # on a CPU (tests: ``time_on_cpu``), whose shared clock is noisier
-CLOCK_SLACK_MS = 2e-3        # the slope's noise, per call: what the band forgives a tiny kernel
 
 
 def physics_problem(grading: "Grading", median_ms: float) -> str:

@@ -14,6 +14,7 @@ from runner.buffers import directions_of
 from runner.cases import case_bytes, fresh_seed, performance_case, test_cases
 from runner.challenge import ChallengeBase
 from runner.check import Comparison, default_comparison
+from runner.policy import INTERPRETED_PERF_BYTES
 from runner.report import TestReport
 from runner.truth import against_truth, float64_outputs, uses_default_comparison
 
@@ -126,12 +127,6 @@ def rotation_count(nbytes: int, device: torch.device) -> int:
 def release(case: Dict[str, Any]) -> Dict[str, Any]:
     """Keep only the ints and the CPU copies' shapes: the child regenerates the tensors."""
     return {k: (v if not isinstance(v, torch.Tensor) else v.to("cpu")) for k, v in case.items()}
-
-
-
-# Triton's CPU interpreter runs a kernel about a thousand times slower than a GPU: on a case
-# larger than this (98's, 1.1 GB) the performance case alone takes minutes
-INTERPRETED_PERF_BYTES = 256 * 2**20
 
 
 def make_plan(challenge: ChallengeBase, action: str, seed: int, device: torch.device,

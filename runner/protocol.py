@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+from runner.policy import RETAIN_BYTES
 from runner.profile_schema import valid_profile
 
 
@@ -78,19 +79,12 @@ class Job:
     nvcc_flags: List[str]
     gpu_memory_fraction: Optional[float]     # torch's allocator cap (None: the whole device)
     performance: bool = True                 # a submit runs the performance case
-    retain_bytes: int = 32 * 2**30  # GPU memory for the outputs of timed runs (at most a
-    #                                 quarter of what is free)
+    retain_bytes: int = RETAIN_BYTES  # GPU memory for the outputs of timed runs
     library_path: Optional[str] = None   # CUDA: the library the trusted side built (read-only)
     build_info: Optional[Dict[str, str]] = None   # CUDA: {target, nvcc, log} of that build
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
-
-
-BURST_FLUSH_BYTES = 2**30    # the most the child reads before each call of the grader's burst
-# the most calls of one burst (the grader's clock takes the slope over two burst lengths, so the
-# burst's fixed cost drops out and no burst needs more)
-MAX_BURST_CALLS = 4000
 
 
 # -- message kinds (child -> parent) ----------------------------------------------------------

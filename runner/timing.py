@@ -25,8 +25,8 @@ from typing import Callable, List, Optional
 
 import torch
 
-
-LINGER_MIN_S = 100e-6
+from runner.policy import (FLUSH_MIN_BYTES, LINGER_MIN_S, MAX_TIMED_RUNS, MIN_TIMED_RUNS,
+                           TARGET_REL_SEM, TIME_BUDGET_S, WARMUP_RUNS)
 
 # Captured when the harness is imported, before any submission code runs: a solution that
 # replaces torch.cuda.Event.elapsed_time or time.perf_counter does not change our clock, and
@@ -76,7 +76,7 @@ class Timing:
         return asdict(self)
 
 
-def flush_bytes(device: torch.device, min_bytes: int = 256 * 2**20) -> int:
+def flush_bytes(device: torch.device, min_bytes: int = FLUSH_MIN_BYTES) -> int:
     """The bytes the timed runs' flush reads on ``device``: four times its L2, 256 MiB at least."""
     props = torch.cuda.get_device_properties(device)
     l2 = getattr(props, "L2_cache_size", 0) or 50 * 2**20
@@ -86,7 +86,7 @@ def flush_bytes(device: torch.device, min_bytes: int = 256 * 2**20) -> int:
 class L2Flusher:
     """Evicts L2 by reading a buffer several times its size (clean lines, no write-back)."""
 
-    def __init__(self, device: torch.device, min_bytes: int = 256 * 2**20):
+    def __init__(self, device: torch.device, min_bytes: int = FLUSH_MIN_BYTES):
         size = flush_bytes(device, min_bytes)
         self._buffer = torch.ones(size // 4, dtype=torch.float32, device=device)
         self._sink = torch.empty((), dtype=torch.float32, device=device)
@@ -179,7 +179,8 @@ def stats(samples_ms: List[float], mode: str = "events", host_us: Optional[List[
 
 def time_host(call: Callable[[int], None], *, before: Optional[Callable[[int], None]] = None,
               after: Optional[Callable[[int], None]] = None, min_runs: int = 5,
-              max_runs: int = 1000, budget_s: float = 3.0, target_rel_sem: float = 0.01,
+              max_runs: int = MAX_TIMED_RUNS, budget_s: float = TIME_BUDGET_S,
+              target_rel_sem: float = TARGET_REL_SEM,
               **_: object) -> Timing:
     """``call(i)`` timed on the host clock (a CPU grading asked to time, as tests do)."""
     samples: List[float] = []
@@ -202,10 +203,11 @@ def time_host(call: Callable[[int], None], *, before: Optional[Callable[[int], N
 
 
 def time_cuda(call: Callable[[int], None], *, before: Optional[Callable[[int], None]] = None,
-              after: Optional[Callable[[int], None]] = None, warmup_runs: int = 3,
-              min_runs: int = 10, max_runs: int = 1000, budget_s: float = 3.0,
-              target_rel_sem: float = 0.01, flusher: Optional[L2Flusher] = None,
-              cover_launches: bool = True, isolate: bool = False) -> Timing:
+              after: Optional[Callable[[int], None]] = None, warmup_runs: int = WARMUP_RUNS,
+              min_runs: int = MIN_TIMED_RUNS, max_runs: int = MAX_TIMED_RUNS,
+              budget_s: float = TIME_BUDGET_S, target_rel_sem: float = TARGET_REL_SEM,
+              flusher: Optional[L2Flusher] = None, cover_launches: bool = True,
+              isolate: bool = False) -> Timing:
     """Time ``call(i)`` (run ``i``) with CUDA events until the estimate is stable.
 
     ``before(i)`` and ``after(i)`` run outside the timed region (poisoning outputs, checking

@@ -27,9 +27,8 @@ from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.buffers import fill_initial_, promised_initial
 from runner.cases import case_bytes
 from runner.check import Comparison, compare
+from runner.policy import MAX_TRUTH_BYTES, TRUTH_MARGIN
 
-TRUTH_MARGIN = 1.0                # the solution may be as far off, in tolerances, as the reference
-MAX_TRUTH_BYTES = 4 * 2**30       # a case larger than this (its float64 copy) is not re-run
 RULE = "accuracy against float64"
 
 

@@ -15,6 +15,7 @@ from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
 from runner.languages import cuda, cuda_abi, cuda_build, cuda_harness, elf_symbols, nvcc
+from runner.policy import BUILD_LOG_BYTES, BUILD_LOG_LINES
 
 HAS_NVCC = shutil.which("nvcc") is not None
 needs_nvcc = pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
@@ -202,8 +203,8 @@ def test_long_compiler_output_is_bounded(tmp_path, challenge):
     with pytest.raises(CompileError) as info:
         cuda.load(path, challenge, CPU)
     details = info.value.details
-    assert len(details.encode()) <= nvcc.MAX_LOG_BYTES + 200
-    assert len(details.splitlines()) <= nvcc.MAX_LOG_LINES + 1
+    assert len(details.encode()) <= BUILD_LOG_BYTES + 200
+    assert len(details.splitlines()) <= BUILD_LOG_LINES + 1
     assert "output cut" in details and "noisy.cu(2): error" in details
 
 
@@ -227,7 +228,7 @@ def test_user_flags_reach_nvcc(tmp_path, challenge):
 
 @needs_nvcc
 def test_nvcc_timeout_is_a_compile_error(tmp_path, challenge, monkeypatch):
-    monkeypatch.setattr(nvcc, "BUILD_TIMEOUT_S", 0.01)
+    monkeypatch.setattr(cuda_build, "BUILD_TIMEOUT_S", 0.01)
     with pytest.raises(CompileError, match="took longer than"):
         cuda.load(write(tmp_path, "slow.cu", GOOD + "// unique 3\n"), challenge, CPU)
     assert not leftovers()

@@ -18,6 +18,7 @@ from helpers import grade_json
 from runner import grade as grade_module
 from runner.errors import CompileError
 from runner.languages import cuda, cuda_build, nvcc
+from runner.policy import BUILD_LOG_BYTES
 from runner.sandbox import jail, parent
 
 HAS_NVCC = shutil.which("nvcc") is not None
@@ -73,7 +74,7 @@ def cached_libraries():
 def test_what_the_build_jail_leaves_is_refused(tmp_path, monkeypatch, script, why):
     host = tmp_path / "host-secret.txt"
     host.write_text("the host's file\n")
-    monkeypatch.setattr(cuda_build, "MAX_LIBRARY_BYTES", 2**20)
+    monkeypatch.setattr(cuda_build, "BUILD_MAX_LIBRARY_BYTES", 2**20)
     fake_compiler(monkeypatch, script.replace("$HOST", str(host)))
     with pytest.raises(CompileError) as info:
         cuda_build.build(source(tmp_path, name="mine.cu"), None)
@@ -143,7 +144,7 @@ def test_nothing_of_the_build_outlives_it(tmp_path, monkeypatch):
 
 @needs_bwrap
 def test_a_hanging_compiler_is_a_compile_error_after_the_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(nvcc, "BUILD_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(cuda_build, "BUILD_TIMEOUT_S", 0.5)
     fake_compiler(monkeypatch, 'sleep 60; echo library > "$1"')
     started = time.monotonic()
     with pytest.raises(CompileError, match="took longer than 0 s to build slow.cu and was stopped"):
@@ -154,11 +155,11 @@ def test_a_hanging_compiler_is_a_compile_error_after_the_limit(tmp_path, monkeyp
 
 @needs_bwrap
 def test_the_compilers_output_is_bounded(tmp_path, monkeypatch):
-    monkeypatch.setattr(cuda_build, "MAX_CAPTURE_BYTES", 100_000)
+    monkeypatch.setattr(cuda_build, "BUILD_MAX_CAPTURE_BYTES", 100_000)
     fake_compiler(monkeypatch, 'head -c 20000000 /dev/zero | tr "\\0" "x"; exit 1')
     with pytest.raises(CompileError) as info:
         cuda_build.build(source(tmp_path, name="loud.cu"), None)
-    assert len(info.value.details.encode()) <= nvcc.MAX_LOG_BYTES + 300
+    assert len(info.value.details.encode()) <= BUILD_LOG_BYTES + 300
     assert "nvcc exited with code 1" in info.value.message
 
 

@@ -15,7 +15,8 @@ import torch
 
 from helpers import REPO, SOLUTIONS, grade_json
 from runner.authoring.validate import validate
-from runner.buffers import GUARD_BYTES, GUARD_PATTERN, prepare_call, promise_initial
+from runner.buffers import GUARD_PATTERN, prepare_call, promise_initial
+from runner.policy import GUARD_BYTES
 from runner.catalog import find_challenge
 from runner.check import compare, unwritten_nan
 from runner.cli import main

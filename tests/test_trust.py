@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import protocol
+from runner import policy, protocol
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.grade import GradeOptions, grade_safely
@@ -224,7 +224,7 @@ def test_the_burst_drains_the_device_only_for_work_left_on_other_streams(mode, d
     assert command["command"] == protocol.CMD_BURST
     assert command["sync_every"] == (1 if drains else 0)
     assert command["isolate"] is isolate
-    assert 1 <= command["calls"] <= protocol.MAX_BURST_CALLS
+    assert 1 <= command["calls"] <= policy.MAX_BURST_CALLS
 
 
 def test_the_bursts_come_in_rounds_of_real_and_null_at_two_lengths(monkeypatch):
@@ -235,7 +235,7 @@ def test_the_bursts_come_in_rounds_of_real_and_null_at_two_lengths(monkeypatch):
     steps = [grading.bursts[0]] + grading.schedule
     assert len(steps) % 4 == 0 and len(steps) // 4 >= 3
     short, long_ = grading.burst_setup["lengths"]
-    assert 1 <= short < long_ <= protocol.MAX_BURST_CALLS and long_ >= 4 * short
+    assert 1 <= short < long_ <= policy.MAX_BURST_CALLS and long_ >= 4 * short
     for r in range(len(steps) // 4):
         assert sorted((s["kind"], s["calls"]) for s in steps[4 * r:4 * r + 4]) == sorted(
             [("null", short), ("null", long_), ("real", short), ("real", long_)])
@@ -292,7 +292,8 @@ def test_a_null_burst_made_slow_is_believed_only_up_to_the_graders_own():
     """The null burst runs in the untrusted process: one made slower (work of its own while the
     solve is not called) would make the solve look faster. It is believed up to NULL_SLACK
     above the same loop measured in the grader's process, so such a forger gains at most that."""
-    from runner.clock import NULL_SLACK, clock_per_call
+    from runner.clock import clock_per_call
+    from runner.policy import NULL_SLACK
 
     o, s = 300e-6, 100e-6
     found = clock_per_call(_rounds(0.01, o, s, null_extra_s=80e-6), parent_null_s=o)
@@ -374,8 +375,7 @@ def test_the_clock_bands(ratio, verdict, agrees, monkeypatch):
 
 
 def test_the_leaderboard_holds_what_the_clock_does_not_corroborate_at_the_same_band():
-    from runner.judge.candidates import CLOCK_HOLD
-    from runner.performance import CLOCK_BAND, CLOCK_REJECT
+    from runner.policy import CLOCK_BAND, CLOCK_HOLD, CLOCK_REJECT
 
     assert CLOCK_HOLD == 1 + CLOCK_BAND == 1.25 and CLOCK_REJECT == 3.0
 
@@ -394,13 +394,13 @@ def test_the_burst_probe_fits_the_report_channels_line_limit():
     longest burst and several outputs."""
     from runner.grading import Grading
     from runner.plan import Plan
-    from runner.sandbox.parent import MAX_LINE_BYTES
+    from runner.policy import MAX_LINE_BYTES
 
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
     outputs = {f"out{k}": torch.zeros(1000) for k in range(3)}
     grading = Grading(challenge, Plan(cases=[], expected=[], perf_expected=outputs),
                       GradeOptions(action="submit"))
-    calls = protocol.MAX_BURST_CALLS
+    calls = policy.MAX_BURST_CALLS
     [command] = grading._on_burst_done({"calls": calls}, 0.0)
     assert command["command"] == protocol.CMD_PROBE and set(command["positions"]) == set(outputs)
     probed = sum(len(p) for p in command["positions"].values())

@@ -24,10 +24,10 @@ from runner.authoring.context import Context, fmt_bytes
 from runner.cases import case_bytes
 from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 from runner.challenge import is_object_type, is_tensor_type
+from runner.policy import REALISTIC_FRACTION
 
 Rule = Dict[str, Any]
 Rules = Dict[str, Rule]
-REALISTIC_FRACTION = 64     # some functional case must be at least 1/64 of the performance case
 
 _SYMBOL = {"min": "≥", "max": "≤", "gt": ">", "lt": "<"}
 

@@ -18,8 +18,7 @@ from runner.check import bitwise_equal
 from runner.cases import GENERATORS, case_bytes, with_seed
 from runner.challenge import ChallengeBase
 from runner.loading import is_leetgpu_format, load_challenge
-MEMORY_BUDGET_BYTES = 16 * 10**9     # a 16 GB GPU (LeetGPU's T4) ...
-MEMORY_FACTOR = 5                    # ... must hold 5 copies of the performance case
+from runner.policy import MEMORY_BUDGET_BYTES, MEMORY_FACTOR
 GRADING_SEED = 0                     # the seed `run` and `submit` use by default
 
 Case = Dict[str, Any]

@@ -32,8 +32,8 @@ from runner.authoring import examples
 from runner.authoring import html as html_mod
 from runner.authoring.context import Context
 from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
+from runner.policy import DESCRIPTION_MIN_CHARS
 
-DESCRIPTION_MIN_CHARS = 40
 SECTIONS = [  # (name, heading pattern, formats that require it)
     ("Inputs and outputs", r"input", ("repo",)),
     ("Implementation requirements", r"requirement", ("repo", "leetgpu")),

@@ -7,13 +7,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from runner.authoring.context import MEMORY_BUDGET_BYTES, MEMORY_FACTOR, Context, fmt_bytes
+from runner.authoring.context import Context, fmt_bytes
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.authoring.results import CheckResult, failed, passed, skipped, stricter
 from runner.buffers import fill_initial_, promised_initial
 from runner.cases import case_bytes
 from runner.challenge import ChallengeBase
 from runner.plan import compare_output
+from runner.policy import FLOAT64_PERF_BYTES, MEMORY_BUDGET_BYTES, MEMORY_FACTOR
 
 
 def _float64_outputs(ctx: Context, case: Dict[str, Any],
@@ -144,10 +145,6 @@ def check_float64(ctx: Context) -> CheckResult:
     return passed("float64", f"within tolerance of float64 on all {count} functional cases "
                              f"({how}); worst {100 * worst[0]:.1f}% of the allowed error "
                              f"({worst[1] or 'n/a'}); no unexpected NaN or Inf")
-
-
-# the performance case is recomputed in float64 when its float64 copy fits this (else skipped)
-FLOAT64_PERF_BYTES = 8 * 2**30
 
 
 def check_float64_performance(ctx: Context) -> CheckResult:

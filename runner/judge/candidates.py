@@ -57,12 +57,6 @@ def _number(value: Any) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-# the grader's clock corroborates a time within this many times the timed runs' mean (issue 25:
-# was 1.5); an entry whose clock did not (``clock.agrees`` false) is held. The figure is
-# runner.performance.CLOCK_BAND + 1, repeated here so that the judge's API imports no torch.
-CLOCK_HOLD = 1.25
-
-
 @dataclass
 class Timing:
     """What a result says about its time (read defensively: the grader's result may change)."""

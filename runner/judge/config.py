@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from runner.catalog import discover
+from runner.policy import HOST_MEMORY_BYTES, TIME_LIMIT_S, WATCHDOG_MARGIN_S
 
 ROLES = ("user", "author", "worker", "admin")
 WORKERS_RE = re.compile(r"^(auto|none|cpu:[1-9][0-9]*|gpus:[0-9]+(,[0-9]+)*)$")
@@ -42,11 +43,11 @@ class JudgeLimits:
     rate_window_s: float = 60.0
     max_message_bytes: int = 1 << 20  # one WebSocket message / HTTP body
     max_file_bytes: int = 256 << 10   # one submitted file (UTF-8)
-    time_limit_s: float = 300.0       # wall clock for one grading (Triton's build included;
-    #                                   a CUDA build comes before it, with its own 120 s)
+    time_limit_s: float = TIME_LIMIT_S  # wall clock for one grading (Triton's build included;
+    #                                     a CUDA build comes before it, with its own 120 s)
     first_message_timeout_s: float = 30.0
     max_queue_wait_s: float = 3600.0  # a submission no worker took within this ends `interrupted`
-    host_memory_bytes: int = 16 * 2**30   # one grading's resident host memory
+    host_memory_bytes: int = HOST_MEMORY_BYTES   # one grading's resident host memory
 
 
 @dataclass
@@ -56,7 +57,8 @@ class LeaseSettings:
     max_retries: int = 2              # infrastructure faults retried at most this often
     reap_interval_s: float = 1.0
     avoid_failed_worker_s: float = 15.0   # a retry prefers another worker for this long
-    watchdog_margin_s: float = 30.0   # a worker stops a grading this long past the time limit
+    watchdog_margin_s: float = WATCHDOG_MARGIN_S   # a worker stops a grading this long past
+    #                                                the time limit
 
     @property
     def heartbeat_interval(self) -> float:

@@ -9,8 +9,8 @@ original worker is avoided for :data:`AVOID_S` seconds when another worker of th
 has been seen). Then:
 
 - the verification is accepted and its median agrees with the submitted one within
-  :data:`BAND` (10%: ``max/min - 1 <= 0.10``) -> ``ranked``, ranked by the **verification**
-  median;
+  :data:`runner.policy.LEADERBOARD_BAND` (10%: ``max/min - 1 <= 0.10``) -> ``ranked``,
+  ranked by the **verification** median;
 - the medians disagree, or the verification could not finish (interrupted, internal error), or
   only one of the two was timed -> ``held`` for review, both figures kept; an admin may approve
   (rank it by the verification median) or remove it;
@@ -36,11 +36,12 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from runner.judge.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
-                                     REMOVED, RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING,
+from runner.judge.candidates import (CAND_COLUMNS, HELD, RANKED, REJECTED, REMOVED,
+                                     RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING,
                                      Candidate, Timing, better, fmt_ms)
 from runner.judge.records import DONE, QUEUED, Record
 from runner.judge.rejected import Rejected
+from runner.policy import CLOCK_HOLD, LEADERBOARD_BAND
 from runner.protocol import Verdict
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -49,7 +50,6 @@ if TYPE_CHECKING:   # pragma: no cover
 log = logging.getLogger("runner.judge")
 
 VERIFIER = "(verifier)"       # owner of verification runs (not a valid token name in practice)
-BAND = 0.10                   # the two medians must agree within 10%
 TOP = 10
 AVOID_S = 120.0               # a verification avoids the original worker this long
 WORKER_SEEN_S = 60.0          # a worker that claimed within this long counts as present
@@ -65,7 +65,7 @@ class Leaderboard:
     def __init__(self, service: "JudgeService"):
         self.service = service
         self.store = service.store
-        self.band = BAND
+        self.band = LEADERBOARD_BAND
         self.avoid_s = AVOID_S
         self._seen: Dict[str, Tuple[frozenset, float]] = {}
         self._seen_lock = threading.Lock()

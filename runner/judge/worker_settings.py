@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from runner.policy import KILL_WAIT_S, STARTUP_ALLOWANCE_S, WATCHDOG_MARGIN_S
 from runner.sandbox import jail
 
 TOKEN_ENV = "JUDGE_WORKER_TOKEN"
-STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
 LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 
 
@@ -29,7 +29,7 @@ class WorkerSettings:
     slot: str = "0"
     name: str = ""
     challenge_dirs: List[str] = field(default_factory=list)
-    watchdog_margin_s: float = 30.0
+    watchdog_margin_s: float = WATCHDOG_MARGIN_S
     claim_wait_s: float = 10.0
     lock_dir: Path = field(default_factory=lambda: machine_lock_dir())
     jobs_root: Optional[Path] = None   # the slot's jobs folder goes here (default $TMPDIR)
@@ -42,7 +42,7 @@ class WorkerSettings:
     maintenance_chance: int = 1000
     result_retry_s: float = 120.0      # keep offering a result this long while the API is down
     term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
-    kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
+    kill_wait_s: float = KILL_WAIT_S   # after SIGKILL, wait this long for it to be reaped
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
     prewarm: bool = False              # park the next job process and its jail ahead
     #                                    (runner/judge/prewarm.py; the command line's default)
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="judge")
     p.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
     p.add_argument("--maintenance-chance", type=int, default=1000)
-    p.add_argument("--watchdog-margin", type=float, default=30.0)
+    p.add_argument("--watchdog-margin", type=float, default=WATCHDOG_MARGIN_S)
     p.add_argument("--lock-dir", type=Path, default=None,
                    help=f"where this judge's slot lock files live (default ${LOCK_DIR_ENV}, "
                         f"$XDG_RUNTIME_DIR or /tmp; `serve` uses DATA_DIR/workers); a GPU's "

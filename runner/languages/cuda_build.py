@@ -49,18 +49,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from runner import procs
 from runner.errors import CompileError, EnvironmentNotSupported
 from runner.languages import cuda_harness, nvcc
+from runner.policy import (BUILD_MAX_CAPTURE_BYTES, BUILD_MAX_FILE_BYTES, BUILD_MAX_LIBRARY_BYTES,
+                           BUILD_MAX_OUTPUT_BYTES, BUILD_MAX_PROCESSES, BUILD_MEMORY_BYTES,
+                           BUILD_TIMEOUT_S, BUILD_TMP_BYTES)
 from runner.sandbox import jail
 
 JAIL_SRC = "/build/src"          # the source folder, read-only in the build jail
 JAIL_OUT = "/build/out"          # the output folder, the one writable place besides /tmp
 LIBRARY_NAME = "solution.so"     # what nvcc writes into the output folder
-MAX_LIBRARY_BYTES = 512 * 2**20  # a bigger "library" is refused
-MAX_OUTPUT_BYTES = 1 * 2**30     # the output folder's size during the build
-MAX_FILE_BYTES = 1 * 2**30       # RLIMIT_FSIZE of every process of the build
-TMP_BYTES = 2 * 2**30            # the build jail's /tmp (a tmpfs: nvcc's temporaries)
-MEMORY_BYTES = 16 * 2**30        # resident memory of every process of the build
-MAX_PROCESSES = 64
-MAX_CAPTURE_BYTES = 1 * 2**20    # nvcc's output kept (the rest is read and dropped)
 POLL_S = 0.1
 
 assert shutil.rmtree.avoids_symlink_attacks, "shutil.rmtree must be fd-based here"
@@ -200,7 +196,7 @@ def jail_command(inner: Sequence[str], src: Path, out: Path, nvcc_path: str) -> 
     for name in jail.ETC_FILES:
         if Path("/etc", name).exists():
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(BUILD_TMP_BYTES), "--tmpfs", "/tmp"]
     toolkit = Path(nvcc_path).resolve().parent.parent
     shown: List[Path] = []
     # the toolkit where outside /usr; the interpreter's packages too, for an nvcc installed
@@ -233,7 +229,7 @@ class Finished:
 
 
 def _limit_files() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (BUILD_MAX_FILE_BYTES, BUILD_MAX_FILE_BYTES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -241,8 +237,8 @@ def run_bounded(command: Sequence[str], env: Dict[str, str], cwd: str, out: Path
                 timeout_s: Optional[float] = None) -> Finished:
     """Run ``command`` (no shell) in a session of its own; kill it (and with bwrap's
     --die-with-parent, its whole PID namespace) past the time, memory, process or output
-    folder bounds. Only the first MAX_CAPTURE_BYTES of its output are kept."""
-    timeout_s = nvcc.BUILD_TIMEOUT_S if timeout_s is None else timeout_s
+    folder bounds. Only the first BUILD_MAX_CAPTURE_BYTES of its output are kept."""
+    timeout_s = BUILD_TIMEOUT_S if timeout_s is None else timeout_s
     try:
         proc = subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -256,8 +252,8 @@ def run_bounded(command: Sequence[str], env: Dict[str, str], cwd: str, out: Path
             chunk = proc.stdout.read1(65536)
             if not chunk:
                 return
-            if len(kept) < MAX_CAPTURE_BYTES:
-                kept.extend(chunk[:MAX_CAPTURE_BYTES - len(kept)])
+            if len(kept) < BUILD_MAX_CAPTURE_BYTES:
+                kept.extend(chunk[:BUILD_MAX_CAPTURE_BYTES - len(kept)])
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
@@ -268,11 +264,11 @@ def run_bounded(command: Sequence[str], env: Dict[str, str], cwd: str, out: Path
             stopped = "time"
         else:
             usage = procs.tree_usage(proc.pid)
-            if usage.rss_bytes > MEMORY_BYTES:
+            if usage.rss_bytes > BUILD_MEMORY_BYTES:
                 stopped = "memory"
-            elif usage.processes > MAX_PROCESSES:
+            elif usage.processes > BUILD_MAX_PROCESSES:
                 stopped = "processes"
-            elif procs.folder_usage(str(out))[0] > MAX_OUTPUT_BYTES:
+            elif procs.folder_usage(str(out))[0] > BUILD_MAX_OUTPUT_BYTES:
                 stopped = "output"
         if stopped:
             procs.kill_tree(proc.pid, groups=[proc.pid])   # bwrap's namespace dies with it
@@ -286,14 +282,15 @@ def run_bounded(command: Sequence[str], env: Dict[str, str], cwd: str, out: Path
 
 def _stopped_message(why: str, name: str) -> str:
     if why == "time":
-        return (f"nvcc took longer than {nvcc.BUILD_TIMEOUT_S:.0f} s to build {name} and was "
+        return (f"nvcc took longer than {BUILD_TIMEOUT_S:.0f} s to build {name} and was "
                 f"stopped; look for huge unrolled loops or template recursion")
     if why == "memory":
-        return (f"nvcc used more than {MEMORY_BYTES / 2**30:.0f} GiB of memory building {name} "
-                f"and was stopped; look for huge unrolled loops or template recursion")
+        return (f"nvcc used more than {BUILD_MEMORY_BYTES / 2**30:.0f} GiB of memory building "
+                f"{name} and was stopped; look for huge unrolled loops or template recursion")
     if why == "processes":
-        return f"the build of {name} started more than {MAX_PROCESSES} processes and was stopped"
-    return (f"the build of {name} wrote more than {MAX_OUTPUT_BYTES / 2**30:.0f} GiB and was "
+        return (f"the build of {name} started more than {BUILD_MAX_PROCESSES} processes and was "
+                f"stopped")
+    return (f"the build of {name} wrote more than {BUILD_MAX_OUTPUT_BYTES / 2**30:.0f} GiB and was "
             f"stopped")
 
 
@@ -329,9 +326,9 @@ def collect(out: Path, name: str, destination: Path, file_name: str, log: str = 
         if not stat.S_ISREG(st.st_mode):
             raise CompileError(f"{file_name} did not compile: the build's library is not a "
                                f"regular file; refused", details)
-        if st.st_size > MAX_LIBRARY_BYTES:
+        if st.st_size > BUILD_MAX_LIBRARY_BYTES:
             raise CompileError(f"{file_name} did not compile: the build's library is larger "
-                               f"than {MAX_LIBRARY_BYTES // 2**20} MiB; refused", details)
+                               f"than {BUILD_MAX_LIBRARY_BYTES // 2**20} MiB; refused", details)
         _copy_in(fd, destination, file_name, details)
     finally:
         os.close(fd)
@@ -347,9 +344,9 @@ def _copy_in(fd: int, destination: Path, file_name: str, details: str) -> None:
                 if not chunk:
                     break
                 total += len(chunk)
-                if total > MAX_LIBRARY_BYTES:
+                if total > BUILD_MAX_LIBRARY_BYTES:
                     raise CompileError(f"{file_name} did not compile: the build's library is "
-                                       f"larger than {MAX_LIBRARY_BYTES // 2**20} MiB; refused",
+                                       f"larger than {BUILD_MAX_LIBRARY_BYTES // 2**20} MiB; refused",
                                        details)
                 target.write(chunk)
             target.flush()

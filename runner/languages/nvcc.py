@@ -24,11 +24,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from runner.errors import CompileError, EnvironmentNotSupported
 from runner.languages import cuda_harness
+from runner.policy import BUILD_LOG_BYTES, BUILD_LOG_LINES
 
-BUILD_TIMEOUT_S = 120.0
 QUERY_TIMEOUT_S = 30.0
-MAX_LOG_LINES = 50
-MAX_LOG_BYTES = 8192
 # Hopper, the GPU the project grades on: a machine without a GPU builds what an H100 would
 DEFAULT_CAPABILITY = (9, 0)
 STANDARD_CUDA_HOMES = ("/usr/local/cuda",)
@@ -309,7 +307,7 @@ def first_error(log: str) -> str:
     return ""
 
 
-def bound(text: str, max_lines: int = MAX_LOG_LINES, max_bytes: int = MAX_LOG_BYTES) -> str:
+def bound(text: str, max_lines: int = BUILD_LOG_LINES, max_bytes: int = BUILD_LOG_BYTES) -> str:
     """The first ``max_lines`` lines within ``max_bytes`` bytes, with a note of what was cut."""
     lines = text.splitlines()
     kept: List[str] = []

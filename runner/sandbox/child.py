@@ -23,10 +23,8 @@ import traceback
 from pathlib import Path
 
 from runner import procs
+from runner.policy import RLIMIT_FILE_BYTES, RLIMIT_PROCESSES
 from runner.sandbox.jail import libc_unshare_net, load_filter
-
-MAX_FILE_BYTES = 1 << 30
-MAX_PROCESSES = 256
 
 # captured at import, before any submission code: a solution that replaces os.write or
 # os.read does not change what the harness sends (and timing_tampering() notices)
@@ -37,13 +35,13 @@ _READ = os.read
 def set_limits(jailed: bool) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    cap = MAX_FILE_BYTES if hard == resource.RLIM_INFINITY else min(hard, MAX_FILE_BYTES)
+    cap = RLIMIT_FILE_BYTES if hard == resource.RLIM_INFINITY else min(hard, RLIMIT_FILE_BYTES)
     resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
     if jailed:
         # counts the jail user's tasks in its own user namespace (not enforced where that
         # user maps to root outside; the parent's process and thread limits hold there)
         try:
-            resource.setrlimit(resource.RLIMIT_NPROC, (MAX_PROCESSES * 8, MAX_PROCESSES * 8))
+            resource.setrlimit(resource.RLIMIT_NPROC, (RLIMIT_PROCESSES * 8, RLIMIT_PROCESSES * 8))
         except (ValueError, OSError):
             pass
 

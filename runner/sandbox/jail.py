@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from runner.policy import DISK_BYTES, SHM_BYTES
+
 RUNNER_ROOT = Path(__file__).resolve().parent.parent.parent
 SANDBOX_UID = 1000
 PASSWD = f"root:x:0:0:root:/nonexistent:/bin/false\nsandbox:x:{SANDBOX_UID}:{SANDBOX_UID}:grading:/tmp:/bin/false\n"
@@ -81,8 +83,8 @@ class JailSpec:
     writable: List[Path] = field(default_factory=list)    # extra writable folders (tests only)
     gpu_minor: Optional[int] = None      # /dev/nvidia<minor> of the grading's GPU
     gpu: bool = False                    # expose the GPU's device nodes and driver libraries
-    shm_bytes: int = 256 * 2**20
-    disk_bytes: int = 4 * 2**30          # the size of the writable tmpfs
+    shm_bytes: int = SHM_BYTES
+    disk_bytes: int = DISK_BYTES         # the size of the writable tmpfs
 
 
 def bwrap_path() -> Optional[str]:

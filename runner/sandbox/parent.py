@@ -36,12 +36,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from runner import procs
 from runner.output_tail import logs as bounded_logs
+from runner.policy import (DISK_BYTES, HOST_MEMORY_BYTES, KILL_WAIT_S, MAX_LINE_BYTES,
+                           MAX_PROCESSES, MAX_THREADS, OUTPUT_BYTES, STARTUP_LIMIT_S,
+                           TIME_LIMIT_S)
 from runner.protocol import Verdict
 from runner.sandbox import cgroups, jail
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 RUNNER_ROOT = jail.RUNNER_ROOT
-MAX_LINE_BYTES = 1 << 20
 ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES",
                    "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
                    "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH", "GRADER_BWRAP")
@@ -49,17 +51,17 @@ ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VI
 
 @dataclass
 class Limits:
-    timeout_s: float = 300.0                  # wall clock from the child's "ready", build included
-    startup_s: float = 300.0                  # wall clock for the interpreter and torch to start
-    host_memory_bytes: int = 16 * 2**30       # resident memory of every process in the jail
+    timeout_s: float = TIME_LIMIT_S           # wall clock from the child's "ready", build included
+    startup_s: float = STARTUP_LIMIT_S        # wall clock for the interpreter and torch to start
+    host_memory_bytes: int = HOST_MEMORY_BYTES   # resident memory of every process in the jail
     gpu_memory_bytes: Optional[int] = None    # torch's allocator cap; None: the whole device
-    max_processes: int = 64                   # processes in the jail at once
-    max_threads: int = 1024                   # threads in the jail at once
-    disk_bytes: int = 4 * 2**30               # the job folder's size
-    output_bytes: int = 64 * 1024             # captured stdout/stderr kept in the result
+    max_processes: int = MAX_PROCESSES        # processes in the jail at once
+    max_threads: int = MAX_THREADS            # threads in the jail at once
+    disk_bytes: int = DISK_BYTES              # the job folder's size
+    output_bytes: int = OUTPUT_BYTES          # captured stdout/stderr kept in the result
     require_cgroup: bool = False              # refuse to grade where the kernel cannot enforce
     #                                           memory and tasks (the judge)
-    kill_wait_s: float = 10.0                 # after SIGKILL, wait this long for the child to be
+    kill_wait_s: float = KILL_WAIT_S          # after SIGKILL, wait this long for the child to be
     #                                           reaped (a GPU context's teardown), then go on
     sandbox: str = "require"                  # "require": a jail or no grading; "auto": jail
     #                                           where possible (judge --allow-unsandboxed); "off"

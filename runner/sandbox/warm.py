@@ -40,14 +40,14 @@ from typing import Callable, Optional, Sequence, Tuple
 
 from runner import procs
 from runner.output_tail import logs as bounded_logs
+from runner.policy import MAX_LINE_BYTES, PARK_WAIT_S
 from runner.sandbox import cgroups, jail
-from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, gpu_uuid_of,
-                                   kill_orphans, child_environment, explain_cgroup,
-                                   job_cgroup, jail_paths, jobs_root)
+from runner.sandbox.parent import (Limits, SandboxUnavailable, gpu_uuid_of, kill_orphans,
+                                   child_environment, explain_cgroup, job_cgroup, jail_paths,
+                                   jobs_root)
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 PARKED_LINE = "parked"
-PARK_WAIT_S = 120.0      # a jail not parked this long after it started is given up (cold)
 VIEWS = {"challenge": "/challenge", "submission": "/submission", "library": "/library"}
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
 

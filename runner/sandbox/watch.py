@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol as TypingProtocol, Tuple
 
 from runner import procs, protocol
+from runner.policy import MAX_PROGRESS, QUIET_MAX_S
 from runner.protocol import Message, ProtocolViolation, Verdict
 
 if TYPE_CHECKING:
     import torch
     from runner.sandbox.parent import Limits
 
-MAX_PROGRESS = 1000                 # progress lines passed on per grading (the child may flood)
 
 
 @dataclass
@@ -202,9 +202,6 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
     if not outcome.finished or killed_for:
         outcome.finished = False
         _explain_exit(outcome, proc.returncode, killed_for, phase, limits)
-
-
-QUIET_MAX_S = 5.0     # the longest the limits go unpolled while the grader times a burst
 
 
 def _quiet(conversation: Conversation, now: float, since: List[float]) -> bool:

@@ -17,7 +17,8 @@ from runner.judge.auth import Principal, TokenRegistry
 from runner.judge.candidates import Timing
 from runner.judge.catalogue import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import BAND, VERIFIER
+from runner.judge.leaderboard import VERIFIER
+from runner.policy import LEADERBOARD_BAND
 from runner.judge.protocol import SubmitRequest
 from runner.judge.rejected import Rejected
 from runner.judge.service import JudgeService
@@ -120,7 +121,7 @@ def test_medians_outside_the_band_are_held_for_review_with_both_figures(service)
     grade(service, "w1", sid, result(0.0100))          # claims 10 us
     vid = verification_of(service, sid)
     grade(service, "w1", vid, result(0.0111))          # 11% apart: outside the 10% band
-    assert BAND == 0.10
+    assert LEADERBOARD_BAND == 0.10
     board = service.leaderboard.board(CHALLENGE, "H200")
     assert board["entries"] == []
     [held] = board["held"]
