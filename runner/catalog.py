@@ -8,13 +8,12 @@ Nothing here imports torch, so the commands that only look things up (``--help``
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from runner import languages
+from runner import environment, languages
 from runner.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,9 +53,6 @@ def challenge_info(path: Path) -> ChallengeInfo:
     return ChallengeInfo(path=path, number=number, slug=slug, difficulty=path.parent.name)
 
 
-CHALLENGES_PATH_ENV = "CHALLENGES_PATH"
-
-
 def as_challenges_folder(path: Path) -> Path:
     """A checkout of a challenge repository (LeetGPU's keeps its set in ``challenges/``) or the
     challenges folder itself."""
@@ -72,9 +68,8 @@ def challenge_roots() -> List[Path]:
     ``os.pathsep``; a checkout of LeetGPU's challenge repository or its ``challenges/`` folder),
     in order, then this repository's ``challenges/``. The first root holding a match wins."""
     roots: List[Path] = []
-    for entry in os.environ.get(CHALLENGES_PATH_ENV, "").split(os.pathsep):
-        if entry.strip():
-            roots.append(as_challenges_folder(Path(entry.strip()).expanduser().resolve()))
+    for entry in environment.challenge_paths():
+        roots.append(as_challenges_folder(Path(entry).expanduser().resolve()))
     roots.append(CHALLENGES_DIR)
     return list(dict.fromkeys(roots))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from runner import environment
 from runner.errors import UsageError
 from runner.probe import copy_floor_ms, measure_ceiling, read_floor_ms
 
@@ -100,12 +100,6 @@ CEILING_VERSION = 1
 FLOOR_VERSION = 1
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("CHALLENGE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "gpu-challenge-harness"))
-
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name)
 
@@ -140,7 +134,7 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
     if device.type != "cuda":
         return None
     name = describe(device)
-    path = _cache_root() / "ceilings" / f"ceiling-v{CEILING_VERSION}-{_safe(name)}.json"
+    path = environment.cache_root() / "ceilings" / f"ceiling-v{CEILING_VERSION}-{_safe(name)}.json"
     return _kept(path, Ceiling, lambda: Ceiling(*measure_ceiling(device)), device=name)
 
 
@@ -154,7 +148,7 @@ def case_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
     if device.type != "cuda" or nbytes <= 0:
         return None
     name = describe(device)
-    path = _cache_root() / "floors" / f"floor-v{FLOOR_VERSION}-{_safe(name)}-{nbytes}.json"
+    path = environment.cache_root() / "floors" / f"floor-v{FLOOR_VERSION}-{_safe(name)}-{nbytes}.json"
     return _kept(path, Floor, lambda: _measure_floor(device, nbytes), device=name, bytes=nbytes)
 
 

@@ -9,7 +9,6 @@ in this process with ``isolate=False``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import traceback
@@ -19,7 +18,7 @@ from typing import Any, Callable, List, Optional
 
 import torch
 
-from runner import devices, languages, protocol
+from runner import devices, environment, languages, protocol
 from runner.catalog import ChallengeInfo
 from runner.errors import SubmissionError
 from runner.execute import MemoryChannel, execute
@@ -60,7 +59,7 @@ class GradeOptions:
     # warm_start starts the jail first thing, so that it starts while the plan is made and
     # the solution is built
     parked: Any = None
-    warm_start: bool = field(default_factory=lambda: os.environ.get("GRADER_WARM_START") != "0")
+    warm_start: bool = field(default_factory=environment.warm_start)
 
 
 def gpu_memory_fraction(options: GradeOptions) -> Optional[float]:

@@ -19,15 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from runner import environment
+
 MAX_ROWS = 64
 MAX_COLUMNS = 4000
 MAX_FIELD = 8192
 NCU_TIMEOUT_S = 25.0
 NCU_LAUNCH_COUNT = 10
 PARAMS_FILE = "/proc/driver/nvidia/params"
-NCU_ENV = "GRADER_PROFILE_NCU"     # "off": never run ncu; "always": run it even where the
-#                                    driver restricts counters to administrators (to see how
-#                                    it fails in the jail)
 
 
 # -- where ncu may run (host side, trusted) ------------------------------------------------------
@@ -35,9 +34,8 @@ NCU_ENV = "GRADER_PROFILE_NCU"     # "off": never run ncu; "always": run it even
 def find_ncu() -> Optional[Path]:
     """The host's ``ncu``, where there is one: PATH, $CUDA_HOME/bin, the usual install folders."""
     candidates = [shutil.which("ncu")]
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var):
-            candidates.append(os.path.join(os.environ[var], "bin", "ncu"))
+    for home in environment.cuda_homes():
+        candidates.append(os.path.join(home, "bin", "ncu"))
     candidates += ["/usr/local/cuda/bin/ncu"]
     candidates += sorted(glob.glob("/usr/local/cuda*/bin/ncu"), reverse=True)
     candidates += sorted(glob.glob("/opt/nvidia/nsight-compute/*/ncu"), reverse=True)
@@ -75,9 +73,9 @@ def admin_only_counters(params_file: str = PARAMS_FILE) -> Optional[bool]:
 
 def ncu_plan(jailed: bool) -> Tuple[Optional[Path], str]:
     """(ncu to run, or None; why not). Decided here, told to the child in its command."""
-    mode = os.environ.get(NCU_ENV, "").strip().lower()
+    mode = environment.ncu_mode()
     if mode == "off":
-        return None, f"Nsight Compute not run: {NCU_ENV}=off"
+        return None, "Nsight Compute not run: GRADER_PROFILE_NCU=off"
     ncu = find_ncu()
     if ncu is None:
         return None, ("no Nsight Compute (ncu) on this machine: counters are not available "

@@ -15,6 +15,7 @@ from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
 from runner.languages import cuda, cuda_abi, cuda_build, cuda_harness, elf_symbols, nvcc
+from runner import environment
 from runner.policy import BUILD_LOG_BYTES, BUILD_LOG_LINES
 
 HAS_NVCC = shutil.which("nvcc") is not None
@@ -48,7 +49,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def leftovers():
-    return list((nvcc.cache_root().parent / "cuda-build-jobs").iterdir())
+    return list((environment.cache_root().parent / "cuda-build-jobs").iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_build_runs_nvcc_without_a_shell_for_the_target(tmp_path, monkeypatch):
     assert "-gencode=arch=compute_90a,code=sm_90a" in cmd
     assert cmd.index("-DFROM_CHALLENGE") < cmd.index("-DFROM_USER")
     assert any(arg.endswith(cuda_harness.FILE_NAME) for arg in cmd)
-    assert built.library.parent == nvcc.cache_root() / "cuda-trusted"
+    assert built.library.parent == environment.cache_root() / "cuda-trusted"
     assert not leftovers(), "the build folder was not removed"
     assert not list(built.library.parent.glob(".incoming-*"))
 
@@ -162,12 +163,12 @@ def test_cache_key_covers_source_nvcc_target_flags_and_harness(monkeypatch):
 
 def test_cache_location_honours_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(tmp_path / "mine"))
-    assert nvcc.cache_root() == tmp_path / "mine"
+    assert environment.cache_root() == tmp_path / "mine"
     monkeypatch.delenv("CHALLENGE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert nvcc.cache_root() == tmp_path / "xdg" / "gpu-challenge-harness"
+    assert environment.cache_root() == tmp_path / "xdg" / "gpu-challenge-harness"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert nvcc.cache_root() == Path.home() / ".cache" / "gpu-challenge-harness"
+    assert environment.cache_root() == Path.home() / ".cache" / "gpu-challenge-harness"
 
 
 # -- compile errors -------------------------------------------------------------------------
@@ -183,7 +184,7 @@ def test_compile_error_names_the_users_file_and_line(tmp_path, challenge):
     assert err.verdict == "compile_error"
     assert 'my_kernel.cu(3): error: identifier "not_declared_anywhere" is undefined' in err.message
     assert "my_kernel.cu(3): error" in err.details
-    assert str(nvcc.cache_root()) not in err.details and "/build/" not in err.details
+    assert str(environment.cache_root()) not in err.details and "/build/" not in err.details
     assert "cuda-build-" not in err.details
     assert "tmpxft" not in err.details
 

@@ -18,6 +18,7 @@ from helpers import grade_json
 from runner import grade as grade_module
 from runner.errors import CompileError
 from runner.languages import cuda, cuda_build, nvcc
+from runner import environment
 from runner.policy import BUILD_LOG_BYTES
 from runner.sandbox import jail, parent
 
@@ -233,7 +234,7 @@ def test_a_grading_builds_before_the_child_and_shows_it_only_a_copy(tmp_path, mo
     assert code == 0 and result["verdict"] == "compiled", result
     assert "compiled for sm_90a with nvcc" in result["message"]
     (spec, job), = specs
-    cache = nvcc.cache_root()
+    cache = environment.cache_root()
     shown = [*spec.read_only, *spec.writable]
     assert not any(p == cache or cache in p.parents or p in cache.parents for p in shown), shown
     library = Path(job["library_path"])
@@ -265,7 +266,7 @@ def test_a_warm_jail_gets_the_library_copied_into_its_own_folder(tmp_path, monke
     assert code == 0 and result["verdict"] == "compiled", result
     (spec,) = specs
     assert "/library" in spec.mapped.values()
-    cache = nvcc.cache_root()
+    cache = environment.cache_root()
     shown = [*spec.read_only, *spec.writable, *spec.mapped]
     assert not any(p == cache or cache in p.parents or p in cache.parents for p in shown), shown
     assert not list((tmp_path / "jobs").iterdir()), "the grading's folders were left behind"

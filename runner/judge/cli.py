@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import ipaddress
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -19,7 +18,6 @@ from runner.exit_codes import EXIT_USAGE
 from runner.judge.catalogue import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
 from runner.judge.supervisor import Supervisor, plan_workers
-from runner.judge.worker_settings import TOKEN_ENV
 from runner.sandbox import jail
 
 log = logging.getLogger("runner.judge")
@@ -32,10 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "authentication off; any other address needs a config with tokens.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--config", type=Path, default=os.environ.get("JUDGE_CONFIG"),
+    p.add_argument("--config", type=Path, default=environment.judge_config(),
                    help="the judge's YAML config (see deploy/judge.example.yaml; or $JUDGE_CONFIG)")
-    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("JUDGE_DATA_DIR",
-                                                                         "judge-data")),
+    p.add_argument("--data-dir", type=Path, default=environment.judge_data_dir(),
                    help="this judge's own folder: the embedded SQLite store, and its local "
                         "workers' locks and job files (default ./judge-data, or "
                         "$JUDGE_DATA_DIR); two judges on one machine need two")
@@ -105,9 +102,9 @@ def workers_only(args, config: JudgeConfig) -> int:
     if not args.url:
         print("error: --workers-only needs --url (the judge's API)", file=sys.stderr)
         return EXIT_USAGE
-    token = os.environ.get(TOKEN_ENV)
+    token = environment.worker_token()
     if not token:
-        print(f"error: set ${TOKEN_ENV} to a token with the worker role", file=sys.stderr)
+        print("error: set $JUDGE_WORKER_TOKEN to a token with the worker role", file=sys.stderr)
         return EXIT_USAGE
     accelerators = Accelerators.configured(config.accelerators, config.accelerator_map)
     cpu_name = CPU if CPU in accelerators.names else accelerators.names[0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
 import sys
 import time
@@ -22,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from runner import languages
+from runner import environment, languages
 from runner.catalog import UnknownChallenge, find_challenge, refuse_folder, resolve_solution
 from runner.errors import UsageError
 from runner.exit_codes import EXIT_OK, EXIT_REJECTED
@@ -31,9 +30,6 @@ from runner.progress import Progress
 from runner.protocol import Verdict
 from runner.report import Result, TestReport, render_text
 
-URL_ENV = "SERVICE_URL"
-TOKEN_ENVS = ("JUDGE_TOKEN", "SERVICE_TOKEN")
-ACCELERATOR_ENV = "JUDGE_ACCELERATOR"
 RECONNECTS = 5
 
 
@@ -170,19 +166,19 @@ def submission_from_args(args: argparse.Namespace) -> Tuple[Path, str, str, Opti
 
 def remote_command(args: argparse.Namespace,
                    log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
-    url = args.remote or os.environ.get(URL_ENV)
+    url = args.remote or environment.service_url()
     if not url:
-        raise UsageError(f"--remote needs a URL (or set ${URL_ENV})")
+        raise UsageError("--remote needs a URL (or set $SERVICE_URL)")
     if args.action not in ("run", "submit", "profile"):
         raise UsageError("--remote sends `run`, `submit` or `profile` actions only")
-    token = next((os.environ[e] for e in TOKEN_ENVS if os.environ.get(e)), None)
+    token = environment.client_token()
     solution, content, language, code, challenge = submission_from_args(args)
     name = solution.name
     if getattr(args, "seed", 0):
         log("note: --seed is ignored by a judge: it grades with a private seed of its own and "
             "reports it in the result")
     message = build_message(args.action, name, content, language, token, code, challenge,
-                            os.environ.get(ACCELERATOR_ENV),
+                            environment.client_accelerator(),
                             uuid.uuid4().hex)
     timeout = float(getattr(args, "timeout", None) or 3600.0)
     terminal: Optional[Dict[str, Any]] = None

@@ -7,7 +7,6 @@ from environment variables (``url_env``, ``redis_url_env``).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from runner import environment
 from runner.catalog import discover
 from runner.policy import HOST_MEMORY_BYTES, TIME_LIMIT_S, WATCHDOG_MARGIN_S
 
@@ -115,7 +115,7 @@ def _secret(entry: Dict[str, Any], key_plain: str, key_env: str, key_file: str, 
     if entry.get(key_plain) is not None:
         return str(entry[key_plain])
     if entry.get(key_env):
-        value = os.environ.get(str(entry[key_env]))
+        value = environment.named(str(entry[key_env]))
         if not value:
             raise ConfigError(f"{where}: environment variable {entry[key_env]} is not set")
         return value

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from runner import procs
+from runner import environment, procs
 from runner.judge.worker_settings import WorkerSettings
 from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 
@@ -26,7 +26,7 @@ PARKED_SPEC = "job.json"                # a parked job process's job, in its own
 def job_environment(settings: WorkerSettings, home: Path) -> Dict[str, str]:
     """The job process's environment: what building and running needs, only this worker's
     GPU visible (none for a CPU slot), and nothing secret."""
-    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    env = environment.inherited(ENV_PASSTHROUGH)
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     cache = slot_cache_folder(settings)
     env.update(PYTHONPATH=str(RUNNER_ROOT), PYTHONUNBUFFERED="1", HOME=str(home),
@@ -48,7 +48,7 @@ UNREAPED: List[subprocess.Popen] = []     # job processes being reaped in the ba
 def jobs_folder(settings: WorkerSettings) -> Path:
     """Where this slot's jobs keep their temporary files (only its lock holder uses it): in
     ``jobs_root`` (``serve`` puts it in its data folder), else in $TMPDIR."""
-    root = settings.jobs_root or Path(os.environ.get("TMPDIR") or "/tmp")
+    root = settings.jobs_root or environment.tmp_dir()
     return root / f"judge-jobs-{settings.slot_name}"
 
 

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from runner import environment
 from runner.sandbox.jail import RUNNER_ROOT
-from runner.judge.worker_settings import TOKEN_ENV
 
 log = logging.getLogger("runner.judge.supervisor")
 
@@ -61,7 +61,8 @@ class Supervisor:
         # (label, accelerator, "starting" | "given up", reason): what /healthz shows of the
         # workers started here before they report for themselves
         self.on_state = on_state or (lambda label, accelerator, state, reason: None)
-        self.env = {**os.environ, **(env or {}), TOKEN_ENV: token}
+        self.env = {**environment.whole(), **(env or {}),
+                    environment.JUDGE_WORKER_TOKEN.name: token}
         self.env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(RUNNER_ROOT), self.env.get("PYTHONPATH", "")) if p)
         self.procs: Dict[int, subprocess.Popen] = {}

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional
 
 import httpx
 
-from runner import procs
+from runner import environment, procs
 from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
 from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
 from runner.judge.prewarm import Prewarm
@@ -48,14 +48,13 @@ from runner.judge.worker_settings import WorkerSettings, build_parser, settings_
 
 log = logging.getLogger("runner.judge.worker")
 PRESENCE_EVERY_S = 5.0                  # how often a worker tells the API it is serving
-CRASH_ENV = "JUDGE_WORKER_CRASH_AT"     # for fault-injection tests: "claimed" or "result"
 MAX_EVENTS_PER_READ = 5                 # more progress lines at once: only the latest is posted
 
 
 def crash_point(name: str) -> None:
     """Die here with SIGKILL when ``$JUDGE_WORKER_CRASH_AT`` names this point (tests use it to
     kill a worker at an exact stage: after its claim, or holding a result not yet stored)."""
-    if os.environ.get(CRASH_ENV) == name:
+    if environment.crash_point() == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

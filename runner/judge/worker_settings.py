@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
+from runner import environment
 from runner.policy import KILL_WAIT_S, STARTUP_ALLOWANCE_S, WATCHDOG_MARGIN_S
 from runner.sandbox import jail
 
-TOKEN_ENV = "JUDGE_WORKER_TOKEN"
-LOCK_DIR_ENV = "JUDGE_LOCK_DIR"         # where the one-worker-per-GPU lock files live
 
 
 def machine_lock_dir() -> Path:
     """Where locks shared by every judge on this machine live (a GPU's)."""
-    return Path(os.environ.get(LOCK_DIR_ENV) or os.environ.get("XDG_RUNTIME_DIR") or "/tmp")
+    return environment.lock_dir()
 
 
 @dataclass
@@ -61,7 +59,7 @@ class WorkerSettings:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runner.judge.worker",
                                 description="A judge worker bound to one GPU (or CPU slot). The "
-                                            f"token comes from ${TOKEN_ENV}.")
+                                            "token comes from $JUDGE_WORKER_TOKEN.")
     p.add_argument("--url", required=True, help="the judge's API, e.g. http://judge:8000")
     p.add_argument("--accelerator", required=True, help="the accelerator this worker serves")
     where = p.add_mutually_exclusive_group(required=True)
@@ -70,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="", help="this worker's name in leases and logs")
     p.add_argument("--challenges", action="append", default=[], metavar="DIR",
                    help="a folder of challenges (as the API's `challenges`); repeatable")
-    p.add_argument("--redis-url", default=os.environ.get("JUDGE_REDIS_URL"),
+    p.add_argument("--redis-url", default=environment.redis_url(),
                    help="a fleet: read submission ids from Dramatiq on this Redis "
                         "(or $JUDGE_REDIS_URL)")
     p.add_argument("--namespace", default="judge")
@@ -78,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maintenance-chance", type=int, default=1000)
     p.add_argument("--watchdog-margin", type=float, default=WATCHDOG_MARGIN_S)
     p.add_argument("--lock-dir", type=Path, default=None,
-                   help=f"where this judge's slot lock files live (default ${LOCK_DIR_ENV}, "
+                   help="where this judge's slot lock files live (default $JUDGE_LOCK_DIR, "
                         f"$XDG_RUNTIME_DIR or /tmp; `serve` uses DATA_DIR/workers); a GPU's "
                         f"lock is also taken there, machine-wide")
     p.add_argument("--jobs-dir", type=Path, default=None,
@@ -92,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds the watchdog adds for a job to start, before its first "
                         f"progress line (default {STARTUP_ALLOWANCE_S:g})")
     p.add_argument("--time-budget", type=float,
-                   default=float(os.environ["JUDGE_WORKER_TIME_BUDGET"])
-                   if os.environ.get("JUDGE_WORKER_TIME_BUDGET") else None,
+                   default=environment.worker_time_budget(),
                    help="seconds the timed runs of a submission (and of the reference) may "
                         "take at most; they stop sooner once the mean is known within 1%% "
                         "(default: the grader's, 3; $JUDGE_WORKER_TIME_BUDGET)")
@@ -107,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
-    token = os.environ.get(TOKEN_ENV, "")
+    token = environment.worker_token()
     if not token:
-        raise SystemExit(f"set ${TOKEN_ENV} to a token with the worker role "
+        raise SystemExit(f"set $JUDGE_WORKER_TOKEN to a token with the worker role "
                          f"(`python -m runner.judge.auth new-token NAME worker`)")
     s = WorkerSettings(url=args.url, token=token, accelerator=args.accelerator, gpu=args.gpu,
                        slot=args.cpu or "0", name=args.name, challenge_dirs=list(args.challenges),
@@ -122,9 +119,8 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     s.sandbox = "auto" if args.allow_unsandboxed else "require"
     s.startup_allowance_s = args.startup_allowance
     s.time_budget_s = args.time_budget
-    s.prewarm_overlap = not (args.prewarm_idle_only
-                             or os.environ.get("JUDGE_WORKER_PREWARM_IDLE_ONLY") == "1")
-    s.prewarm = not args.no_prewarm and os.environ.get("JUDGE_WORKER_NO_PREWARM") != "1"
+    s.prewarm_overlap = not (args.prewarm_idle_only or environment.prewarm_idle_only())
+    s.prewarm = not args.no_prewarm and not environment.no_prewarm()
     if s.sandbox == "require":
         why = jail.isolation_refusal()
         if why:

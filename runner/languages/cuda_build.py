@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from runner import procs
+from runner import environment, procs
 from runner.errors import CompileError, EnvironmentNotSupported
 from runner.languages import cuda_harness, nvcc
 from runner.policy import (BUILD_MAX_CAPTURE_BYTES, BUILD_MAX_FILE_BYTES, BUILD_MAX_LIBRARY_BYTES,
@@ -128,11 +128,11 @@ def build(path: Path, capability: Optional[Tuple[int, int]], challenge_flags: Se
                                  f"{seen_out}/{LIBRARY_NAME}", target, flags)
         if jailed:
             command = jail_command(inner, src, out, info.path)
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            env = {"PATH": environment.search_path("/usr/bin:/bin")}
             cwd = str(root)
         else:
             command = inner
-            env = dict(os.environ, TMPDIR=str(root / "tmp"), HOME=str(root / "tmp"))
+            env = dict(environment.whole(), TMPDIR=str(root / "tmp"), HOME=str(root / "tmp"))
             (root / "tmp").mkdir()
             cwd = str(root / "tmp")
         done = run_bounded(command, env, cwd, out)
@@ -168,7 +168,7 @@ def _is_regular(path: Path) -> bool:
 
 
 def _work_root() -> Path:
-    root = Path(os.environ.get("GRADER_JOBS_DIR") or tempfile.gettempdir())
+    root = environment.jobs_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -209,11 +209,9 @@ def jail_command(inner: Sequence[str], src: Path, out: Path, nvcc_path: str) -> 
         args += ["--ro-bind", str(path), str(path)]
     args += ["--ro-bind", str(src), JAIL_SRC, "--bind", str(out), JAIL_OUT, "--chdir", "/tmp",
              "--clearenv"]
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": "/tmp",
+    env = {"PATH": environment.search_path("/usr/local/bin:/usr/bin:/bin"), "HOME": "/tmp",
            "TMPDIR": "/tmp", "LANG": "C.UTF-8"}
-    for key in ("CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH"):
-        if key in os.environ:
-            env[key] = os.environ[key]
+    env.update(environment.inherited(("CUDA_HOME", "CUDA_PATH", "LD_LIBRARY_PATH")))
     for key, value in sorted(env.items()):
         args += ["--setenv", key, value]
     return args + ["--", *inner]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from runner import environment
 from runner.errors import CompileError, EnvironmentNotSupported
 from runner.languages import cuda_harness
 from runner.policy import BUILD_LOG_BYTES, BUILD_LOG_LINES
@@ -36,23 +37,13 @@ DEFAULT_FLAGS = ("-O3", "-lineinfo", "-shared", "-Xcompiler=-fPIC",
 
 # -- where things live -----------------------------------------------------------------------
 
-def cache_root() -> Path:
-    """``$CHALLENGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/gpu-challenge-harness``, else
-    ``~/.cache/gpu-challenge-harness``."""
-    override = os.environ.get("CHALLENGE_CACHE_DIR")
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "gpu-challenge-harness"
-
-
 # the trusted side's library cache, never shown to a jail (runner.languages.cuda_build); not
 # "cuda", the folder every grading's jail could write before builds moved out of the jail
 CACHE_FOLDER = "cuda-trusted"
 
 
 def cuda_cache_dir() -> Path:
-    folder = cache_root() / CACHE_FOLDER
+    folder = environment.cache_root() / CACHE_FOLDER
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,7 +55,7 @@ def cuda_cache_dir() -> Path:
 
 def find_nvcc() -> str:
     candidates = [shutil.which("nvcc")]
-    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), *STANDARD_CUDA_HOMES):
+    for home in (*environment.cuda_homes(), *STANDARD_CUDA_HOMES):
         if home:
             candidates.append(str(Path(home) / "bin" / "nvcc"))
     for candidate in candidates:

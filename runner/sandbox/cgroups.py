@@ -34,9 +34,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from runner import environment
+
 MOUNTINFO = "/proc/self/mountinfo"
 PROC_CGROUP = "/proc/self/cgroup"
-ENV_BASE = "GRADER_CGROUP"
 CONTROLLERS = ("memory", "pids")
 READ_LIMIT = 64 * 1024
 KILL_SECONDS = 2.0          # kill_all's bound: SIGKILL rounds until cgroup.procs is empty
@@ -152,9 +153,9 @@ def _choose_v2(mount: Tuple[Path, str], own: str, env_base: Optional[str]) -> Tu
         try:
             base.mkdir(exist_ok=True)
         except OSError as e:
-            return None, f"{ENV_BASE}={env_base}: cannot make {base}: {e.strerror}"
+            return None, f"GRADER_CGROUP={env_base}: cannot make {base}: {e.strerror}"
         why = _enable(base)
-        return (base, "") if why is None else (None, f"{ENV_BASE}={env_base}: {why}")
+        return (base, "") if why is None else (None, f"GRADER_CGROUP={env_base}: {why}")
     reasons = []
     own_dir = _under(mount, own)
     if own_dir.is_dir():
@@ -175,7 +176,7 @@ def _choose_v2(mount: Tuple[Path, str], own: str, env_base: Optional[str]) -> Tu
         reasons.append(why)
     return None, ("cgroup v2 without a delegated subtree: " + "; ".join(reasons)
                   + f"; run the judge as root, or under systemd with Delegate=yes and"
-                  + f" DelegateSubgroup=, or set {ENV_BASE} to a cgroup that holds no processes")
+                  + f" DelegateSubgroup=, or set GRADER_CGROUP to a cgroup that holds no processes")
 
 
 def _choose_v1(mounts: Dict[str, Tuple[Path, str]], own: Dict[str, str],
@@ -190,7 +191,7 @@ def _choose_v1(mounts: Dict[str, Tuple[Path, str]], own: Dict[str, str],
             return None, f"cgroup v1: cannot make {base}: {e.strerror}"
         if not os.access(base, os.W_OK):
             return None, (f"cgroup v1: {base} is not writable: run the judge as root, or chown"
-                          f" a group to this user and set {ENV_BASE} to it")
+                          f" a group to this user and set GRADER_CGROUP to it")
         bases[c] = base
     return bases, ""
 
@@ -207,7 +208,7 @@ def detect(mountinfo: str = MOUNTINFO, proc_cgroup: str = PROC_CGROUP,
     """Find the cgroup hierarchies and the base folder(s) for job groups (makes nothing but a
     base folder); ``env_base`` defaults to ``$GRADER_CGROUP``."""
     if env_base is None:
-        env_base = os.environ.get(ENV_BASE) or None
+        env_base = environment.cgroup_base()
     try:
         v2, v1 = _mounts(mountinfo)
         own = _own_paths(proc_cgroup)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from runner import environment
 from runner.policy import DISK_BYTES, SHM_BYTES
 
 RUNNER_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -89,7 +90,7 @@ class JailSpec:
 
 def bwrap_path() -> Optional[str]:
     """``$GRADER_BWRAP`` (a bubblewrap unpacked somewhere of its own), else bwrap on PATH."""
-    override = os.environ.get("GRADER_BWRAP")
+    override = environment.bwrap_override()
     if override is not None:
         return override if os.access(override, os.X_OK) else None
     return shutil.which("bwrap")
@@ -164,9 +165,9 @@ def python_paths() -> List[Path]:
 def cuda_paths() -> List[Path]:
     """The CUDA toolkit (for nvcc) and the folder of the driver library, where outside /usr."""
     out: List[Path] = []
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if os.environ.get(var) and Path(os.environ[var]).is_dir():
-            out.append(Path(os.environ[var]).resolve())
+    for home in environment.cuda_homes():
+        if Path(home).is_dir():
+            out.append(Path(home).resolve())
     nvcc = shutil.which("nvcc")
     if nvcc:
         out.append(Path(nvcc).resolve().parent.parent)
@@ -177,8 +178,8 @@ def cuda_paths() -> List[Path]:
                     out.append(Path(line.split()[-1]).parent)
     except OSError:
         pass
-    for entry in os.environ.get("LD_LIBRARY_PATH", "").split(":"):
-        if entry and Path(entry).is_dir():
+    for entry in environment.library_path():
+        if Path(entry).is_dir():
             out.append(Path(entry).resolve())
     return sorted({p for p in out if not str(p).startswith("/usr/") and p != Path("/")})
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from runner import procs
+from runner import environment, procs
 from runner.output_tail import logs as bounded_logs
 from runner.policy import (DISK_BYTES, HOST_MEMORY_BYTES, KILL_WAIT_S, MAX_LINE_BYTES,
                            MAX_PROCESSES, MAX_THREADS, OUTPUT_BYTES, STARTUP_LIMIT_S,
@@ -72,15 +72,15 @@ class SandboxUnavailable(Exception):
 
 
 def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) -> Dict[str, str]:
-    env = {k: os.environ[k] for k in ENV_PASSTHROUGH if k in os.environ}
+    env = environment.inherited(ENV_PASSTHROUGH)
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     # every cache of the child is its own, in its own scratch space: nothing it writes is read
     # by the trusted side or by another grading (a planted library would run there)
     work = Path(jail.JAIL_WORK) if jailed else job_dir / "work"
     home = Path(jail.JAIL_HOME) if jailed else work / "home"
     # the project first, then what the grader's own interpreter was given (the jail shows it)
-    pythonpath = [str(RUNNER_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                                       if p and Path(p).resolve() != RUNNER_ROOT
+    pythonpath = [str(RUNNER_ROOT)] + [p for p in environment.python_path()
+                                       if Path(p).resolve() != RUNNER_ROOT
                                        and Path(p).resolve() not in RUNNER_ROOT.parents]
     env.update(HOME=str(home), TMPDIR=jail.JAIL_SCRATCH if jailed else str(job_dir / "tmp"),
                PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1",
@@ -109,10 +109,6 @@ def jail_paths(job_data: Dict) -> Tuple[Dict, Dict[Path, str]]:
              "solution_path": f"/submission/{solution.name}"}, mapped)
 
 
-def jobs_root() -> Path:
-    return Path(os.environ.get("GRADER_JOBS_DIR") or tempfile.gettempdir())
-
-
 # the job folder is removed by fd-based traversal, never following a link (Linux's rmtree)
 assert shutil.rmtree.avoids_symlink_attacks, "shutil.rmtree must not follow links here"
 
@@ -123,7 +119,7 @@ def run_in_child(job, limits: Limits, conversation: Conversation,
     """Run ``job`` (a :class:`runner.execute.Job`) in a jailed child, feeding every message to
     ``conversation``; ``read_only`` are the folders the child must see (the challenge's and the
     solution's)."""
-    root = jobs_root()
+    root = environment.jobs_root()
     root.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix=f"grading-{secrets.token_hex(4)}-", dir=root))
     try:

@@ -38,13 +38,12 @@ import weakref
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
-from runner import procs
+from runner import environment, procs
 from runner.output_tail import logs as bounded_logs
 from runner.policy import MAX_LINE_BYTES, PARK_WAIT_S
 from runner.sandbox import cgroups, jail
 from runner.sandbox.parent import (Limits, SandboxUnavailable, gpu_uuid_of, kill_orphans,
-                                   child_environment, explain_cgroup, job_cgroup, jail_paths,
-                                   jobs_root)
+                                   child_environment, explain_cgroup, job_cgroup, jail_paths)
 from runner.sandbox.watch import ChildOutcome, Conversation, watch
 
 PARKED_LINE = "parked"
@@ -81,7 +80,7 @@ def only_gpu(root: Path = GPUS) -> Optional[Tuple[str, int]]:
     """(UUID, /dev/nvidia minor) of the machine's GPU, read from the driver's /proc files
     without torch, where there is exactly one and CUDA_VISIBLE_DEVICES does not narrow it
     (a jail started before torch's import; torch's own answer is checked at the hand-over)."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, "0"):
+    if environment.visible_devices() not in (None, "0"):
         return None
     try:
         folders = [f for f in root.iterdir() if f.is_dir()]
@@ -178,7 +177,7 @@ class ParkedJail:
         if not usable or not jail.bwrap_path():
             raise SandboxUnavailable(why)
         gpu = self.device.startswith("cuda")
-        self.job_dir = Path(tempfile.mkdtemp(prefix=f"parked-{os.getpid()}-", dir=jobs_root()))
+        self.job_dir = Path(tempfile.mkdtemp(prefix=f"parked-{os.getpid()}-", dir=environment.jobs_root()))
         for name in VIEWS:
             (self.job_dir / name).mkdir(mode=0o755)
             os.chmod(self.job_dir / name, 0o755)
@@ -421,7 +420,7 @@ def start_for_cli(device: str, challenge_dir: Path, solution: Path, language: st
     context start beside the CLI's own), where the device is known without torch: ``cpu``, or
     ``auto``/``cuda`` on a machine with one GPU (:func:`only_gpu`). None elsewhere (the
     grading starts its jail after torch's import, as ``grade`` does)."""
-    if not sandbox or os.environ.get("GRADER_WARM_START") == "0":
+    if not sandbox or not environment.warm_start():
         return None
     gpu = only_gpu()
     if device == "cpu" or (device == "auto" and not GPUS.exists()):

@@ -209,7 +209,7 @@ def test_a_fallocate_burst_never_passes_the_cap_on_disk(tmp_path, host):
     host's disk never sees them; measured from outside, every 5 ms, during the grading."""
     import threading
 
-    from runner.sandbox.parent import jobs_root
+    from runner.environment import jobs_root
 
     def free() -> int:
         return min(os.statvfs(p).f_bavail * os.statvfs(p).f_frsize for p in watched)
