@@ -27,6 +27,7 @@ from runner.errors import MemoryLimitExceeded, SubmissionError, UserRuntimeError
 from runner.loading import load_challenge
 from runner.perturb import perturb, run_generator
 from runner.policy import BURST_FLUSH_BYTES, GUARD_BYTES, MAX_BURST_CALLS, MAX_TIMED_RUNS
+from runner.profiling import profile_solution
 from runner.protocol import Job
 from runner.timing import flush_bytes as flush_bytes_of
 from runner.timing import (L2Flusher, LaunchCover, burst_loop, time_cuda, time_host,
@@ -331,7 +332,6 @@ def run_performance(challenge, solve_call, job: Job, channel: Channel, device: t
         elif name == protocol.CMD_FRESH:
             run_fresh(challenge, solve_call, job, channel, device, copies[0], directions)
         elif name == protocol.CMD_PROFILE:      # --action profile (runner/profiling.py)
-            from runner.profiling import profile_solution
             channel.progress("profiling one call")
             channel.send(protocol.PROFILE, _guarded(lambda: profile_solution(
                 solve_call, copies[0].args, device, job.to_dict(), command), device))

@@ -27,6 +27,7 @@ from runner.languages import cpu_cuda, cuda_build
 from runner.loading import load_challenge
 from runner.plan import make_plan
 from runner.policy import BURST_S, CHECKED_RUNS, TIME_BUDGET_S
+from runner.profile_grading import profile_grading
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
 from runner.sandbox.jail import gpu_minor_of
@@ -138,7 +139,6 @@ def _grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpt
     compile_only = language == "cuda" and device.type != "cuda"
     extra_binds: List[Path] = []
     if options.profile:       # runner/profile_grading.py; ncu's install shown in the jail
-        from runner.profile_grading import profile_grading
         grading, extra_binds = profile_grading(challenge, plan, options, compile_only)
     else:
         grading = Grading(challenge, plan, options, compile_only=compile_only)

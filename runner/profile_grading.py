@@ -18,7 +18,7 @@ import torch
 from runner import devices, protocol
 from runner.grading import Grading
 from runner.plan import case_params
-from runner.ncu import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S
+from runner.ncu import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S, ncu_install_dir, ncu_plan
 from runner.profile_report import NO_GPU, build_profile
 from runner.protocol import Message
 from runner.report import Result
@@ -104,8 +104,6 @@ class ProfileGrading(Grading):
 def profile_grading(challenge, plan, options, compile_only: bool):
     """(the grading, folders the jail must also show): Nsight Compute's install where it may
     run here (:func:`runner.ncu.ncu_plan`)."""
-    from runner.ncu import ncu_install_dir, ncu_plan
-
     on_gpu = options.device.type == "cuda" or options.time_on_cpu    # (the CPU: tests)
     ncu, reason = ncu_plan(options.isolate) if on_gpu else (None, "")
     binds = [ncu_install_dir(ncu)] if ncu is not None else []

@@ -26,6 +26,7 @@ def main() -> int:
                      0o600)
     os.dup2(devnull, 1)
     os.dup2(errors, 2)
+    # lazy: after stdout and stderr are redirected (torch and the solution may print on import)
     import torch
 
     from runner import languages

@@ -132,7 +132,7 @@ def _union(intervals: List[tuple]) -> float:
 
 def cupti_timeline(solve_call, args: Dict[str, Any], device) -> Dict[str, Any]:
     """One call of ``solve`` under torch's profiler (CUPTI: no special rights needed)."""
-    import torch
+    import torch   # lazy: torch's profiler loads for --action profile only
     from torch.profiler import ProfilerActivity, profile, record_function
 
     from runner.timing import L2Flusher

@@ -26,6 +26,7 @@ import torch
 from runner.authoring.float64 import LOW_PRECISION, ComputeInFloat64
 from runner.buffers import fill_initial_, promised_initial
 from runner.cases import case_bytes
+from runner.challenge import ChallengeBase
 from runner.check import Comparison, compare
 from runner.policy import MAX_TRUTH_BYTES, TRUTH_MARGIN
 
@@ -47,8 +48,6 @@ class TruthCheck:
 
 def uses_default_comparison(challenge: Any) -> bool:
     """The rule is defined for the default comparison only (a challenge's own rule is its own)."""
-    from runner.challenge import ChallengeBase
-
     own = getattr(type(challenge), "compare_output", None)
     return own is None or own is getattr(ChallengeBase, "compare_output", None)
 

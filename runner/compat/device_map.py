@@ -12,6 +12,7 @@ calls such as ``torch.cuda.synchronize()``, and assertions like ``assert x.is_cu
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -47,7 +48,5 @@ class CudaToDevice(TorchFunctionMode):
 
 def on_device(device: Any):
     """A context mapping CUDA to ``device`` when ``device`` is not a GPU, else a no-op."""
-    import contextlib
-
     device = torch.device(device)
     return contextlib.nullcontext() if device.type == "cuda" else CudaToDevice(device)

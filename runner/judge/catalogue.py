@@ -127,7 +127,7 @@ def _gpu_key(name: str) -> str:
 
 def local_accelerators() -> List[str]:
     """This machine's accelerators: the name of each CUDA GPU, or ``cpu`` without one."""
-    import torch
+    import torch   # lazy: the judge's API imports no torch until it must name the GPUs
 
     if not torch.cuda.is_available():
         return [CPU]

@@ -72,7 +72,7 @@ def is_loopback(host: str) -> bool:
 
 def _accelerator_for_gpu(accelerators):
     def pick(index: int) -> str:
-        import torch
+        import torch   # lazy: torch (seconds) only where a GPU's name is needed
 
         name = torch.cuda.get_device_name(index) if torch.cuda.is_available() else f"gpu{index}"
         try:

@@ -29,6 +29,7 @@ from typing import Any, Dict, TextIO
 from runner import languages, procs
 from runner.catalog import challenge_info
 from runner.judge.catalogue import Catalogue
+from runner.judge.jobprocess import PARKED_SPEC
 
 CUSTOM_FOLDER = "0_custom"
 
@@ -87,7 +88,7 @@ def park(device: str, sandbox: str):
     had: the grading then starts a cold one). No CUDA context yet, here or in the jail: the
     worker may park this process while another grading is timing on the GPU, and says when
     the GPU is free (:func:`wait_for_job`). Nothing here depends on a submission."""
-    import torch
+    import torch   # lazy: after main() made this process a subreaper (as in run())
 
     from runner.sandbox import warm
     from runner.sandbox.parent import Limits
@@ -107,15 +108,13 @@ def wait_for_job(device: str, parked) -> Dict[str, Any]:
     """A parked job process's job. Lines on stdin: ``gpu`` (the GPU is free: make this
     process's CUDA context and have the jail make its own), then ``go`` (the spec is in this
     job's folder). Anything else, or the end of stdin: discarded before any job."""
-    from runner.judge.jobprocess import PARKED_SPEC
-
     while True:
         line = sys.stdin.readline().strip()
         if line == "gpu":
             if parked is not None:
                 parked.warm_gpu()
             if device.startswith("cuda"):
-                import torch
+                import torch   # loaded by park() already: only the name is bound here
 
                 torch.empty(1, device=device)   # this process's context (the reference runs here)
             continue

@@ -88,7 +88,7 @@ class DramatiqDispatcher:
         self.wakeup = wakeup
 
     def dispatch(self, submission_id: str, accelerator: str) -> None:
-        import dramatiq
+        import dramatiq   # lazy: the judge extra, as in redis_broker()
 
         name = queue_name(accelerator)
         self.broker.declare_queue(name)

@@ -44,7 +44,7 @@ def plan_workers(setting: str, accelerator_for_gpu, cpu_accelerator: str) -> Lis
         return [WorkerSpec(cpu_accelerator, cpu_slot=str(k)) for k in range(int(setting[4:]))]
     if setting.startswith("gpus:"):
         return [WorkerSpec(accelerator_for_gpu(int(k)), gpu=int(k)) for k in setting[5:].split(",")]
-    import torch
+    import torch   # lazy: serve's API process imports no torch unless it must count the GPUs
 
     if torch.cuda.is_available():
         return [WorkerSpec(accelerator_for_gpu(k), gpu=k) for k in range(torch.cuda.device_count())]

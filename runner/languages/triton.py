@@ -25,6 +25,7 @@ def prepare(device) -> None:
 def _imported_for_the_gpu() -> bool:
     """True when triton was imported before TRITON_INTERPRET=1 was set (its standard library,
     ``tl.sum`` and the like, then cannot run under the interpreter)."""
+    # lazy: importing triton fixes its mode for the process; prepare() must come first
     from triton.language import standard
     from triton.runtime.jit import JITFunction
 

@@ -178,7 +178,7 @@ def warm_up(device: str, preload: list, gpu: bool) -> list:
                 pass
     if gpu and device.startswith("cuda"):
         try:
-            import torch
+            import torch   # lazy: only once the limits and the filter are in place
             torch.cuda.set_device(0)                 # the jail shows one GPU
             torch.empty(1, device="cuda")            # the primary context and the allocator
             torch.cuda.synchronize()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import shutil
 import subprocess
@@ -243,8 +244,6 @@ def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limi
 
 def _unjailed_child_setup() -> None:
     """Without a jail, the child still gets resource limits before anything of it runs."""
-    import resource
-
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 

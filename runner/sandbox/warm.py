@@ -96,7 +96,7 @@ def only_gpu(root: Path = GPUS) -> Optional[Tuple[str, int]]:
 
 def gpu_minor(device) -> Optional[int]:
     """/dev/nvidia<minor> of a CUDA device (as grade.py finds it), None for the CPU."""
-    import torch
+    import torch   # lazy: warm.py imports no torch (a jail starts before torch's import)
 
     if device.type != "cuda":
         return None

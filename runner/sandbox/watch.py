@@ -72,7 +72,7 @@ def read_tensors(reader: procs.LineReader, names: Optional[List[str]],
     """The raw arrays that follow a message's line, read as the dtypes and shapes the grader
     expects (the child only names them, in sorted order); None when the child's data ended or
     the time ran out before they all came (its exit or the time limit then decides)."""
-    import torch
+    import torch   # lazy: a jail can be started before torch is imported (sandbox/warm.py)
 
     if not names:
         return {}              # the check finds no output (or the transcript refuses the message)
