@@ -83,8 +83,8 @@ RLIMIT_FILE_BYTES = 1 << 30  # the largest file the child may write (RLIMIT_FSIZ
 RLIMIT_PROCESSES = 256       # the jail user's RLIMIT_NPROC is this times 8 (a backstop: the
 #                              parent's process and thread limits are the ones that bind)
 QUIET_MAX_S = 5.0            # the longest the limits go unpolled while the grader times a burst
-MAX_LINE_BYTES = 1 << 20     # one message line from the child, read at once (a longer one comes
-#                              in pieces, which parse as no message)
+MAX_LINE_BYTES = 1 << 20     # one message line from the child at most (a longer one comes in
+#                              pieces, which are not JSON: the jail is stopped)
 MAX_PROGRESS = 1000          # progress lines passed on per grading (the child may flood)
 GUARD_BYTES = 4096           # poisoned bytes on each side of an output: writes past it are caught
 PARK_WAIT_S = 120.0          # a jail started ahead and not parked this long after is given up
