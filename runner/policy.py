@@ -108,6 +108,10 @@ BUILD_LOG_BYTES = 8192       # ...and bytes
 
 WATCHDOG_MARGIN_S = 30.0     # a worker stops a grading this long past its time limit
 STARTUP_ALLOWANCE_S = 60.0   # the watchdog's extra time before a job's first progress line
+# a fleet's queue (Dramatiq on Redis): the config's `queue` and a worker's command line
+QUEUE_NAMESPACE = "judge"    # the Redis key prefix: two judges on one Redis need two
+HEARTBEAT_TIMEOUT_MS = 60_000   # a consumer silent this long is dead (its messages go back)
+MAINTENANCE_CHANCE = 1000    # the broker's clean-up, per million broker commands
 
 # -- Authoring rules (--action validate, runner.authoring) -------------------------------------
 

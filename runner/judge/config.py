@@ -16,7 +16,8 @@ import yaml
 
 from runner import environment
 from runner.catalog import discover
-from runner.policy import HOST_MEMORY_BYTES, TIME_LIMIT_S, WATCHDOG_MARGIN_S
+from runner.policy import (HEARTBEAT_TIMEOUT_MS, HOST_MEMORY_BYTES, MAINTENANCE_CHANCE,
+                           QUEUE_NAMESPACE, TIME_LIMIT_S, WATCHDOG_MARGIN_S)
 
 ROLES = ("user", "author", "worker", "admin")
 WORKERS_RE = re.compile(r"^(auto|none|cpu:[1-9][0-9]*|gpus:[0-9]+(,[0-9]+)*)$")
@@ -69,9 +70,9 @@ class LeaseSettings:
 class QueueSettings:
     backend: str = "embedded"         # "embedded" (the store is the queue) or "dramatiq"
     redis_url: Optional[str] = None
-    namespace: str = "judge"
-    heartbeat_timeout_ms: int = 60_000     # Dramatiq: a consumer silent this long is dead
-    maintenance_chance: int = 1000         # Dramatiq: per million broker commands
+    namespace: str = QUEUE_NAMESPACE
+    heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS   # Dramatiq (runner.policy says what each is)
+    maintenance_chance: int = MAINTENANCE_CHANCE
     repair_interval_s: float = 5.0         # re-dispatch messages lost by the broker
 
 
@@ -213,9 +214,10 @@ def parse_config(data: Any, path: Optional[Path] = None, for_workers: bool = Fal
         backend=backend,
         redis_url=_secret(q, "redis_url", "redis_url_env", "redis_url_file",
                           _where(path, "queue"), required=backend == "dramatiq"),
-        namespace=str(q.get("namespace", "judge")),
-        heartbeat_timeout_ms=_number(q, "heartbeat_timeout_ms", 60_000, path, int, 100),
-        maintenance_chance=_number(q, "maintenance_chance", 1000, path, int, 0),
+        namespace=str(q.get("namespace", QUEUE_NAMESPACE)),
+        heartbeat_timeout_ms=_number(q, "heartbeat_timeout_ms", HEARTBEAT_TIMEOUT_MS, path, int,
+                                     100),
+        maintenance_chance=_number(q, "maintenance_chance", MAINTENANCE_CHANCE, path, int, 0),
         repair_interval_s=_number(q, "repair_interval_s", 5.0, path, float, 0.05))
 
     lim = _section(data, "limits", path)

@@ -18,6 +18,8 @@ import re
 import threading
 from typing import Optional, Protocol
 
+from runner.policy import HEARTBEAT_TIMEOUT_MS, MAINTENANCE_CHANCE, QUEUE_NAMESPACE
+
 ACTOR_NAME = "judge_grade"
 
 
@@ -82,8 +84,9 @@ class DramatiqDispatcher:
 
     uses_broker = True
 
-    def __init__(self, redis_url: str, namespace: str = "judge", heartbeat_timeout_ms: int = 60_000,
-                 maintenance_chance: int = 1000, wakeup: Optional[Wakeup] = None):
+    def __init__(self, redis_url: str, namespace: str = QUEUE_NAMESPACE,
+                 heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
+                 maintenance_chance: int = MAINTENANCE_CHANCE, wakeup: Optional[Wakeup] = None):
         self.broker = redis_broker(redis_url, namespace, heartbeat_timeout_ms, maintenance_chance)
         self.wakeup = wakeup
 
@@ -108,8 +111,9 @@ class BrokerFeed:
     """A worker's side of the fleet queue: submission ids for one accelerator, each
     acknowledged by :meth:`done` after its job (or handed back with :meth:`give_back`)."""
 
-    def __init__(self, redis_url: str, accelerator: str, namespace: str = "judge",
-                 heartbeat_timeout_ms: int = 60_000, maintenance_chance: int = 1000):
+    def __init__(self, redis_url: str, accelerator: str, namespace: str = QUEUE_NAMESPACE,
+                 heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS,
+                 maintenance_chance: int = MAINTENANCE_CHANCE):
         self.broker = redis_broker(redis_url, namespace, heartbeat_timeout_ms, maintenance_chance)
         self.queue = queue_name(accelerator)
         self.broker.declare_queue(self.queue)

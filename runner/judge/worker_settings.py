@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from runner import environment
-from runner.policy import KILL_WAIT_S, STARTUP_ALLOWANCE_S, WATCHDOG_MARGIN_S
+from runner.policy import (HEARTBEAT_TIMEOUT_MS, KILL_WAIT_S, MAINTENANCE_CHANCE, QUEUE_NAMESPACE,
+                           STARTUP_ALLOWANCE_S, WATCHDOG_MARGIN_S)
 from runner.sandbox import jail
 
 
@@ -35,9 +36,9 @@ class WorkerSettings:
     sandbox: str = "require"           # "auto" (--allow-unsandboxed): grade even without a jail
     startup_allowance_s: float = STARTUP_ALLOWANCE_S
     redis_url: Optional[str] = None    # a fleet: take submission ids from Dramatiq
-    namespace: str = "judge"
-    heartbeat_timeout_ms: int = 60_000
-    maintenance_chance: int = 1000
+    namespace: str = QUEUE_NAMESPACE
+    heartbeat_timeout_ms: int = HEARTBEAT_TIMEOUT_MS
+    maintenance_chance: int = MAINTENANCE_CHANCE
     result_retry_s: float = 120.0      # keep offering a result this long while the API is down
     term_grace_s: float = 3.0          # a job process being stopped: SIGTERM, then this long
     kill_wait_s: float = KILL_WAIT_S   # after SIGKILL, wait this long for it to be reaped
@@ -71,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", default=environment.redis_url(),
                    help="a fleet: read submission ids from Dramatiq on this Redis "
                         "(or $JUDGE_REDIS_URL)")
-    p.add_argument("--namespace", default="judge")
-    p.add_argument("--heartbeat-timeout-ms", type=int, default=60_000)
-    p.add_argument("--maintenance-chance", type=int, default=1000)
+    p.add_argument("--namespace", default=QUEUE_NAMESPACE)
+    p.add_argument("--heartbeat-timeout-ms", type=int, default=HEARTBEAT_TIMEOUT_MS)
+    p.add_argument("--maintenance-chance", type=int, default=MAINTENANCE_CHANCE)
     p.add_argument("--watchdog-margin", type=float, default=WATCHDOG_MARGIN_S)
     p.add_argument("--lock-dir", type=Path, default=None,
                    help="where this judge's slot lock files live (default $JUDGE_LOCK_DIR, "
