@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+from runner import environment
 from runner.exit_codes import EXIT_USAGE
 from runner.judge.catalogue import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
