@@ -38,6 +38,9 @@
 #ifndef KV_LOAD
 #define KV_LOAD 0        // 0: ld.global.nc; 1: ...L1::no_allocate.L2::256B; 2: ld.global.cs
 #endif
+#ifndef KV_INTERLEAVE
+#define KV_INTERLEAVE 0  // 1: a head's splits take turns over its tiles (split s reads tiles
+#endif                   // s, s + splits, ...), so at any moment they read one window of it
 
 #define KV_MAX_HEADS 64
 #define KV_MAX_SPLITS 512                   // per head
@@ -180,8 +183,12 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
         q[i] = v.x; q[i + 1] = v.y; q[i + 2] = v.z; q[i + 3] = v.w;
     }
 
-    const int t0 = split * chunk;
+#if KV_INTERLEAVE
+    const int t0 = split * STEP, stride = splits * STEP, t1 = S;
+#else
+    const int t0 = split * chunk, stride = STEP;
     const int t1 = min(S, t0 + chunk);
+#endif
     const long long row0 = (long long)h * S;
     const signed char* kp = K + row0 * D + c * VEC;
     const signed char* vp = V + row0 * D + c * VEC;
@@ -194,17 +201,17 @@ kv_attention(const float* __restrict__ Q, const signed char* __restrict__ K,
 
     KvStage<VEC, T> cur;
     kv_load_stage<VEC, T, ROWS>(cur, kp, vp, ksp, vsp, t0, r, t1, D, active);
-    for (int base = t0; base < t1; base += STEP) {
+    for (int base = t0; base < t1; base += stride) {
 #if KV_PREFETCH
         KvStage<VEC, T> nxt;
-        kv_load_stage<VEC, T, ROWS>(nxt, kp, vp, ksp, vsp, base + STEP, r, t1, D, active);
+        kv_load_stage<VEC, T, ROWS>(nxt, kp, vp, ksp, vsp, base + stride, r, t1, D, active);
 #endif
         kv_consume<VEC, G, T, ROWS>(cur, q, m, l, acc, base, r, t1, qk_scale);
 #if KV_PREFETCH
         cur = nxt;
 #else
-        if (base + STEP < t1)
-            kv_load_stage<VEC, T, ROWS>(cur, kp, vp, ksp, vsp, base + STEP, r, t1, D, active);
+        if (base + stride < t1)
+            kv_load_stage<VEC, T, ROWS>(cur, kp, vp, ksp, vsp, base + stride, r, t1, D, active);
 #endif
     }
 
