@@ -49,10 +49,9 @@ PROBES = {"probe_read_only": [], "probe_read_only_interleave": ["-DKV_INTERLEAVE
           "probe_read_only_interleave_LOAD1": ["-DKV_INTERLEAVE=1", "-DKV_LOAD=1"]}
 TRITON_VARIANTS = {
     "base": {},
-    "stages2": {"num_stages": 2},
-    "tile2048": {"tile_words": 2048},
-    "pps8": {"programs_per_sm": 8},
-    "warps2_tile512_pps8": {"num_warps": 2, "tile_words": 512, "programs_per_sm": 8},
+    "interleave": {"interleave": True},
+    "interleave_warps4_tile1024_pps4": {"interleave": True, "num_warps": 4, "tile_words": 1024,
+                                        "programs_per_sm": 4},
 }
 
 

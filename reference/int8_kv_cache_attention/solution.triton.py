@@ -38,6 +38,7 @@ CONFIG = {
     "num_stages": 1,
     "tile_words": 512,        # BLOCK_N * BLOCK_W: int32 words of K per tile
     "min_split_bytes": 16384, # K+V bytes a split should stream at least
+    "interleave": False,      # a head's splits take turns over its tiles (one window at a time)
 }
 INTERPRETER_TILE_WORDS = 65536   # under the CPU interpreter: int32 words of K per tile
 INTERPRETER_MAX_BLOCK_N = 4096
@@ -58,7 +59,8 @@ def _hi_byte(x):
 @triton.jit
 def _attention_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, COUNT, seq_len, W, chunk,
                       qk_scale, num_splits, BLOCK_N: tl.constexpr, BLOCK_W: tl.constexpr,
-                      DIRECT: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr):
+                      DIRECT: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+                      INTERLEAVE: tl.constexpr = False):
     split = tl.program_id(0)
     head = tl.program_id(1)
     D = 4 * W
@@ -70,8 +72,14 @@ def _attention_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, COUNT, seq_len, W
     q2 = tl.load(q_ptr + 2, mask=w_mask, other=0.0) * qk_scale
     q3 = tl.load(q_ptr + 3, mask=w_mask, other=0.0) * qk_scale
 
-    start = split * chunk
-    end = tl.minimum(start + chunk, seq_len)
+    if INTERLEAVE:   # split s reads tiles s, s + num_splits, ...
+        start = split * BLOCK_N
+        end = seq_len
+        stride = num_splits * BLOCK_N
+    else:
+        start = split * chunk
+        end = tl.minimum(start + chunk, seq_len)
+        stride = BLOCK_N
     m_i = tl.max(tl.full([BLOCK_N], -1.0e30, tl.float32), axis=0)   # a float32 scalar
     l_i = tl.sum(tl.zeros([BLOCK_N], dtype=tl.float32), axis=0)
     a0 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
@@ -79,7 +87,7 @@ def _attention_kernel(Q, K32, V32, KS, VS, OUT, WS_ACC, WS_ML, COUNT, seq_len, W
     a2 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
     a3 = tl.zeros([BLOCK_N, BLOCK_W], dtype=tl.float32)
     row_base = head.to(tl.int64) * seq_len
-    for n0 in range(start, end, BLOCK_N):
+    for n0 in range(start, end, stride):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_mask = offs_n < end
         ptrs = (row_base + offs_n)[:, None] * W + offs_w[None, :]
@@ -236,4 +244,5 @@ def solve(Q: torch.Tensor, K_int8: torch.Tensor, V_int8: torch.Tensor, k_scale: 
     _attention_kernel[(splits, num_heads)](
         Q, K32, V32, k_scale, v_scale, output, ws_acc, ws_ml, count, seq_len, words, chunk,
         qk_scale, splits, BLOCK_N=block_n, BLOCK_W=block_w, DIRECT=direct, BLOCK_S=block_s,
-        BLOCK_D=block_d, num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+        BLOCK_D=block_d, INTERLEAVE=cfg["interleave"], num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"])
