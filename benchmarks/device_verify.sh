@@ -20,10 +20,13 @@
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
 #   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
+#   gpu      every GPU test (`pytest -m gpu`) of GPU_TESTS (default: tests), within
+#            GPU_TESTS_TIMEOUT seconds (default 540)
 #   hostile  issue 24 (the jail's contents are hostile): the GPU corpus, the CUDA build jail, the
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
-#            before, unpacked into .baseline), interleaved on the same GPU
+#            before, unpacked into .baseline), interleaved on the same GPU; HOSTILE_SOLUTIONS (CHALLENGE:FILE
+#            words) narrows that list
 #   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
 #            (benchmarks/profile_gpu.sh says what to look for)
 #   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
@@ -42,9 +45,9 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests, hostile, profile, latency, cold, queue or warm}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, gpu, tests, hostile, profile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile|profile|latency|cold|queue|warm) ;; *)
+case "$phase" in trust|clock|clock2|clock3|board|floors|gpu|tests|hostile|profile|latency|cold|queue|warm) ;; *)
     echo "unknown phase $phase: see the header of $0" >&2
     exit 2 ;;
 esac
@@ -116,8 +119,8 @@ hostile)
         tests/test_sandbox_corpus.py 2>&1 | tail -30; } > "$out/pytest_hostile.log"
     baseline=${BASELINE:-.baseline}
     trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
-    $trust $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
-        $(refs paged_int8_decode_attention 98) 2>&1 | tail -60 > "$out/hostile_medians.log"
+    $trust ${HOSTILE_SOLUTIONS:-$(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
+        $(refs paged_int8_decode_attention 98)} 2>&1 | tail -60 > "$out/hostile_medians.log"
     ;;
 latency)
     timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
@@ -137,6 +140,10 @@ queue)
 warm)
     timeout -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
         --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
+    ;;
+gpu)
+    timeout -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \
+        ${GPU_TESTS:-tests} 2>&1 | tee "$out/pytest_gpu.log" | tail -40
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
