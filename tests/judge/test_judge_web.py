@@ -16,13 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from runner.judge.app import create_app
-from runner.judge.auth import TokenRegistry
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.server.app import create_app
+from runner.judge.server.auth import TokenRegistry
+from runner.judge.challenge_set import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.service import JudgeService
-from runner.judge.store import SQLiteStore
-from runner.judge.web import CSP, STATIC
+from runner.judge.server.service import JudgeService
+from runner.judge.server.storage.sql import SQLiteStore
+from runner.judge.server.routes.page import CSP, STATIC
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).resolve().parent

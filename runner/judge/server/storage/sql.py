@@ -7,7 +7,7 @@ refused, and a second result for a finished submission is refused.
 
 Two back ends share the SQL: :class:`SQLiteStore` (WAL mode, ``synchronous=FULL``: a
 submission is on disk before it is acknowledged; the default, one machine) and
-:class:`runner.judge.store_pg.PostgresStore` (a fleet). Write transactions are serialized
+:class:`runner.judge.server.storage.postgres.PostgresStore` (a fleet). Write transactions are serialized
 (SQLite's ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), which keeps the admission checks
 (queue capacity, in-flight cap, rate limit) atomic.
 """
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from runner.judge.records import (AdmissionLimits, COLUMNS, CompleteOutcome, DONE, Event, Lease,
+from runner.judge.server.storage.records import (AdmissionLimits, COLUMNS, CompleteOutcome, DONE, Event, Lease,
                                   NewSubmission, QUEUED, RUNNING, Record, SCHEMA, Transition,
                                   WorkerPresence)
 from runner.judge.rejected import Rejected

@@ -1,5 +1,5 @@
 """The judge's logic, independent of HTTP: admission, the worker side of leases, the reaper
-and (in a fleet) the repair of lost broker messages. :mod:`runner.judge.app` maps routes to it.
+and (in a fleet) the repair of lost broker messages. :mod:`runner.judge.server.app` maps routes to it.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner.judge.auth import Principal, TokenRegistry
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.server.auth import Principal, TokenRegistry
+from runner.judge.challenge_set import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
-from runner.judge.metrics import Metrics
-from runner.judge.protocol import TERMINAL_STATUSES, SubmitRequest
-from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
-from runner.judge.records import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
+from runner.judge.server.leaderboard import SWEEP_INTERVAL_S, Leaderboard
+from runner.judge.server.metrics import Metrics
+from runner.judge.wire import TERMINAL_STATUSES, SubmitRequest
+from runner.judge.server.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
+from runner.judge.server.storage.records import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
                                   Transition)
 from runner.judge.rejected import Rejected
-from runner.judge.store import SqlStore
-from runner.judge.stores import open_store
+from runner.judge.server.storage.sql import SqlStore
+from runner.judge.server.storage import open_store
 from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
 

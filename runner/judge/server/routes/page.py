@@ -1,6 +1,6 @@
 """The judge's web page and its leaderboard routes, added to the app by :func:`add_web_routes`.
 
-``GET /`` is a single page (``runner/judge/static/``: plain HTML, CSS and JavaScript, no build
+``GET /`` is a single page (``runner/judge/server/static/``: plain HTML, CSS and JavaScript, no build
 step; KaTeX vendored under ``static/vendor/`` with its licence by ``tools/vendor_web.py``)
 that uses only the judge's own API: nothing is fetched from another origin (the page's
 Content-Security-Policy forbids it).
@@ -29,14 +29,14 @@ from starlette.concurrency import run_in_threadpool
 
 from runner import languages
 from runner.catalog import starter_files
-from runner.judge.auth import bearer
-from runner.judge.protocol import error_message, normalize_language
+from runner.judge.server.auth import bearer
+from runner.judge.wire import error_message, normalize_language
 from runner.judge.rejected import Rejected
 
 if TYPE_CHECKING:   # pragma: no cover
-    from runner.judge.service import JudgeService
+    from runner.judge.server.service import JudgeService
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parent.parent / "static"
 # scripts, styles and fonts only from this judge; KaTeX writes inline style attributes
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "font-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "

@@ -26,12 +26,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from runner.judge.auth import Principal, bearer
-from runner.judge.protocol import (TERMINAL_STATUSES, decode_message, error_message,
+from runner.judge.server.auth import Principal, bearer
+from runner.judge.wire import (TERMINAL_STATUSES, decode_message, error_message,
                                    parse_submit)
 from runner.judge.rejected import Rejected
-from runner.judge.service import JudgeService
-from runner.judge.web import add_web_routes
+from runner.judge.server.service import JudgeService
+from runner.judge.server.routes.page import add_web_routes
 
 log = logging.getLogger("runner.judge")
 POLL_S = 0.1           # how often a stream looks for a change notice (in memory)
@@ -296,7 +296,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
             return JSONResponse({"released": False}, status_code=409)
         return JSONResponse({"released": True, "outcome": t.outcome})
 
-    add_web_routes(app, service)     # the web page and the leaderboards (runner/judge/web.py)
+    add_web_routes(app, service)     # the web page and the leaderboards (runner/judge/server/routes/page.py)
     return app
 
 

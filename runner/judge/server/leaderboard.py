@@ -36,15 +36,15 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
-from runner.judge.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
+from runner.judge.server.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
                                      REMOVED, RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING,
                                      Candidate, Timing, better, fmt_ms)
-from runner.judge.records import DONE, QUEUED, Record
+from runner.judge.server.storage.records import DONE, QUEUED, Record
 from runner.judge.rejected import Rejected
 from runner.protocol import Verdict
 
 if TYPE_CHECKING:   # pragma: no cover
-    from runner.judge.service import JudgeService
+    from runner.judge.server.service import JudgeService
 
 log = logging.getLogger("runner.judge")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from runner.judge.store import SqlStore, SQLiteStore
-from runner.judge.store_pg import PostgresStore
+from runner.judge.server.storage.sql import SqlStore, SQLiteStore
+from runner.judge.server.storage.postgres import PostgresStore
 
 
 def open_store(url: Optional[str], default_dir: Path) -> SqlStore:
