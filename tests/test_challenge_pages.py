@@ -7,7 +7,7 @@ import re
 import pytest
 
 from runner.catalog import find_challenge
-from runner.judge.server.routes.page import challenge_title
+from runner.judge.server.routes.challenges import challenge_title
 from runner.listing import describe
 
 NUMBERS = ["96", "97", "98"]
