@@ -232,7 +232,7 @@ def postgres_url() -> str:
 def fresh_store(kind: str, folder: Path):
     """An empty judge store: SQLite in ``folder``, or the test PostgreSQL with its tables
     dropped first."""
-    from runner.judge.server.storage.sql import SQLiteStore
+    from runner.judge.server.storage.sqlite import SQLiteStore
     from runner.judge.server.storage import open_store
 
     if kind == "sqlite":

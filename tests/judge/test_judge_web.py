@@ -21,7 +21,7 @@ from runner.judge.server.auth import TokenRegistry
 from runner.judge.challenge_set import Accelerators, Catalogue
 from runner.judge.config import JudgeConfig
 from runner.judge.server.service import JudgeService
-from runner.judge.server.storage.sql import SQLiteStore
+from runner.judge.server.storage.sqlite import SQLiteStore
 from runner.judge.server.routes.page import CSP, STATIC
 
 pytestmark = pytest.mark.timeout(120)
