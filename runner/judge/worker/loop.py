@@ -39,7 +39,7 @@ from runner import procs
 from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
 from runner.judge.wire import status_of_progress
 from runner.judge.worker.api_client import Api, LeaseLost
-from runner.judge.server.queues import BrokerFeed
+from runner.judge.worker.broker_feed import BrokerFeed
 from runner.judge.worker.job_process import UNREAPED, JobProcess, remove_stale_jobs
 from runner.judge.worker.prewarm import Prewarm
 from runner.judge.worker.settings import WorkerSettings, build_parser, settings_from_args
