@@ -37,7 +37,7 @@ def test_the_pages_title_is_the_name_the_cli_lists(number):
 
 
 def test_a_cpu_accelerator_is_listed_as_not_timed():
-    from runner.judge.challenge_set import Accelerators
+    from runner.judge.accelerators import Accelerators
 
     listing = {a["name"]: a for a in Accelerators.configured({"cpu": [], "H100": []}).listing()}
     assert listing["cpu"]["timed"] is False and listing["H100"]["timed"] is True

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from runner.exit_codes import EXIT_USAGE
-from runner.judge.challenge_set import CPU, Accelerators
+from runner.judge.accelerators import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
-from runner.judge.worker.supervisor import Supervisor, plan_workers
 from runner.judge.worker.settings import TOKEN_ENV
+from runner.judge.worker.supervisor import Supervisor, plan_workers
 from runner.sandbox import jail
 
 log = logging.getLogger("runner.judge")

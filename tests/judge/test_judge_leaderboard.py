@@ -15,7 +15,8 @@ import pytest
 from judge_helpers import fresh_store  # noqa: E402
 from runner.judge.server.auth import Principal, TokenRegistry
 from runner.judge.server.candidates import Timing
-from runner.judge.challenge_set import Accelerators, Catalogue
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
 from runner.judge.server.leaderboard import BAND, VERIFIER
 from runner.judge.wire import SubmitRequest

@@ -18,7 +18,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from runner.judge.server.app import create_app
 from runner.judge.server.auth import TokenRegistry
-from runner.judge.challenge_set import Accelerators, Catalogue
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
 from runner.judge.server.service import JudgeService
 from runner.judge.server.storage.sqlite import SQLiteStore

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from judge_helpers import REPO, free_port, leetgpu_client
-from runner.judge.challenge_set import Accelerators, Catalogue, code_digest
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue, code_digest
 from runner.judge.worker.job_process import job_environment
 from runner.judge.worker.slots import SlotBusy, hold_slot
 from runner.judge.worker.supervisor import plan_workers

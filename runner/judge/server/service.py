@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from runner.judge.server.auth import Principal, TokenRegistry
-from runner.judge.challenge_set import Accelerators, Catalogue
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
 from runner.judge.server.leaderboard import SWEEP_INTERVAL_S, Leaderboard
 from runner.judge.server.metrics import Metrics
