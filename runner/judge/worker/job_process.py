@@ -72,7 +72,8 @@ class JobProcess:
     """One grading's process (:mod:`runner.judge.worker.jobrun`), in a session of its own and a
     private temporary folder, with its stdout read without blocking."""
 
-    command = [sys.executable, "-s", "-m", "runner.judge.worker.jobrun"]   # tests put a stand-in here
+    # tests put a stand-in here
+    command = [sys.executable, "-s", "-m", "runner.judge.worker.jobrun"]
 
     def __init__(self, spec: Optional[Dict[str, Any]], settings: WorkerSettings):
         """``spec`` None: a parked job process (:mod:`runner.judge.worker.prewarm`), started before

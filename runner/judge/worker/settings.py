@@ -45,7 +45,7 @@ class WorkerSettings:
     kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
     prewarm: bool = False              # park the next job process and its jail ahead
-    #                                    (runner/judge/worker/prewarm.py; the command line's default)
+    #                                    (worker/prewarm.py; the command line's default)
     prewarm_overlap: bool = True       # park the next one's CPU start while a job runs
     time_budget_s: Optional[float] = None   # the timed runs' budget (None: GradeOptions')
 
