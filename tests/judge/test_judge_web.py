@@ -222,7 +222,7 @@ def test_the_page_and_its_api(judge):
     assert r.headers["content-security-policy"] == CSP and "default-src 'self'" in CSP
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/vendor/katex/katex.min.js").status_code == 200
-    assert client.get("/static/../web.py").status_code == 404
+    assert client.get("/static/../app.py").status_code == 404
     me = client.get("/api/v1/me", headers=auth("root")).json()
     assert me == {"name": "root", "roles": ["admin"], "admin": True, "auth": "on"}
     assert client.get("/api/v1/me").status_code == 401

@@ -18,8 +18,8 @@ from runner.judge.accelerators import Accelerators
 from runner.judge.challenge_set import Catalogue, code_digest
 from runner.judge.worker.job_process import job_environment
 from runner.judge.worker.slots import SlotBusy, hold_slot
-from runner.judge.worker.supervisor import plan_workers
 from runner.judge.worker.settings import WorkerSettings
+from runner.judge.worker.supervisor import plan_workers
 
 pytestmark = pytest.mark.timeout(120)
 
