@@ -4,4 +4,5 @@ import sys
 
 from runner.judge.worker.loop import main
 
-sys.exit(main())
+if __name__ == "__main__":      # importing the package's modules one by one runs nothing
+    sys.exit(main())
