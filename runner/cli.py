@@ -222,7 +222,7 @@ def _interrupt_once(signum, frame) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
-        from runner.judge.cli import serve_main     # lazy: the judge's extras (yaml, fastapi)
+        from runner.judge.serve import serve_main     # lazy: the judge's extras (yaml, fastapi)
         return serve_main(argv[1:])
     parser = build_parser()
     args = None

@@ -316,7 +316,7 @@ def test_a_compile_error_is_decided_without_starting_the_child(tmp_path, monkeyp
 def test_a_judge_job_builds_into_its_slots_cache(tmp_path, monkeypatch):
     """The judge's job process is the trusted side: the library lands in the slot's cache
     folder, and the next job of the slot reuses it."""
-    from runner.judge import jobrun
+    from runner.judge.worker import jobrun
 
     slot_cache = tmp_path / "judge-cache-cpu0"
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(slot_cache))

@@ -374,7 +374,7 @@ def test_the_clock_bands(ratio, verdict, agrees, monkeypatch):
 
 
 def test_the_leaderboard_holds_what_the_clock_does_not_corroborate_at_the_same_band():
-    from runner.judge.candidates import CLOCK_HOLD
+    from runner.judge.server.candidates import CLOCK_HOLD
     from runner.performance import CLOCK_BAND, CLOCK_REJECT
 
     assert CLOCK_HOLD == 1 + CLOCK_BAND == 1.25 and CLOCK_REJECT == 3.0

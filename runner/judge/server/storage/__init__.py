@@ -1,12 +1,16 @@
-"""Opening the judge's store from its URL: SQLite (one machine) or PostgreSQL (a fleet)."""
+"""The judge's store, the source of truth for submissions, their events, leases and
+admissions: :mod:`.sql` is its logic (the SQL both back ends share), :mod:`.sqlite` and
+:mod:`.postgres` the two back ends, :mod:`.records` the schema and the records it takes and
+gives. :func:`open_store` opens one from its URL: SQLite (one machine) or PostgreSQL (a fleet)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
 
-from runner.judge.store import SqlStore, SQLiteStore
-from runner.judge.store_pg import PostgresStore
+from runner.judge.server.storage.postgres import PostgresStore
+from runner.judge.server.storage.sql import SqlStore
+from runner.judge.server.storage.sqlite import SQLiteStore
 
 
 def open_store(url: Optional[str], default_dir: Path) -> SqlStore:

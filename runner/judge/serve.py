@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from runner.exit_codes import EXIT_USAGE
-from runner.judge.catalogue import CPU, Accelerators
+from runner.judge.accelerators import CPU, Accelerators
 from runner.judge.config import ConfigError, JudgeConfig, load_config
-from runner.judge.supervisor import Supervisor, plan_workers
-from runner.judge.worker_settings import TOKEN_ENV
+from runner.judge.worker.settings import TOKEN_ENV
+from runner.judge.worker.supervisor import Supervisor, plan_workers
 from runner.sandbox import jail
 
 log = logging.getLogger("runner.judge")
@@ -137,8 +137,8 @@ def serve(args, config: JudgeConfig) -> int:
     try:
         import uvicorn
 
-        from runner.judge.app import create_app
-        from runner.judge.service import JudgeService
+        from runner.judge.server.app import create_app
+        from runner.judge.server.service import JudgeService
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "runner":
             raise       # our bug, not a missing extra

@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Optional, Protocol
 
-ACTOR_NAME = "judge_grade"
+from runner.judge.broker import ACTOR_NAME, queue_name, redis_broker
 
 
 class Dispatcher(Protocol):
@@ -60,23 +59,6 @@ class EmbeddedDispatcher:
         pass
 
 
-def queue_name(accelerator: str) -> str:
-    """The Dramatiq queue of an accelerator (Dramatiq allows letters, digits, '_', '-', '.')."""
-    return "judge." + (re.sub(r"[^A-Za-z0-9_-]+", "_", accelerator).strip("_") or "default")
-
-
-def redis_broker(redis_url: str, namespace: str, heartbeat_timeout_ms: int,
-                 maintenance_chance: int):
-    try:
-        from dramatiq.brokers.redis import RedisBroker
-    except ImportError as exc:   # pragma: no cover - the judge extra installs it
-        raise RuntimeError("the dramatiq queue backend needs dramatiq[redis]: "
-                           "pip install -e '.[judge]'") from exc
-    return RedisBroker(url=redis_url, namespace=namespace, middleware=[],
-                       heartbeat_timeout=heartbeat_timeout_ms,
-                       maintenance_chance=maintenance_chance)
-
-
 class DramatiqDispatcher:
     """Sends each queued submission's id to its accelerator's Dramatiq queue."""
 
@@ -102,47 +84,3 @@ class DramatiqDispatcher:
             self.broker.close()
         except Exception:  # noqa: BLE001 - closing a broker whose server is gone
             pass
-
-
-class BrokerFeed:
-    """A worker's side of the fleet queue: submission ids for one accelerator, each
-    acknowledged by :meth:`done` after its job (or handed back with :meth:`give_back`)."""
-
-    def __init__(self, redis_url: str, accelerator: str, namespace: str = "judge",
-                 heartbeat_timeout_ms: int = 60_000, maintenance_chance: int = 1000):
-        self.broker = redis_broker(redis_url, namespace, heartbeat_timeout_ms, maintenance_chance)
-        self.queue = queue_name(accelerator)
-        self.broker.declare_queue(self.queue)
-        self.consumer = self.broker.consume(self.queue, prefetch=1, timeout=1000)
-        self._lock = threading.Lock()
-
-    def next(self):
-        """The next message (its ``.args[0]`` is a submission id), or None after a short wait."""
-        with self._lock:
-            return next(self.consumer)
-
-    def heartbeat(self) -> None:
-        """Tell the broker this consumer is alive (a fetch of nothing), so that a long job is
-        not redelivered to another worker while this one still holds it."""
-        with self._lock:
-            self.broker.do_fetch(self.queue, 0)
-
-    def done(self, message) -> None:
-        with self._lock:
-            self.consumer.ack(message)
-
-    def give_back(self, message) -> None:
-        with self._lock:
-            self.consumer.requeue([message])
-            self.consumer.queued_message_ids.discard(message.message_id)
-
-    def close(self) -> None:
-        try:
-            self.consumer.close()
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            self.broker.close()
-        except Exception:  # noqa: BLE001
-            pass
-

@@ -1,6 +1,5 @@
 """The judge's logic, independent of HTTP: admission, the worker side of leases, the reaper
-and (in a fleet) the repair of lost broker messages. :mod:`runner.judge.app` maps routes to it.
-"""
+and (in a fleet) the repair of lost broker messages; :mod:`.routes` maps routes to it."""
 
 from __future__ import annotations
 
@@ -14,18 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from runner.judge.auth import Principal, TokenRegistry
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import SWEEP_INTERVAL_S, Leaderboard
-from runner.judge.metrics import Metrics
-from runner.judge.protocol import TERMINAL_STATUSES, SubmitRequest
-from runner.judge.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
-from runner.judge.records import (AdmissionLimits, CompleteOutcome, Lease, NewSubmission, Record,
-                                  Transition)
 from runner.judge.rejected import Rejected
-from runner.judge.store import SqlStore
-from runner.judge.stores import open_store
+from runner.judge.server.auth import Principal, TokenRegistry
+from runner.judge.server.leaderboard import SWEEP_INTERVAL_S, Leaderboard
+from runner.judge.server.metrics import Metrics
+from runner.judge.server.queues import Dispatcher, DramatiqDispatcher, EmbeddedDispatcher, Wakeup
+from runner.judge.server.storage import open_store
+from runner.judge.server.storage.records import (AdmissionLimits, CompleteOutcome, Lease,
+                                                 NewSubmission, Record, Transition)
+from runner.judge.server.storage.sql import SqlStore
+from runner.judge.wire import TERMINAL_STATUSES, SubmitRequest
 from runner.protocol import Verdict
 from runner.report import STATUS_OF_VERDICT
 
@@ -72,7 +72,7 @@ class JudgeService:
         lim = config.limits
         self.admission = AdmissionLimits(lim.queue_capacity, lim.max_in_flight, lim.rate_limit,
                                          lim.rate_window_s)
-        self.leaderboard = Leaderboard(self)
+        self.leaderboard = Leaderboard(store, dispatch=self._dispatch, touch=self.touch)
         # workers this process started (serve): label -> (accelerator, state, reason, since),
         # state "starting" or "given up"; set by the supervisor
         self.local_workers: Dict[str, Tuple[str, str, str, float]] = {}

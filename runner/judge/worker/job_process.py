@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from runner import procs
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.worker.settings import WorkerSettings
 from runner.sandbox.parent import ENV_PASSTHROUGH, RUNNER_ROOT
 
 MAX_RESULT_BYTES = 64 << 20             # one line of the job process (a result) at most
@@ -69,13 +69,14 @@ def remove_stale_jobs(settings: WorkerSettings) -> None:
 
 
 class JobProcess:
-    """One grading's process (:mod:`runner.judge.jobrun`), in a session of its own and a
+    """One grading's process (:mod:`runner.judge.worker.jobrun`), in a session of its own and a
     private temporary folder, with its stdout read without blocking."""
 
-    command = [sys.executable, "-s", "-m", "runner.judge.jobrun"]   # tests put a stand-in here
+    # tests put a stand-in here
+    command = [sys.executable, "-s", "-m", "runner.judge.worker.jobrun"]
 
     def __init__(self, spec: Optional[Dict[str, Any]], settings: WorkerSettings):
-        """``spec`` None: a parked job process (:mod:`runner.judge.prewarm`), started before
+        """``spec`` None: a parked job process (:mod:`runner.judge.worker.prewarm`), started before
         its job, which :meth:`hand` gives it later."""
         # every temporary file of the job (the sandbox's too) goes here, removed after the job
         # even when the job process was SIGKILLed before cleaning up (and, after a crash of the

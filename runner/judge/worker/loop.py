@@ -2,7 +2,7 @@
 
 It talks only to the judge's API (HTTP, with a token that has the worker role; it holds no
 database credentials), and in a fleet also reads submission ids from its accelerator's
-Dramatiq queue. For each job it: leases the submission, starts :mod:`runner.judge.jobrun`
+Dramatiq queue. For each job it: leases the submission, starts :mod:`runner.judge.worker.jobrun`
 with only its GPU visible, renews the lease every ``heartbeatSeconds`` while the job runs,
 forwards progress as events, and stores the result. Faults of its own (the job process dies
 without a result) are reported with ``release``, which retries the submission elsewhere;
@@ -29,7 +29,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -38,13 +37,13 @@ import httpx
 
 from runner import procs
 from runner.exit_codes import EXIT_OK, EXIT_STUCK, EXIT_USAGE
-from runner.judge.jobprocess import UNREAPED, JobProcess, remove_stale_jobs
-from runner.judge.prewarm import Prewarm
-from runner.judge.protocol import status_of_progress
-from runner.judge.queues import BrokerFeed
-from runner.judge.slots import SlotBusy, hold_slot
-from runner.judge.worker_api import Api, LeaseLost
-from runner.judge.worker_settings import WorkerSettings, build_parser, settings_from_args
+from runner.judge.wire import status_of_progress
+from runner.judge.worker.api_client import Api, LeaseLost
+from runner.judge.worker.broker_feed import BrokerFeed
+from runner.judge.worker.job_process import UNREAPED, JobProcess, remove_stale_jobs
+from runner.judge.worker.prewarm import Prewarm
+from runner.judge.worker.settings import WorkerSettings, build_parser, settings_from_args
+from runner.judge.worker.slots import SlotBusy, hold_slot
 
 log = logging.getLogger("runner.judge.worker")
 PRESENCE_EVERY_S = 5.0                  # how often a worker tells the API it is serving
@@ -389,6 +388,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         pass
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """A leaderboard's entries: the candidates' table and states, a result's timing, and the order
-entries rank in (:mod:`runner.judge.leaderboard` decides and verifies them)."""
+entries rank in (:mod:`runner.judge.server.leaderboard` decides and verifies them)."""
 
 from __future__ import annotations
 

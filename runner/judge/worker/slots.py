@@ -7,7 +7,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from runner.judge.worker_settings import WorkerSettings, machine_lock_dir
+from runner.judge.worker.settings import WorkerSettings, machine_lock_dir
 
 
 class SlotBusy(Exception):

@@ -34,17 +34,15 @@ import secrets
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from runner.judge.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
-                                     REMOVED, RETRYABLE_VERDICTS, SCHEMA, UNCHANGED, VERIFYING,
-                                     Candidate, Timing, better, fmt_ms)
-from runner.judge.records import DONE, QUEUED, Record
 from runner.judge.rejected import Rejected
+from runner.judge.server.candidates import (CAND_COLUMNS, CLOCK_HOLD, HELD, RANKED, REJECTED,
+                                            REMOVED, RETRYABLE_VERDICTS, SCHEMA, UNCHANGED,
+                                            VERIFYING, Candidate, Timing, better, fmt_ms)
+from runner.judge.server.storage.records import DONE, QUEUED, Record
+from runner.judge.server.storage.sql import SqlStore
 from runner.protocol import Verdict
-
-if TYPE_CHECKING:   # pragma: no cover
-    from runner.judge.service import JudgeService
 
 log = logging.getLogger("runner.judge")
 
@@ -60,11 +58,17 @@ SWEEP_INTERVAL_S = 3.0
 
 class Leaderboard:
     """The leaderboards of one judge; the service calls :meth:`on_complete` after every stored
-    result, :meth:`seen` on every claim, and runs :meth:`sweep` in the background."""
+    result, :meth:`seen` on every claim, and runs :meth:`sweep` in the background.
 
-    def __init__(self, service: "JudgeService"):
-        self.service = service
-        self.store = service.store
+    It is given what it needs of the service: the ``store``, ``dispatch(submission_id,
+    accelerator)`` to queue a verification run it stored, and ``touch(submission_id)`` to tell
+    the submission's streams that an event was added."""
+
+    def __init__(self, store: SqlStore, dispatch: Callable[[str, str], None],
+                 touch: Callable[[str], None]):
+        self.store = store
+        self._dispatch = dispatch
+        self._touch = touch
         self.band = BAND
         self.avoid_s = AVOID_S
         self._seen: Dict[str, Tuple[frozenset, float]] = {}
@@ -226,8 +230,8 @@ class Leaderboard:
                                     f"{verification_id}) before it is ranked{agree}"}
             self._event(cur, record, event, now)
         if created is not None:
-            self.service._dispatch(created, record.accelerator)
-        self.service.touch(record.id)
+            self._dispatch(created, record.accelerator)
+        self._touch(record.id)
 
     def _insert_verification(self, cur, record: Record, verification_id: str,
                              avoid: Optional[str], now: float) -> None:
@@ -303,7 +307,7 @@ class Leaderboard:
                 c = self._candidates(cur, "submission_id = ?", (c.submission_id,))[0]
                 self._event(cur, original, self._final_event(cur, c), now)
         if original is not None:
-            self.service.touch(original.id)
+            self._touch(original.id)
 
     def _final_event(self, cur, c: Candidate) -> Dict[str, Any]:
         event: Dict[str, Any] = {"final": True, "state": c.state, "message": c.reason,
@@ -374,7 +378,7 @@ class Leaderboard:
             original = self.store._record(cur, submission_id)
             if original is not None:
                 self._event(cur, original, {**self._final_event(cur, c), "review": action}, now)
-        self.service.touch(submission_id)
+        self._touch(submission_id)
         return c
 
     # -- catching up (an API process that died between two steps) ------------------------------

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 from runner.sandbox.jail import RUNNER_ROOT
-from runner.judge.worker_settings import TOKEN_ENV
+from runner.judge.worker.settings import TOKEN_ENV
 
-log = logging.getLogger("runner.judge.supervisor")
+log = logging.getLogger("runner.judge.worker.supervisor")
 
 
 @dataclass

@@ -5,28 +5,28 @@ moves ``queued -> running -> done`` (or back to ``queued`` on an infrastructure 
 reaches ``done`` exactly once: a result from a stale attempt (its lease was taken back) is
 refused, and a second result for a finished submission is refused.
 
-Two back ends share the SQL: :class:`SQLiteStore` (WAL mode, ``synchronous=FULL``: a
+:class:`SqlStore` is that logic in SQL both back ends share:
+:class:`runner.judge.server.storage.sqlite.SQLiteStore` (WAL mode, ``synchronous=FULL``: a
 submission is on disk before it is acknowledged; the default, one machine) and
-:class:`runner.judge.store_pg.PostgresStore` (a fleet). Write transactions are serialized
-(SQLite's ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), which keeps the admission checks
-(queue capacity, in-flight cap, rate limit) atomic.
+:class:`runner.judge.server.storage.postgres.PostgresStore` (a fleet). Write transactions are
+serialized (SQLite's ``BEGIN IMMEDIATE``; a PostgreSQL advisory lock), which keeps the admission
+checks (queue capacity, in-flight cap, rate limit) atomic.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from runner.judge.records import (AdmissionLimits, COLUMNS, CompleteOutcome, DONE, Event, Lease,
-                                  NewSubmission, QUEUED, RUNNING, Record, SCHEMA, Transition,
-                                  WorkerPresence)
 from runner.judge.rejected import Rejected
+from runner.judge.server.storage.records import (COLUMNS, DONE, QUEUED, RUNNING, SCHEMA,
+                                                 AdmissionLimits, CompleteOutcome, Event, Lease,
+                                                 NewSubmission, Record, Transition,
+                                                 WorkerPresence)
 
 
 class SqlStore:
@@ -370,33 +370,3 @@ class SqlStore:
     def ping(self) -> None:
         with self._read() as cur:
             self._exec(cur, "SELECT 1").fetchone()
-
-
-class SQLiteStore(SqlStore):
-    """SQLite in WAL mode: one connection per thread; writers take the lock up front."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._init_connections()
-        self.init_schema()
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None,
-                               check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        conn = self._conn()
-        cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()

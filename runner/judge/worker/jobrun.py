@@ -1,4 +1,4 @@
-"""One grading, in its own process: ``python -m runner.judge.jobrun`` reads a job (JSON) on
+"""One grading, in its own process: ``python -m runner.judge.worker.jobrun`` reads a job (JSON) on
 stdin and writes JSON lines on stdout: ``{"progress": "..."}`` as grading goes, then
 ``{"result": {...}}``.
 
@@ -28,7 +28,7 @@ from typing import Any, Dict, TextIO
 
 from runner import languages, procs
 from runner.catalog import challenge_info
-from runner.judge.catalogue import Catalogue
+from runner.judge.challenge_set import Catalogue
 
 CUSTOM_FOLDER = "0_custom"
 
@@ -107,7 +107,7 @@ def wait_for_job(device: str, parked) -> Dict[str, Any]:
     """A parked job process's job. Lines on stdin: ``gpu`` (the GPU is free: make this
     process's CUDA context and have the jail make its own), then ``go`` (the spec is in this
     job's folder). Anything else, or the end of stdin: discarded before any job."""
-    from runner.judge.jobprocess import PARKED_SPEC
+    from runner.judge.worker.job_process import PARKED_SPEC
 
     while True:
         line = sys.stdin.readline().strip()

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional
 
 import httpx
 
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.worker.settings import WorkerSettings
 
 
 class LeaseLost(Exception):

@@ -9,7 +9,7 @@ position of its entry shows in the time an answer takes. Roles:
 - ``worker``: the worker endpoints (claim, heartbeat, events, complete);
 - ``admin``: see every submission.
 
-``python -m runner.judge.auth new-token NAME [ROLE...]`` prints a fresh token and the config
+``python -m runner.judge.server.auth new-token NAME [ROLE...]`` prints a fresh token and the config
 entry that holds only its digest.
 """
 
@@ -92,9 +92,6 @@ class TokenRegistry:
             raise Rejected(f"{principal.name} has no worker role", "forbidden", 403)
         return principal
 
-    def principals(self) -> List[Principal]:
-        return [p for _, p in self._entries]
-
 
 def bearer(header: Optional[str]) -> Optional[str]:
     if header and header[:7].lower() == "bearer ":
@@ -109,7 +106,8 @@ def new_token() -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] != "new-token":
-        print("usage: python -m runner.judge.auth new-token NAME [ROLE ...]", file=sys.stderr)
+        print("usage: python -m runner.judge.server.auth new-token NAME [ROLE ...]",
+              file=sys.stderr)
         return EXIT_USAGE
     name, roles = argv[1], argv[2:] or ["user"]
     token = new_token()

@@ -1,7 +1,7 @@
 """The slot's next job process, started before its job (issue 28).
 
 A worker grades one submission at a time on its GPU. It starts the next job process *parked*
-(:func:`runner.judge.jobrun.park`) as soon as the current job has been handed over (or, with
+(:func:`runner.judge.worker.jobrun.park`) as soon as the current job has been handed over (or, with
 ``prewarm_overlap`` off, once it is done): its interpreter, torch and the grader imported, and
 a parked jail of its own started (:mod:`runner.sandbox.warm`: the jail's interpreter, torch,
 Triton, waiting on its command pipe). This is CPU work only: neither makes a CUDA context
@@ -23,8 +23,8 @@ import logging
 import time
 from typing import Any, Dict, List, Optional
 
-from runner.judge.jobprocess import JobProcess
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.worker.job_process import JobProcess
+from runner.judge.worker.settings import WorkerSettings
 
 log = logging.getLogger("runner.judge.worker")
 PARK_MAX_AGE_S = 30 * 60.0      # a parked process older than this is replaced before use

@@ -45,7 +45,7 @@ class WorkerSettings:
     kill_wait_s: float = 10.0          # after SIGKILL, wait this long for it to be reaped
     stuck_grace_s: float = 30.0        # past every bound by this much: the worker gives up
     prewarm: bool = False              # park the next job process and its jail ahead
-    #                                    (runner/judge/prewarm.py; the command line's default)
+    #                                    (worker/prewarm.py; the command line's default)
     prewarm_overlap: bool = True       # park the next one's CPU start while a job runs
     time_budget_s: Optional[float] = None   # the timed runs' budget (None: GradeOptions')
 
@@ -110,7 +110,7 @@ def settings_from_args(args: argparse.Namespace) -> WorkerSettings:
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
         raise SystemExit(f"set ${TOKEN_ENV} to a token with the worker role "
-                         f"(`python -m runner.judge.auth new-token NAME worker`)")
+                         f"(`python -m runner.judge.server.auth new-token NAME worker`)")
     s = WorkerSettings(url=args.url, token=token, accelerator=args.accelerator, gpu=args.gpu,
                        slot=args.cpu or "0", name=args.name, challenge_dirs=list(args.challenges),
                        watchdog_margin_s=args.watchdog_margin, redis_url=args.redis_url,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from runner.judge.store import SqlStore
+from runner.judge.server.storage.sql import SqlStore
 
 ADVISORY_LOCK_KEY = 0x6A75646765   # "judge"
 

@@ -1,4 +1,6 @@
-"""The submission protocol: LeetGPU's WebSocket message, parsed and validated.
+"""The submission protocol: LeetGPU's WebSocket message, parsed and validated. Shared by the
+judge's programs: the server parses submissions and writes events, a worker names the status of
+its progress lines, the client writes the message and reads the events.
 
 In (one JSON text message, or an HTTP body)::
 
@@ -207,10 +209,6 @@ def status_of_progress(line: str) -> str:
     if head.startswith("timing"):
         return "timing"
     return "running"
-
-
-def event_message(submission_id: str, seq: int, status: str, output: Any) -> Dict[str, Any]:
-    return {"status": status, "output": output, "submissionId": submission_id, "seq": seq}
 
 
 def error_message(message: str, code: str) -> Dict[str, Any]:
