@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from runner.catalog import challenge_info  # noqa: E402
-from runner.grade import GradeOptions, _gpu_minor, grade  # noqa: E402
+from runner.grader.grade import GradeOptions, _gpu_minor, grade  # noqa: E402
 from runner.sandbox import warm  # noqa: E402
 from runner.sandbox.parent import Limits  # noqa: E402
 

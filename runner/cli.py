@@ -142,7 +142,7 @@ def _grade_command(args: argparse.Namespace, info: ChallengeInfo, solution: Path
         progress("starting (loading torch and the challenge)")
         # lazy: torch (seconds), only when grading
         from runner import devices
-        from runner.grade import GradeOptions, grade_safely
+        from runner.grader.grade import GradeOptions, grade_safely
         from runner.sandbox.parent import Limits
 
         device = devices.resolve_device(args.device)

@@ -106,7 +106,7 @@ def circles(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
-    assert "runner.grade" in graph["runner.cli"]            # a lazy import (torch)
+    assert "runner.grader.grade" in graph["runner.cli"]     # a lazy import (torch)
     assert "runner.catalog" in graph["runner.judge.client"]
 
 
@@ -136,9 +136,8 @@ def test_no_module_is_too_long():
 SUBMISSION_SIDE = ("runner.sandbox.child", "runner.execute", "runner.languages", "runner.timing",
                    "runner.buffers", "runner.profiling", "runner.profile_target")
 # the grader's own modules: expected outputs, the checks, the clock, the verdict, the jail's keeper
-GRADER_SIDE = ("runner.grade", "runner.plan", "runner.grading", "runner.performance",
-               "runner.clock", "runner.truth", "runner.sandbox.parent", "runner.sandbox.watch",
-               "runner.judge")
+GRADER_SIDE = ("runner.grader", "runner.sandbox.parent", "runner.sandbox.watch",
+               "runner.sandbox.warm", "runner.judge")
 
 
 def reach(graph: Dict[str, Set[str]], start: str) -> Set[str]:
@@ -218,8 +217,9 @@ def test_the_sandbox_package_imports_nothing_and_the_catalog_no_torch():
 def test_the_rules_see_a_breach():
     """The checks above are not vacuous: a graph with a submission-side module reaching the
     grader, and a module importing the judge, is caught."""
-    graph = {"runner.execute": {"runner.cases"}, "runner.cases": {"runner.plan"},
-             "runner.plan": set(), "runner.report": {"runner.judge.store"},
+    graph = {"runner.execute": {"runner.cases"}, "runner.cases": {"runner.grader.plan"},
+             "runner.grader.plan": set(), "runner.report": {"runner.judge.store"},
              "runner.judge.store": set()}
-    assert "runner.plan" in reach(graph, "runner.execute")
+    assert "runner.grader.plan" in reach(graph, "runner.execute")
+    assert _under("runner.grader.plan", GRADER_SIDE) and _under("runner.execute", SUBMISSION_SIDE)
     assert _under("runner.judge.store", ("runner.judge",)) and not _under("runner.judgement", ("runner.judge",))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import grade_json
-from runner import grade as grade_module
+from runner.grader import grade as grade_module
 from runner.errors import CompileError
 from runner.languages import cuda, cuda_build, nvcc
 from runner.sandbox import jail, parent

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import GradeOptions, grade_safely
 from runner.sandbox.parent import Limits
 
 CORPUS = Path(__file__).parent / "corpus"

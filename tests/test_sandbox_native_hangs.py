@@ -21,7 +21,7 @@ import torch
 import native_hangs
 from runner import procs
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import GradeOptions, grade_safely
 from runner.sandbox.parent import Limits
 
 pytestmark = pytest.mark.timeout(180)
@@ -86,7 +86,7 @@ def test_a_grandchild_left_behind_by_a_process_that_exited_is_killed(tmp_path):
     script = ("import sys\n"
               "from runner.procs import become_subreaper\n"
               "from runner.catalog import find_challenge\n"
-              "from runner.grade import GradeOptions, grade_safely\n"
+              "from runner.grader.grade import GradeOptions, grade_safely\n"
               "from runner.sandbox.parent import Limits\n"
               "become_subreaper()\n"
               "options = GradeOptions(limits=Limits(timeout_s=float(sys.argv[2]), sandbox='off'))\n"

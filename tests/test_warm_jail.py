@@ -12,7 +12,7 @@ import torch
 from runner import procs
 from runner.catalog import challenge_info
 from runner.protocol import Job
-from runner.grade import GradeOptions, grade
+from runner.grader.grade import GradeOptions, grade
 from runner.sandbox import jail, warm
 from runner.sandbox.parent import Limits
 from tests.helpers import REFERENCE_96
@@ -165,7 +165,7 @@ def test_a_failed_build_discards_the_jail_started_for_it(tmp_path, monkeypatch):
         return started[-1]
 
     monkeypatch.setattr(warm.ParkedJail, "start", spy)
-    import runner.grade as grade_module
+    import runner.grader.grade as grade_module
 
     def broken(*args, **kw):
         raise RuntimeError("the plan failed")

@@ -98,7 +98,7 @@ def park(device: str, sandbox: str):
     limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
     parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"], gpu_warm=False,
                                 log=lambda m: print(m, file=sys.stderr, flush=True))
-    import runner.grade  # noqa: F401 - the grader, the plan, the languages
+    import runner.grader.grade  # noqa: F401 - the grader, the plan, the languages
 
     return parked
 
@@ -134,7 +134,7 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
     # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
 
-    from runner.grade import GradeOptions, grade_safely
+    from runner.grader.grade import GradeOptions, grade_safely
     from runner.sandbox.parent import Limits
 
     job = spec["job"]

@@ -2,9 +2,9 @@
 
 Everything the submission side sends is a claim: this checks every message's place
 (:class:`runner.protocol.Transcript`) and every reported output against the plan
-(:mod:`runner.plan`), picks after the fact which timed runs to check (against digests the child
+(:mod:`runner.grader.plan`), picks after the fact which timed runs to check (against digests the child
 committed to first), times a burst of calls on its own clock, and decides the verdict (the
-performance section's checks are :mod:`runner.performance`).
+performance section's checks are :mod:`runner.grader.performance`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from runner import protocol
 from runner.buffers import directions_of
 from runner.cases import copy_seed, performance_case
 from runner.challenge import ChallengeBase
-from runner.clock import BurstClock
+from runner.grader.clock import BurstClock
 from runner.digest import digest
-from runner.performance import performance_summary
+from runner.grader.performance import performance_summary
 from runner.perturb import perturb, run_generator
-from runner.plan import Plan, check_outputs, reference_outputs, release
+from runner.grader.plan import Plan, check_outputs, reference_outputs, release
 from runner.protocol import Message, ProtocolViolation, Verdict
 from runner.report import Result, TestReport
-from runner.truth import RULE
+from runner.grader.truth import RULE
 from runner.sandbox.watch import ChildOutcome
 
 if TYPE_CHECKING:
-    from runner.grade import GradeOptions
+    from runner.grader.grade import GradeOptions
 
 
 NOT_RUN_AFTER_FAILURE = ("the performance test was not run: a functional test failed (fix "

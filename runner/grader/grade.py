@@ -1,8 +1,8 @@
 """Grading a submission: the entry point (:func:`grade`), its options, and where the
 submission side runs.
 
-The plan (the cases and their expected outputs) is :mod:`runner.plan`; the conversation with the
-submission side and the verdict are :class:`runner.grading.Grading`. The submission side
+The plan (the cases and their expected outputs) is :mod:`runner.grader.plan`; the conversation with the
+submission side and the verdict are :class:`runner.grader.conversation.Grading`. The submission side
 (:mod:`runner.execute`) runs in a jailed child process by default (:mod:`runner.sandbox`), or
 in this process with ``isolate=False``.
 """
@@ -23,10 +23,10 @@ from runner import devices, languages, protocol
 from runner.catalog import ChallengeInfo
 from runner.errors import SubmissionError
 from runner.execute import MemoryChannel, execute
-from runner.grading import Grading
+from runner.grader.conversation import Grading
 from runner.languages import cpu_cuda, cuda_build
 from runner.loading import load_challenge
-from runner.plan import make_plan
+from runner.grader.plan import make_plan
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
 from runner.sandbox.jail import gpu_minor_of
@@ -137,8 +137,8 @@ def _grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpt
     job = job_for(info, solution, language, options, plan.perf_copies, plan.performance)
     compile_only = language == "cuda" and device.type != "cuda"
     extra_binds: List[Path] = []
-    if options.profile:       # runner/profile_grading.py; ncu's install shown in the jail
-        from runner.profile_grading import profile_grading
+    if options.profile:       # runner/grader/profile/grading.py; ncu's install shown in the jail
+        from runner.grader.profile.grading import profile_grading
         grading, extra_binds = profile_grading(challenge, plan, options, compile_only)
     else:
         grading = Grading(challenge, plan, options, compile_only=compile_only)

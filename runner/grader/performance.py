@@ -13,13 +13,13 @@ from runner import devices, protocol
 from runner.buffers import directions_of, prepare_call
 from runner.cases import case_bytes, copy_seed, performance_case
 from runner.challenge import ChallengeBase
-from runner.plan import case_params, rotation_count
+from runner.grader.plan import case_params, rotation_count
 from runner.report import Result
 from runner.timing import L2Flusher, time_cuda
 
 if TYPE_CHECKING:
-    from runner.grade import GradeOptions
-    from runner.grading import Grading
+    from runner.grader.grade import GradeOptions
+    from runner.grader.conversation import Grading
 
 PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured ceiling
 CLOCK_BAND = 0.25            # the grader's clock may read this much above the timed runs' mean
