@@ -332,7 +332,8 @@ def test_the_jailed_child_sends_its_profile_through_the_pipe(tmp_path, monkeypat
     import torch
 
     from runner.catalog import find_challenge
-    from runner.grader.grade import GradeOptions, grade_safely
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
     from runner.sandbox import jail
 
     usable, why = jail.probe()
@@ -561,7 +562,8 @@ def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(
     import torch
 
     from runner.catalog import find_challenge
-    from runner.grader.grade import GradeOptions, grade_safely
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
     from runner.grader.profile.grading import ProfileGrading
 
     seen = []

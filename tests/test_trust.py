@@ -15,7 +15,8 @@ import torch
 from runner import protocol
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
-from runner.grader.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.perturb import run_generator
 from runner.protocol import ProtocolViolation, Transcript, Verdict
 
@@ -190,8 +191,9 @@ def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatc
     monkeypatch.setattr(devices, "ceiling", lambda device: devices.Ceiling(3500.0, "test"))
     nbytes = challenge.bytes_moved(case)
     honest_ms = nbytes / 3500e9 * 1e3 * 1.02
-    assert physics_problem(grading, honest_ms) == ""
-    problem = physics_problem(grading, honest_ms / 1.5)
+    evidence = grading.timing_evidence()
+    assert physics_problem(evidence, honest_ms) == ""
+    problem = physics_problem(evidence, honest_ms / 1.5)
     assert "faster than the device can move them" in problem and "3,500 GB/s" in problem
 
 
@@ -321,13 +323,12 @@ def test_real_bursts_faster_than_the_graders_own_null_are_not_corroborated(monke
     found = clock_per_call(rounds, parent_null_s=o)
     assert found["skipped_grader_work"] and found["per_call_s"] == 0.0
     monkeypatch.setattr(devices, "ceiling", lambda device: None)
-    grading = SimpleNamespace(claim={"samples_ms": [0.01] * 5, "host_us": 5.0},
-                              plan=SimpleNamespace(perf_case=None),
-                              options=SimpleNamespace(device=torch.device("cuda")),
-                              clock={"per_call_ms": 0.0, "calls": 1000,
-                                     "skipped_grader_work": True})
+    evidence = SimpleNamespace(claim={"samples_ms": [0.01] * 5, "host_us": 5.0},
+                               perf_case=None, device=torch.device("cuda"),
+                               clock={"per_call_ms": 0.0, "calls": 1000,
+                                      "skipped_grader_work": True})
     summary = {}
-    assert headline(grading, summary) is None
+    assert headline(evidence, summary) is None
     assert summary["clock"]["agrees"] is False and "faster than" in summary["notes"][0]
 
 
@@ -361,12 +362,11 @@ def test_the_clock_bands(ratio, verdict, agrees, monkeypatch):
     from runner.grader.performance import headline
 
     monkeypatch.setattr(devices, "ceiling", lambda device: None)
-    grading = SimpleNamespace(claim={"samples_ms": [0.1] * 5, "host_us": 5.0},
-                              plan=SimpleNamespace(perf_case=None),
-                              options=SimpleNamespace(device=torch.device("cuda")),
-                              clock={"per_call_ms": 0.1 * ratio, "calls": 1000})
+    evidence = SimpleNamespace(claim={"samples_ms": [0.1] * 5, "host_us": 5.0},
+                               perf_case=None, device=torch.device("cuda"),
+                               clock={"per_call_ms": 0.1 * ratio, "calls": 1000})
     summary = {}
-    problem = headline(grading, summary)
+    problem = headline(evidence, summary)
     assert (problem is not None) == (verdict == "rejected"), problem
     assert summary["clock"]["agrees"] is agrees
     if not agrees and verdict is None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grader.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.grader.truth import RULE
 
 HERE = Path(__file__).parent / "fixtures" / "accuracy"

@@ -12,9 +12,10 @@ import torch
 from runner import procs
 from runner.catalog import challenge_info
 from runner.protocol import Job
-from runner.grader.grade import GradeOptions, grade
+from runner.grader.grade import grade
+from runner.grader.options import GradeOptions
 from runner.sandbox import jail, warm
-from runner.sandbox.parent import Limits
+from runner.sandbox.limits import Limits
 from tests.helpers import REFERENCE_96
 
 REPO = Path(__file__).resolve().parent.parent

@@ -90,7 +90,7 @@ def park(device: str, sandbox: str):
     import torch
 
     from runner.sandbox import warm
-    from runner.sandbox.parent import Limits
+    from runner.sandbox.limits import Limits
 
     gpu_minor = warm.gpu_minor(torch.device(device))
     # the jail first: its interpreter, torch and Triton start while this process imports
@@ -134,8 +134,9 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
     # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
 
-    from runner.grader.grade import GradeOptions, grade_safely
-    from runner.sandbox.parent import Limits
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
+    from runner.sandbox.limits import Limits
 
     job = spec["job"]
 

@@ -56,8 +56,7 @@ class ProfileGrading(Grading):
                      "ncu_timeout_s": NCU_TIMEOUT_S, "launch_count": NCU_LAUNCH_COUNT}]
         return commands
 
-    def verdict(self, outcome, result: Result) -> Result:
-        result = super().verdict(outcome, result)
+    def finish(self, result: Result) -> Result:
         result.action = "profile"
         if (result.performance and not result.performance.get("timed")
                 and self.options.device.type == "cuda"):
