@@ -1,7 +1,7 @@
 """Test cases and their seeds, the same on both sides of a grading.
 
-The grader (:mod:`runner.grader.grade`) and the submission side (:mod:`runner.execute`) each make the
-cases from the challenge and the grading seed, so no input ever travels between them. Every
+The grader (:mod:`runner.grader`) and the submission side (:mod:`runner.execute`) each make
+the cases from the challenge and the grading seed, so no input ever travels between them. Every
 seed a challenge's data is drawn from comes from :func:`stream_seed`, in both challenge formats:
 
 * ``ChallengeBase.generator(k)``: stream ``k`` (the case's number) of the grading seed;
