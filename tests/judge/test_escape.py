@@ -94,8 +94,8 @@ def host(tmp_path, monkeypatch):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_text(content)
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(cache))
-    watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py",
-               *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
+    watched = [store, REPO / "runner" / "grader" / "grade.py",
+               REPO / "runner" / "sandbox" / "jail.py", *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
     before = {p: digest(p) for p in watched}
     yield {"store": store, "data": data, "before": before, "cache": cache, "started": time.time() - 1}
     for path in OUTSIDE:
