@@ -30,7 +30,7 @@ from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
 from runner.cases import case_bytes  # noqa: E402
-from runner.plan import rotation_count  # noqa: E402
+from runner.grader.plan import rotation_count  # noqa: E402
 from benchmarks.tuning import time_rotated  # noqa: E402
 from runner.languages import backend  # noqa: E402
 from runner.probe import read_floor_ms  # noqa: E402

@@ -40,7 +40,7 @@ from runner.cases import case_bytes, copy_seed, performance_case  # noqa: E402
 from runner.catalog import find_challenge  # noqa: E402
 from runner.languages import backend, detect  # noqa: E402
 from runner.loading import load_challenge  # noqa: E402
-from runner.plan import compare_output, reference_outputs, rotation_count  # noqa: E402
+from runner.grader.plan import compare_output, reference_outputs, rotation_count  # noqa: E402
 from runner.probe import copy_floor_ms, read_floor_ms  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 

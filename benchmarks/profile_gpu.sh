@@ -72,7 +72,7 @@ GRADER_PROFILE_NCU=always profile one_block_no_sandbox benchmarks/profile/one_bl
 
 # ncu outside the jail, straight on the process the jail runs under it (is ncu usable here at
 # all, and at what cost): ncu_direct.csv
-ncu=$($py -c "from runner.ncu import find_ncu; print(find_ncu() or '')")
+ncu=$($py -c "from runner.grader.profile.ncu import find_ncu; print(find_ncu() or '')")
 if [ -n "$ncu" ] && [ $SECONDS -lt 430 ]; then
     $py - "$out/target.json" <<'PY'
 import json, sys

@@ -88,7 +88,7 @@ def summary(rows) -> None:
     """Every run's verdict, median, clock and ratio, and the ones a reader must look at: an
     accepted run whose clock is outside the band (or that a leaderboard would hold), a forger
     that was not rejected."""
-    from runner.performance import CLOCK_BAND
+    from runner.grader.performance import CLOCK_BAND
 
     print(f"\n{'run':58s} {'verdict':14s} {'mode':11s} {'median':>9s} {'clock':>9s} "
           f"{'ratio':>6s} calls/lengths")

@@ -11,7 +11,7 @@ import torch
 
 from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
                      grade_json)
-from runner.plan import compare_output
+from runner.grader.plan import compare_output
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.languages import backend

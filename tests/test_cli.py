@@ -267,7 +267,7 @@ def test_a_compiled_verdict_says_plainly_that_nothing_was_checked():
 
 def test_triton_on_the_cpu_gets_a_longer_default_time_limit():
     from runner.cli import default_timeout
-    from runner.sandbox.parent import Limits
+    from runner.sandbox.limits import Limits
     assert default_timeout("triton", "cpu") == 1200 > Limits().timeout_s
     assert default_timeout("triton", "cuda") is None and default_timeout("pytorch", "cpu") is None
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages.cpu_cuda import cuda_on_cpu, note_for
 
 HERE = Path(__file__).parent

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from helpers import grade_json
-from runner import grade as grade_module
+from runner.grader import grade as grade_module
 from runner.errors import CompileError
 from runner.languages import cuda, cuda_build, nvcc
 from runner.sandbox import jail, parent
+from runner.sandbox.limits import Limits
 
 HAS_NVCC = shutil.which("nvcc") is not None
 needs_nvcc = pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
@@ -208,7 +209,7 @@ def test_no_cache_folder_of_the_host_is_shown_to_a_grading_jail(tmp_path):
     """Every cache of the jailed child (Triton's, CUDA's, XDG's) lies in its own scratch
     tmpfs: none is the host's, so nothing it writes is read by the trusted side or another
     grading."""
-    env = parent.child_environment(tmp_path, "cpu", parent.Limits(), jailed=True)
+    env = parent.child_environment(tmp_path, "cpu", Limits(), jailed=True)
     for key in ("TRITON_CACHE_DIR", "XDG_CACHE_HOME", "CHALLENGE_CACHE_DIR", "HOME"):
         assert env[key].startswith(jail.JAIL_SCRATCH + "/"), (key, env[key])
 

@@ -295,7 +295,8 @@ from pathlib import Path
 {before}
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 info = find_challenge({folder!r})
 load_challenge(info, torch.device("cpu"))
 import torch._dynamo      # imports triton, as generating some cases does

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.sandbox.parent import Limits
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.sandbox.limits import Limits
 
 CORPUS = Path(__file__).parent / "corpus"
 CORRECT = Path(__file__).parent.parent / "reference/int8_kv_cache_attention/solution.pytorch.py"

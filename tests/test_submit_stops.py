@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.grading import NOT_RUN_AFTER_FAILURE
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.grader.verdict import NOT_RUN_AFTER_FAILURE
 from runner.report import render_text
 
 HERE = Path(__file__).parent

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages import detect
 
 pytestmark = pytest.mark.gpu

@@ -23,7 +23,8 @@ from runner.authoring.results import CheckResult, failed, passed, skipped
 from runner.catalog import reference_files, reference_folders, shown, starter_files, starter_folders
 from runner.challenge import is_object_type
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages.python_module import static_solve
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}

@@ -30,39 +30,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from runner import procs
 from runner.output_tail import logs as bounded_logs
-from runner.protocol import Verdict
 from runner.sandbox import cgroups, jail
-from runner.sandbox.watch import ChildOutcome, Conversation, watch
+from runner.sandbox.limits import Limits
+from runner.sandbox.watch import KERNEL_MEMORY, PROTOCOL, Conversation, Ending, watch
 
 RUNNER_ROOT = jail.RUNNER_ROOT
 MAX_LINE_BYTES = 1 << 20
 ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES",
                    "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
                    "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH", "GRADER_BWRAP")
-
-
-@dataclass
-class Limits:
-    timeout_s: float = 300.0                  # wall clock from the child's "ready", build included
-    startup_s: float = 300.0                  # wall clock for the interpreter and torch to start
-    host_memory_bytes: int = 16 * 2**30       # resident memory of every process in the jail
-    gpu_memory_bytes: Optional[int] = None    # torch's allocator cap; None: the whole device
-    max_processes: int = 64                   # processes in the jail at once
-    max_threads: int = 1024                   # threads in the jail at once
-    disk_bytes: int = 4 * 2**30               # the job folder's size
-    output_bytes: int = 64 * 1024             # captured stdout/stderr kept in the result
-    require_cgroup: bool = False              # refuse to grade where the kernel cannot enforce
-    #                                           memory and tasks (the judge)
-    kill_wait_s: float = 10.0                 # after SIGKILL, wait this long for the child to be
-    #                                           reaped (a GPU context's teardown), then go on
-    sandbox: str = "require"                  # "require": a jail or no grading; "auto": jail
-    #                                           where possible (judge --allow-unsandboxed); "off"
 
 
 class SandboxUnavailable(Exception):
@@ -117,7 +98,7 @@ assert shutil.rmtree.avoids_symlink_attacks, "shutil.rmtree must not follow link
 
 def run_in_child(job, limits: Limits, conversation: Conversation,
                  progress: Callable[[str], None], read_only: Optional[List[Path]] = None,
-                 gpu_minor: Optional[int] = None) -> ChildOutcome:
+                 gpu_minor: Optional[int] = None) -> Ending:
     """Run ``job`` (a :class:`runner.execute.Job`) in a jailed child, feeding every message to
     ``conversation``; ``read_only`` are the folders the child must see (the challenge's and the
     solution's)."""
@@ -131,8 +112,8 @@ def run_in_child(job, limits: Limits, conversation: Conversation,
 
 
 def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[str], None],
-         job_dir: Path, read_only: List[Path], gpu_minor: Optional[int]) -> ChildOutcome:
-    outcome = ChildOutcome()
+         job_dir: Path, read_only: List[Path], gpu_minor: Optional[int]) -> Ending:
+    ending = Ending()
     usable, why = jail.probe() if limits.sandbox != "off" else (False, "--no-sandbox")
     if not usable and limits.sandbox == "require":
         raise SandboxUnavailable(why)
@@ -169,11 +150,11 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
                              gpu=job.device.startswith("cuda"), gpu_minor=gpu_minor)
         command = jail.command(spec, inner, env)
         popen_env = {"PATH": env["PATH"]}
-        outcome.isolated = True
+        ending.isolated = True
     else:
-        outcome.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
+        ending.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
         command, popen_env = inner, env
-    group = job_cgroup(limits, outcome)
+    group = job_cgroup(limits, ending)
     if group is not None:
         command = group.wrap(command)      # bwrap and all it forks start inside the group
     # the child's output goes to memory files the parent made (no path to swap; the pages are
@@ -194,14 +175,14 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         reader = procs.LineReader(report_r, MAX_LINE_BYTES)
         try:
             watch(proc, reader, command_w, None if jailed else job_dir, limits, conversation,
-                  progress, outcome)
+                  progress, ending)
         finally:
             if before is not None:
                 kill_orphans(before | {proc.pid})
         if group is not None:
-            explain_cgroup(group, outcome, limits)
-        outcome.logs = bounded_logs(out, err, limits.output_bytes)
-        return outcome
+            explain_cgroup(group, ending, limits)
+        ending.logs = bounded_logs(out, err, limits.output_bytes)
+        return ending
     finally:
         if group is not None:
             group.kill_all()
@@ -215,7 +196,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         err.close()
 
 
-def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgroup]:
+def job_cgroup(limits: Limits, ending: Ending) -> Optional[cgroups.JobCgroup]:
     """The job's cgroup: memory (memfds, shared memory and the scratch tmpfs included) and
     tasks enforced by the kernel. Where none can be had, the limits are only polled: said in
     the result, and refused with ``limits.require_cgroup`` (the judge)."""
@@ -225,22 +206,19 @@ def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgr
     except (cgroups.CgroupUnavailable, cgroups.CgroupError) as exc:
         if limits.require_cgroup:
             raise SandboxUnavailable(f"no cgroup for the job's limits: {exc}") from None
-        outcome.notes.append(f"memory and processes are counted by polling, not enforced by "
+        ending.notes.append(f"memory and processes are counted by polling, not enforced by "
                              f"the kernel: {exc}")
         return None
 
 
-def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limits) -> None:
+def explain_cgroup(group: cgroups.JobCgroup, ending: Ending, limits: Limits) -> None:
     """The kernel's word on how the jail ended: an OOM kill in the group is the memory limit,
     whatever the watcher saw (a killed process, a broken pipe, or a grading that went on
-    after the kernel killed a process the submission started)."""
-    if outcome.verdict == Verdict.REJECTED.value or not group.oom_killed():
+    after the kernel killed a process the submission started); a broken protocol stays that."""
+    if ending.cause == PROTOCOL or not group.oom_killed():
         return
-    outcome.finished = False
-    outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
-    outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} "
-                       f"GiB of host memory, as the kernel counts it: every process it started, "
-                       f"memfds and shared memory, and the files it wrote in its scratch space")
+    ending.finished = False
+    ending.cause, ending.limits = KERNEL_MEMORY, limits
 
 
 def _unjailed_child_setup() -> None:

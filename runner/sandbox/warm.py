@@ -41,10 +41,11 @@ from typing import Callable, Optional, Sequence, Tuple
 from runner import procs
 from runner.output_tail import logs as bounded_logs
 from runner.sandbox import cgroups, jail
-from runner.sandbox.parent import (MAX_LINE_BYTES, Limits, SandboxUnavailable, gpu_uuid_of,
+from runner.sandbox.limits import Limits
+from runner.sandbox.parent import (MAX_LINE_BYTES, SandboxUnavailable, gpu_uuid_of,
                                    kill_orphans, child_environment, explain_cgroup,
                                    job_cgroup, jail_paths, jobs_root)
-from runner.sandbox.watch import ChildOutcome, Conversation, watch
+from runner.sandbox.watch import Conversation, Ending, watch
 
 PARKED_LINE = "parked"
 PARK_WAIT_S = 120.0      # a jail not parked this long after it started is given up (cold)
@@ -203,7 +204,7 @@ class ParkedJail:
                                  disk_bytes=self.limits.disk_bytes, gpu=gpu, gpu_minor=self.gpu_minor)
             command = jail.command(spec, [sys.executable, "-s", "-m", "runner.sandbox.child",
                                           jail.JAIL_JOB_FILE], env)
-            cold = ChildOutcome()
+            cold = Ending()
             self.group = job_cgroup(self.limits, cold)
             self.notes += cold.notes
             if self.group is not None:
@@ -299,7 +300,7 @@ class ParkedJail:
     # -- one grading ------------------------------------------------------------------------
     def grade(self, job, challenge_dir: Path, solution: Path, library: Optional[Path],
               limits: Limits, conversation: Conversation,
-              progress: Callable[[str], None]) -> ChildOutcome:
+              progress: Callable[[str], None]) -> Ending:
         """Hand ``job`` to the jail and watch its grading (as :func:`parent.run_in_child`).
         WarmUnusable (the jail discarded) when it cannot take it; the jail is destroyed when
         this returns, whatever happened."""
@@ -352,9 +353,9 @@ class ParkedJail:
         return job_data
 
     def _watch(self, job_data, limits: Limits, conversation: Conversation,
-               progress: Callable[[str], None]) -> ChildOutcome:
+               progress: Callable[[str], None]) -> Ending:
         assert self.proc is not None and self.reader is not None and self.command_w is not None
-        outcome = ChildOutcome(isolated=True, notes=list(self.notes))
+        ending = Ending(isolated=True, notes=list(self.notes))
         for f in (self.out, self.err):      # what the warm-up printed is not the submission's
             f.truncate(0)
             f.seek(0)
@@ -366,14 +367,14 @@ class ParkedJail:
             pass                             # the jail died just now: its exit decides
         try:
             watch(self.proc, self.reader, self.command_w, None, limits, conversation,
-                  progress, outcome)
+                  progress, ending)
         finally:
             if before is not None:
                 kill_orphans(before | {self.proc.pid})
         if self.group is not None:
-            explain_cgroup(self.group, outcome, limits)
-        outcome.logs = bounded_logs(self.out, self.err, limits.output_bytes)
-        return outcome
+            explain_cgroup(self.group, ending, limits)
+        ending.logs = bounded_logs(self.out, self.err, limits.output_bytes)
+        return ending
 
     # -- the end ----------------------------------------------------------------------------
     def discard(self) -> None:

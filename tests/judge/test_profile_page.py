@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.profile_report import build_profile
+from runner.grader.profile.report import build_profile
 
 STATIC = Path(__file__).resolve().parents[2] / "runner" / "judge" / "server" / "static"
 CHROMIUM = os.environ.get("JUDGE_TEST_CHROMIUM", "/usr/bin/chromium")

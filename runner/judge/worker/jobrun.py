@@ -90,7 +90,7 @@ def park(device: str, sandbox: str):
     import torch
 
     from runner.sandbox import warm
-    from runner.sandbox.parent import Limits
+    from runner.sandbox.limits import Limits
 
     gpu_minor = warm.gpu_minor(torch.device(device))
     # the jail first: its interpreter, torch and Triton start while this process imports
@@ -98,7 +98,7 @@ def park(device: str, sandbox: str):
     limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
     parked = warm.start_quietly(device, limits, gpu_minor, preload=["triton"], gpu_warm=False,
                                 log=lambda m: print(m, file=sys.stderr, flush=True))
-    import runner.grade  # noqa: F401 - the grader, the plan, the languages
+    import runner.grader.grade  # noqa: F401 - the grader, the plan, the languages
 
     return parked
 
@@ -134,8 +134,9 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
     # SIGTERM handler, so that a job stopped while it starts still takes its tree with it
     import torch
 
-    from runner.grade import GradeOptions, grade_safely
-    from runner.sandbox.parent import Limits
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
+    from runner.sandbox.limits import Limits
 
     job = spec["job"]
 

@@ -2,16 +2,16 @@
 ``profile`` message, already checked against :mod:`runner.profile_schema`.
 
 Everything in that message is a claim, shown to the user as information and never used for a
-verdict or a rank. Where ncu may run and how its CSV is read: :mod:`runner.ncu`; the diagnosis
-in words: :mod:`runner.profile_diagnosis` (pure functions of the figures).
+verdict or a rank. Where ncu may run and how its CSV is read: :mod:`runner.grader.profile.ncu`; the diagnosis
+in words: :mod:`runner.grader.profile.diagnosis` (pure functions of the figures).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from runner.ncu import explain_ncu_failure, first_error, parse_ncu_csv
-from runner.profile_diagnosis import _fmt_us, _short, diagnose
+from runner.grader.profile.ncu import explain_ncu_failure, first_error, parse_ncu_csv
+from runner.grader.profile.diagnosis import _fmt_us, _short, diagnose
 
 SCHEMA_VERSION = 1
 TOP_KERNELS = 4               # kernels whose counters are shown

@@ -2,16 +2,17 @@
 
 Everything the submission side sends is a claim: this checks every message's place
 (:class:`runner.protocol.Transcript`) and every reported output against the plan
-(:mod:`runner.plan`), picks after the fact which timed runs to check (against digests the child
-committed to first), times a burst of calls on its own clock, and decides the verdict (the
-performance section's checks are :mod:`runner.performance`).
+(:mod:`runner.grader.plan`), picks after the fact which timed runs to check (against digests the child
+committed to first), times a burst of calls on its own clock, and hands what it found to the
+verdict as evidence (:meth:`Grading.evidence`; the rule is :mod:`runner.grader.verdict`, the
+performance section's checks :mod:`runner.grader.performance`).
 """
 
 from __future__ import annotations
 
 import secrets
 import statistics
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -19,27 +20,16 @@ from runner import protocol
 from runner.buffers import directions_of
 from runner.cases import copy_seed, performance_case
 from runner.challenge import ChallengeBase
-from runner.clock import BurstClock
+from runner.grader.clock import BurstClock
 from runner.digest import digest
-from runner.performance import performance_summary
+from runner.grader.options import GradeOptions
+from runner.grader.performance import TimingEvidence, performance_summary
 from runner.perturb import perturb, run_generator
-from runner.plan import Plan, check_outputs, reference_outputs, release
+from runner.grader.plan import Plan, check_outputs, reference_outputs, release
 from runner.protocol import Message, ProtocolViolation, Verdict
+from runner.grader.verdict import Evidence
 from runner.report import Result, TestReport
-from runner.truth import RULE
-from runner.sandbox.watch import ChildOutcome
-
-if TYPE_CHECKING:
-    from runner.grade import GradeOptions
-
-
-NOT_RUN_AFTER_FAILURE = ("the performance test was not run: a functional test failed (fix "
-                         "that first; submit again to be timed)")
-
-
-def _fail(result: Result, verdict: Verdict, message: str, details: str = "") -> Result:
-    result.verdict, result.message, result.details = verdict.value, message, details
-    return result
+from runner.sandbox.watch import Ending
 
 
 class Grading(BurstClock):
@@ -240,60 +230,31 @@ class Grading(BurstClock):
                 run_generator(self.options.device, self.nonces[phase], index))
         return release(args), reference_outputs(self.challenge, args, self.directions)
 
-    # -- the verdict ---------------------------------------------------------------------------
-    def verdict(self, outcome: ChildOutcome, result: Result) -> Result:
-        if self.rejection:
-            return _fail(result, Verdict.REJECTED, self.rejection)
-        if outcome.verdict == Verdict.REJECTED.value:
-            return _fail(result, Verdict.REJECTED, outcome.message, outcome.details)
-        if self.internal is not None:
-            return _fail(result, Verdict.INTERNAL_ERROR,
-                         "the grader failed inside the submission process (a bug in the "
-                         "harness, or your code broke its internals)", self.internal)
-        result.tests = list(self.tests)
-        failed = [t for t in self.tests if not t.passed]
-        if failed:
-            first = failed[0]
-            if self.transcript.submit:
-                result.performance = {"timed": False, "run": False,
-                                      "reason": NOT_RUN_AFTER_FAILURE}
-            return _fail(result, Verdict.WRONG_ANSWER,
-                         f"{len(failed)} of {len(self.tests)} tests failed; first: {first.name} "
-                         f"({', '.join(f'{k}={v}' for k, v in first.params.items())}): "
-                         f"{first.message.splitlines()[0]}")
-        if self.child_error is not None:
-            verdict, message, details = self.child_error
-            return _fail(result, verdict, message, details)
-        if not outcome.finished:
-            return _fail(result, Verdict(outcome.verdict or Verdict.RUNTIME_ERROR.value),
-                         outcome.message, outcome.details)
-        missing = self.missing_reports()
-        if missing:
-            return _fail(result, Verdict.REJECTED,
-                         f"{protocol.INTERFERENCE}: the submission's process said it was done "
-                         f"without reporting {missing}")
-        if self.options.action == "submit" and not self.plan.performance:
-            result.performance = {"timed": False, "reason": self.plan.perf_left_out}
-        elif self.options.action == "submit":
-            reports = self.sample_failures + self.perf_reports
-            bad = [r for r in reports if not r.passed]
-            result.tests.append(bad[0] if bad else self.perf_reports[0])
-            if bad:
-                return _fail(result, Verdict.WRONG_ANSWER,
-                             f"performance test: {bad[0].message.splitlines()[0]}")
-            summary = performance_summary(self, result)
-            if isinstance(summary, str):
-                return _fail(result, Verdict.REJECTED, summary)
-            result.performance = summary
-        result.message = ("example test passed" if self.options.action == "run"
-                          else f"all {len(result.tests)} tests passed")
-        ruled = [t.name for t in result.tests if t.passed and RULE in t.message]
-        if ruled:
-            result.notes.append(
-                f"the rule '{RULE}' was used on {', '.join(ruled)}: there the float32 reference "
-                f"itself misses the tolerance against the float64 answer, and your output was "
-                f"at least as close to that answer as the reference is (the test's message says "
-                f"by how much)")
+    # -- what the verdict rests on ----------------------------------------------------------------
+    def evidence(self, ending: Ending) -> Evidence:
+        """Everything this conversation found, with how the child ended, for
+        :func:`runner.grader.verdict.decide`."""
+        plan = self.plan
+        return Evidence(action=self.options.action, ending=ending, tampering=self.rejection,
+                        internal=self.internal, tests=list(self.tests),
+                        child_error=self.child_error, submit=self.transcript.submit,
+                        missing=self.missing_reports(),
+                        perf_left_out=None if plan.performance else plan.perf_left_out,
+                        perf_reports=list(self.perf_reports),
+                        sample_failures=list(self.sample_failures),
+                        measure_performance=lambda: performance_summary(self.timing_evidence()))
+
+    def timing_evidence(self) -> TimingEvidence:
+        options = self.options
+        return TimingEvidence(challenge=self.challenge, device=options.device, claim=self.claim,
+                              clock=self.clock, perf_case=self.plan.perf_case,
+                              perf_copies=self.plan.perf_copies, seed=options.seed,
+                              time_budget_s=options.time_budget_s,
+                              time_reference=options.time_reference,
+                              checked_runs=options.checked_runs)
+
+    def finish(self, result: Result) -> Result:
+        """What this kind of grading adds to a decided result (nothing; a profile: its report)."""
         return result
 
     def missing_reports(self) -> str:
@@ -308,6 +269,7 @@ class Grading(BurstClock):
             return "the performance test's results"
         if self.transcript.outstanding:
             return "everything the grader asked for in the performance test"
-        if protocol.PERF_FRESH not in seen and not self.sample_failures and self.perf_reports[0].passed:
+        if (protocol.PERF_FRESH not in seen and not self.sample_failures
+                and self.perf_reports and self.perf_reports[0].passed):
             return "the fresh-inputs check"
         return ""

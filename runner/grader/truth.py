@@ -5,8 +5,8 @@ multi-head attention, atol = rtol = 1e-5: on its performance case the reference 
 1e-5 of the float64 answer on 3% of the elements). A correct solution that rounds differently
 then fails against the reference, and only a copy of the reference's own summation order passes.
 
-The rule (applied by :func:`runner.plan.check_outputs` only to an output that failed the usual
-comparison, with the challenge's default comparison): the reference is run again in float64
+The rule (applied by :func:`runner.grader.plan.check_outputs` only to an output that failed the
+usual comparison, with the challenge's default comparison): the reference is run again in float64
 (:class:`runner.authoring.float64.ComputeInFloat64`); if on this case the reference's output is
 itself outside the tolerance of that float64 answer, by a factor ``R`` (its worst element's
 error over that element's ``atol + rtol * |x|``), then the solution's output is compared with

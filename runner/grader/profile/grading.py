@@ -1,10 +1,10 @@
 """``--action profile``: the grading of a submit without the timing, and one profiled call.
 
-:class:`ProfileGrading` is :class:`runner.grading.Grading` with two changes: the performance
+:class:`ProfileGrading` is :class:`runner.grader.conversation.Grading` with two changes: the performance
 case is checked (its first call and the fresh-inputs check) but not timed, and once everything
 passed the grader sends ``profile`` (:data:`runner.protocol.CMD_PROFILE`), naming the Nsight
 Compute it found on the host where counters may be read, and expects one ``profile`` message
-back. That message is information for the user (:mod:`runner.profile_report`): it changes no
+back. That message is information for the user (:mod:`runner.grader.profile.report`): it changes no
 verdict; a malformed one is a protocol violation like any other.
 """
 
@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from runner import devices, protocol
-from runner.grading import Grading
-from runner.plan import case_params
-from runner.ncu import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S
-from runner.profile_report import NO_GPU, build_profile
+from runner.grader.conversation import Grading
+from runner.grader.plan import case_params
+from runner.grader.profile.ncu import NCU_LAUNCH_COUNT, NCU_TIMEOUT_S
+from runner.grader.profile.report import NO_GPU, build_profile
 from runner.protocol import Message
 from runner.report import Result
 
@@ -56,8 +56,7 @@ class ProfileGrading(Grading):
                      "ncu_timeout_s": NCU_TIMEOUT_S, "launch_count": NCU_LAUNCH_COUNT}]
         return commands
 
-    def verdict(self, outcome, result: Result) -> Result:
-        result = super().verdict(outcome, result)
+    def finish(self, result: Result) -> Result:
         result.action = "profile"
         if (result.performance and not result.performance.get("timed")
                 and self.options.device.type == "cuda"):
@@ -103,8 +102,8 @@ class ProfileGrading(Grading):
 
 def profile_grading(challenge, plan, options, compile_only: bool):
     """(the grading, folders the jail must also show): Nsight Compute's install where it may
-    run here (:func:`runner.ncu.ncu_plan`)."""
-    from runner.ncu import ncu_install_dir, ncu_plan
+    run here (:func:`runner.grader.profile.ncu.ncu_plan`)."""
+    from runner.grader.profile.ncu import ncu_install_dir, ncu_plan
 
     on_gpu = options.device.type == "cuda" or options.time_on_cpu    # (the CPU: tests)
     ncu, reason = ncu_plan(options.isolate) if on_gpu else (None, "")

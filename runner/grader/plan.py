@@ -15,7 +15,7 @@ from runner.cases import case_bytes, fresh_seed, performance_case, test_cases
 from runner.challenge import ChallengeBase
 from runner.check import Comparison, default_comparison
 from runner.report import TestReport
-from runner.truth import against_truth, float64_outputs, uses_default_comparison
+from runner.grader.truth import against_truth, float64_outputs, uses_default_comparison
 
 
 # -- comparing --------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def check_outputs(challenge: ChallengeBase, name: str, case: Dict[str, Any],
             continue
         cmp = compare_output(challenge, out_name, got, exp, case)
         if not cmp.passed and exp.is_floating_point() and uses_default_comparison(challenge):
-            # the reference's own rounding may be what this output misses (runner.truth)
+            # the reference's own rounding may be what this output misses (runner.grader.truth)
             if truth is None:
                 truth = float64_outputs(challenge, case,
                                         directions_of(challenge.get_solve_signature())) or {}

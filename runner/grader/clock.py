@@ -1,6 +1,6 @@
 """The grader's own clock (issue 25): the bursts of real and null calls it times, and the
 solve's time per call it takes from them (:func:`clock_per_call`). :class:`BurstClock` is the
-burst's part of :class:`runner.grading.Grading`'s conversation; the README's Timing section
+burst's part of :class:`runner.grader.conversation.Grading`'s conversation; the README's Timing section
 (*The grader's clock*) says what it measures, its limits and what a forger can gain."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def clock_per_call(rounds: List[Dict[str, Any]], parent_null_s: float,
 
 
 class BurstClock:
-    """The bursts of the grader's clock, mixed into :class:`runner.grading.Grading` (whose
+    """The bursts of the grader's clock, mixed into :class:`runner.grader.conversation.Grading` (whose
     state they use: the claim, the plan, the transcript, the nonces, the samples)."""
 
     def _burst(self) -> List[Dict[str, Any]]:

@@ -1,11 +1,16 @@
 """The performance section of a verdict: the solution's time settled against physics and the
-grader's own clock, the reference's time, and the throughput."""
+grader's own clock, the reference's time, and the throughput.
+
+It reads its evidence as data (:class:`TimingEvidence`, which the conversation gathers) and
+returns a :class:`PerformanceOutcome`: the section, or the contradiction that rejects the time
+(the verdict itself is :func:`runner.grader.verdict.decide`'s)."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -13,13 +18,8 @@ from runner import devices, protocol
 from runner.buffers import directions_of, prepare_call
 from runner.cases import case_bytes, copy_seed, performance_case
 from runner.challenge import ChallengeBase
-from runner.plan import case_params, rotation_count
-from runner.report import Result
+from runner.grader.plan import case_params, rotation_count
 from runner.timing import L2Flusher, time_cuda
-
-if TYPE_CHECKING:
-    from runner.grade import GradeOptions
-    from runner.grading import Grading
 
 PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured ceiling
 CLOCK_BAND = 0.25            # the grader's clock may read this much above the timed runs' mean
@@ -29,10 +29,33 @@ CLOCK_REJECT_HOST = 10.0     # on a CPU (tests: ``time_on_cpu``), whose shared c
 CLOCK_SLACK_MS = 2e-3        # the slope's noise, per call: what the band forgives a tiny kernel
 
 
-def physics_problem(grading: "Grading", median_ms: float) -> str:
+@dataclass
+class TimingEvidence:
+    """What the performance section is settled from."""
+
+    challenge: ChallengeBase
+    device: torch.device
+    claim: Optional[Dict[str, Any]]       # the child's 'timing' message (None: not timed)
+    clock: Optional[Dict[str, Any]]       # the grader's own clock over its bursts
+    perf_case: Optional[Dict[str, Any]]   # the performance case (copy 0, on the CPU)
+    perf_copies: int
+    seed: int
+    time_budget_s: float                  # for the reference's timing
+    time_reference: bool
+    checked_runs: int
+
+
+@dataclass
+class PerformanceOutcome:
+    section: Dict[str, Any]               # the result's ``performance``
+    contradiction: str = ""               # why the time cannot be believed ('' when it can)
+
+
+def physics_problem(evidence: TimingEvidence, median_ms: float) -> str:
     """Why ``median_ms`` is faster than the device can move the case's bytes ('' if it is not)."""
-    nbytes = grading.challenge.bytes_moved(grading.plan.perf_case) if grading.plan.perf_case else None
-    ceiling = devices.ceiling(grading.options.device)
+    case = evidence.perf_case
+    nbytes = evidence.challenge.bytes_moved(case) if case else None
+    ceiling = devices.ceiling(evidence.device)
     if not nbytes or not ceiling or median_ms <= 0:
         return ""
     gbps = nbytes / (median_ms / 1e3) / 1e9
@@ -44,14 +67,14 @@ def physics_problem(grading: "Grading", median_ms: float) -> str:
     return ""
 
 
-def headline(grading: "Grading", summary: Dict[str, Any]) -> Optional[str]:
+def headline(evidence: TimingEvidence, summary: Dict[str, Any]) -> Optional[str]:
     """Settle the solution's time with the parent's clock; a rejection message or None."""
-    claim_ms = statistics.median(grading.claim["samples_ms"])
-    claim_mean_ms = statistics.fmean(grading.claim["samples_ms"])
-    problem = physics_problem(grading, claim_ms)
+    claim_ms = statistics.median(evidence.claim["samples_ms"])
+    claim_mean_ms = statistics.fmean(evidence.claim["samples_ms"])
+    problem = physics_problem(evidence, claim_ms)
     if problem:
         return f"{protocol.INTERFERENCE}: the time measured inside the sandbox is impossible: {problem}"
-    clock = dict(grading.clock or {})
+    clock = dict(evidence.clock or {})
     summary["clock"] = clock
     if not clock:
         return None
@@ -70,8 +93,8 @@ def headline(grading: "Grading", summary: Dict[str, Any]) -> Optional[str]:
         clock["agrees"] = True
         return None
     clock["agrees"] = False
-    host_ms = float(grading.claim.get("host_us", 0.0)) / 1e3
-    reject = CLOCK_REJECT if grading.options.device.type == "cuda" else CLOCK_REJECT_HOST
+    host_ms = float(evidence.claim.get("host_us", 0.0)) / 1e3
+    reject = CLOCK_REJECT if evidence.device.type == "cuda" else CLOCK_REJECT_HOST
     if host_ms < 0.5 * parent_ms and parent_ms > reject * claim_mean_ms + slack_ms:
         return (f"{protocol.INTERFERENCE}: the median measured inside the sandbox "
                 f"({claim_ms * 1e3:.1f} us) is contradicted by the grader's own clock "
@@ -105,44 +128,45 @@ def stream_note(mode: Any) -> Optional[str]:
     return STREAM_NOTES.get(mode) if isinstance(mode, str) else None
 
 
-def performance_summary(grading: Grading, result: Result):
-    """The performance section of the result, or a rejection message."""
-    options, plan, challenge = grading.options, grading.plan, grading.challenge
-    summary: Dict[str, Any] = {"params": case_params(plan.perf_case), "timed": False}
-    if grading.claim is None:
-        summary["reason"] = ("no GPU: run once for correctness" if options.device.type != "cuda"
+def performance_summary(evidence: TimingEvidence) -> PerformanceOutcome:
+    """The performance section of the result, or the contradiction that rejects its time."""
+    device = evidence.device
+    summary: Dict[str, Any] = {"params": case_params(evidence.perf_case), "timed": False}
+    if evidence.claim is None:
+        summary["reason"] = ("no GPU: run once for correctness" if device.type != "cuda"
                              else "not timed")
-        return summary
-    solution = {k: v for k, v in grading.claim.items()
+        return PerformanceOutcome(summary)
+    solution = {k: v for k, v in evidence.claim.items()
                 if k not in ("samples_ms", "run_ids", "digests")}
-    solution["median_ms"] = statistics.median(grading.claim["samples_ms"])
-    summary.update(timed=True, solution=solution, copies=plan.perf_copies,
-                   checked_runs=options.checked_runs, headline="sandbox events")
+    solution["median_ms"] = statistics.median(evidence.claim["samples_ms"])
+    summary.update(timed=True, solution=solution, copies=evidence.perf_copies,
+                   checked_runs=evidence.checked_runs, headline="sandbox events")
     note = stream_note(solution.get("mode"))
     if note:
         summary.setdefault("notes", []).append(note)
-    problem = headline(grading, summary)
+    problem = headline(evidence, summary)
     if problem:
-        return problem
+        return PerformanceOutcome(summary, contradiction=problem)
     median_ms = summary["solution"]["median_ms"]
-    if options.time_reference and options.device.type == "cuda":
-        ref = time_reference(challenge, options)
+    if evidence.time_reference and device.type == "cuda":
+        ref = time_reference(evidence.challenge, device, evidence.seed, evidence.time_budget_s)
         summary["reference"] = ref
         summary["speedup"] = ref["median_ms"] / median_ms
-    summary.update(throughput(challenge, plan.perf_case, median_ms, options.device))
-    return summary
+    summary.update(throughput(evidence.challenge, evidence.perf_case, median_ms, device))
+    return PerformanceOutcome(summary)
 
 
-def time_reference(challenge: ChallengeBase, options: GradeOptions) -> Dict[str, Any]:
+def time_reference(challenge: ChallengeBase, device: torch.device, seed: int,
+                   budget_s: float) -> Dict[str, Any]:
     """The reference timed exactly like the solution (same flush, rotation and statistics)."""
     directions = directions_of(challenge.get_solve_signature())
-    first = performance_case(challenge, options.seed)
+    first = performance_case(challenge, seed)
     copies = [prepare_call(first, directions)]
-    for k in range(1, rotation_count(case_bytes(first), options.device)):
-        copies.append(prepare_call(performance_case(challenge, copy_seed(options.seed, k)), directions))
+    for k in range(1, rotation_count(case_bytes(first), device)):
+        copies.append(prepare_call(performance_case(challenge, copy_seed(seed, k)), directions))
     del first
     timing = time_cuda(lambda i: challenge.reference_impl(**copies[i % len(copies)].args),
-                       budget_s=options.time_budget_s, flusher=L2Flusher(options.device))
+                       budget_s=budget_s, flusher=L2Flusher(device))
     return {k: v for k, v in timing.to_dict().items() if k not in ("samples_ms", "run_ids")}
 
 
