@@ -125,6 +125,21 @@ def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
     raise UnknownChallenge(query, close[:3])
 
 
+# -- what a grading jail shows -----------------------------------------------------------------
+
+_TEST_MODULE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
+
+
+def loading_files(folder: Path) -> List[Path]:
+    """What loading the challenge in ``folder`` needs, and all of the folder a grading jail
+    shows (:func:`runner.sandbox.parent.jail_paths`): ``challenge.py`` and the Python modules
+    beside it (a LeetGPU challenge may import one). Never a subfolder (its starters, our
+    reference solutions, its known-bad solutions, its tests: a submission must not read them)
+    nor a test module."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix == ".py" and p.is_file() and not _TEST_MODULE.match(p.name))
+
+
 # -- starters and reference solutions ----------------------------------------------------------
 
 def _language_files(folder: Path, stem: str) -> Dict[str, Path]:
