@@ -33,7 +33,7 @@ from runner.sandbox import warm  # noqa: E402
 from runner.sandbox.limits import Limits  # noqa: E402
 
 CHALLENGE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention"
-REFERENCE = REPO / "reference" / "int8_kv_cache_attention"
+REFERENCE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention" / "reference"
 FILES = {"cuda": "solution.cu", "triton": "solution.triton.py", "pytorch": "solution.pytorch.py"}
 CONTEXT = ("import time, torch; t = time.perf_counter(); torch.empty(1, device='cuda'); "
            "torch.cuda.synchronize(); print(time.perf_counter() - t)")

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 from runner import languages
 from runner.catalog import (ChallengeInfo, UnknownChallenge, default_solution_dir, find_challenge,
-                            resolve_solution, starter_files, starter_folders)
+                            resolve_solution, starter_files, starter_folder)
 from runner.errors import UsageError
 from runner.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from runner.judge.client import remote_command
@@ -86,8 +86,8 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     lang = languages.normalize(language)
     starter = starter_files(info).get(lang)
     if starter is None:
-        places = " or ".join(str(f / f"starter{languages.suffix(lang)}") for f in starter_folders(info))
-        raise UsageError(f"challenge {info.display} has no {lang} starter ({places} is missing)")
+        missing = starter_folder(info) / f"starter{languages.suffix(lang)}"
+        raise UsageError(f"challenge {info.display} has no {lang} starter ({missing} is missing)")
     target = solution or default_solution_dir(info) / f"solution{languages.suffix(lang)}"
     if target.exists():
         log(f"{target} already exists; leaving it unchanged")

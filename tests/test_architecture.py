@@ -252,3 +252,81 @@ def test_the_rules_see_a_breach():
     assert "runner.grader.plan" in reach(graph, "runner.execute")
     assert _under("runner.grader.plan", GRADER_SIDE) and _under("runner.execute", SUBMISSION_SIDE)
     assert _under("runner.judge.store", ("runner.judge",)) and not _under("runner.judgement", ("runner.judge",))
+
+
+# -- one folder per challenge (issue 27) ---------------------------------------------------------
+# Every challenge folder in challenges/ holds its whole contract: challenge.py, challenge.html,
+# starter/ with a starter of at least one language, reference/ with at least one of our
+# solutions, solutions/wrong/ with at least one known-bad solution (its tests use them), and its
+# test modules in tests/. Nothing of a challenge lives outside its folder: no top-level
+# starter_code/ or reference/ folder, no test module test_challenge_<number>* under tests/, and
+# no file under tests/ or benchmarks/ whose name holds a challenge's slug (benchmarks/results/,
+# what the benchmarks wrote, excepted; the benchmarks themselves, e.g. tune_attention_96.py,
+# name a number).
+
+def _solution_files(folder: Path) -> List[Path]:
+    from runner import languages
+
+    suffixes = tuple(languages.suffix(language) for language in languages.LANGUAGES)
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.name.endswith(suffixes))
+
+
+def layout_problems(repo: Path) -> List[str]:
+    """Every breach of the per-challenge layout in the checkout at ``repo``."""
+    from runner.catalog import discover
+
+    found = discover(repo / "challenges")
+    problems = [] if found else ["no challenge found in challenges/"]
+    for info in found:
+        where = info.path.relative_to(repo)
+        problems += [f"{where} has no {name}" for name in ("challenge.py", "challenge.html")
+                     if not (info.path / name).is_file()]
+        shipped = {"starter/": [p for p in _solution_files(info.path / "starter")
+                                if p.name.startswith("starter.")],
+                   "reference/": [p for p in _solution_files(info.path / "reference")
+                                  if p.name.startswith("solution.")],
+                   "solutions/wrong/": _solution_files(info.path / "solutions" / "wrong"),
+                   "tests/": sorted((info.path / "tests").glob("test_*.py"))}
+        problems += [f"{where}/{sub} is empty" for sub, files in shipped.items() if not files]
+    problems += [f"{name}/ exists outside the challenge folders"
+                 for name in ("starter_code", "reference") if (repo / name).exists()]
+    problems += [f"{p.relative_to(repo)} is a challenge's test module outside its folder"
+                 for p in (repo / "tests").rglob("test_challenge_[0-9]*")]
+    slugs = {info.slug for info in found}
+    for top in ("tests", "benchmarks"):
+        for path in (repo / top).rglob("*"):
+            inside = path.relative_to(repo)
+            if inside.parts[:2] == ("benchmarks", "results"):
+                continue
+            problems += [f"{inside} is named after challenge {slug!r}: it belongs in its folder"
+                         for slug in slugs if slug in path.name]
+    return problems
+
+
+def test_every_challenge_folder_holds_its_whole_contract():
+    assert layout_problems(REPO) == []
+
+
+def test_the_layout_rule_sees_a_breach(tmp_path):
+    """A challenge without reference solutions or known-bad ones, a starter left in
+    starter_code/, a test module and a benchmark named after it outside its folder: each is
+    caught."""
+    folder = tmp_path / "challenges" / "easy" / "1_row_scale"
+    (folder / "starter").mkdir(parents=True)
+    (folder / "tests").mkdir()
+    for name in ("challenge.py", "challenge.html", "starter/starter.cu",
+                 "tests/test_challenge_1.py"):
+        (folder / name).write_text("")
+    (tmp_path / "starter_code" / "row_scale").mkdir(parents=True)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_challenge_1.py").write_text("")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "tune_row_scale.py").write_text("")
+    (tmp_path / "benchmarks" / "results" / "row_scale.md").write_text("")   # a result: allowed
+    problems = layout_problems(tmp_path)
+    assert problems == ["challenges/easy/1_row_scale/reference/ is empty",
+                        "challenges/easy/1_row_scale/solutions/wrong/ is empty",
+                        "starter_code/ exists outside the challenge folders",
+                        "tests/test_challenge_1.py is a challenge's test module outside its folder",
+                        "benchmarks/tune_row_scale.py is named after challenge 'row_scale': it "
+                        "belongs in its folder"], problems

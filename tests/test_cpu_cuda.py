@@ -13,7 +13,7 @@ from runner.languages.cpu_cuda import cuda_on_cpu, note_for
 
 HERE = Path(__file__).parent
 VECTOR_ADD = HERE / "judge" / "challenges" / "easy" / "1_vector_add"
-LEETGPU_STYLE = HERE / "solutions" / "leetgpu_style"
+LEETGPU_STYLE = HERE / "harness_solutions" / "leetgpu_style"
 PLAIN = HERE / "judge" / "solutions" / "correct.pytorch.py"
 
 

@@ -584,10 +584,10 @@ def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(
     assert result.profile["available"] and "GRADER_PROFILE_NCU=off" in result.profile["counters_reason"]
     assert result.performance["timed"] is False
 
-    from helpers import SOLUTIONS
+    from helpers import WRONG_96
 
     seen.clear()
-    result = grade_safely(find_challenge("96"), SOLUTIONS / "wrong_no_max.pytorch.py", "pytorch",
+    result = grade_safely(find_challenge("96"), WRONG_96 / "no_max.pytorch.py", "pytorch",
                           options)
     assert result.verdict == "wrong_answer" and protocol.PROFILE not in seen
     assert not result.profile["available"] and "did not pass" in result.profile["reason"]

@@ -28,7 +28,7 @@ from runner.sandbox.limits import Limits
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parent.parent
-CORRECT = REPO / "reference/int8_kv_cache_attention/solution.pytorch.py"
+CORRECT = REPO / "challenges/medium/96_int8_kv_cache_attention/reference/solution.pytorch.py"
 PARAMS = ["Q", "K_int8", "V_int8", "k_scale", "v_scale", "output", "num_heads", "seq_len",
           "head_dim"]
 LIMIT_S = 3.0

@@ -15,7 +15,7 @@ from runner.report import render_text
 
 HERE = Path(__file__).parent
 MATMUL = HERE / "fixtures" / "timing" / "easy" / "1_matmul"
-WRONG = HERE / "solutions" / "matmul_wrong_on_7.pytorch.py"
+WRONG = HERE / "harness_solutions" / "matmul_wrong_on_7.pytorch.py"
 CORRECT = HERE / "corpus" / "matmul" / "correct.pytorch.py"
 
 

@@ -18,7 +18,7 @@ from runner.languages import detect
 pytestmark = pytest.mark.gpu
 
 CORPUS = Path(__file__).parent / "corpus"
-REFERENCE = Path(__file__).parent.parent / "reference" / "int8_kv_cache_attention"
+REFERENCE = Path(__file__).parent.parent / "challenges/medium/96_int8_kv_cache_attention/reference"
 
 
 def stage(tmp_path: Path, name: str) -> Path:

@@ -115,7 +115,7 @@ def _grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpt
                 ending = None            # nothing of the job reached it: a cold jail instead
         if ending is None and options.isolate:
             ending = run_in_child(job, options.limits, grading, options.progress,
-                                   read_only=[info.path, solution.parent,
+                                   read_only=[solution.parent,
                                               *([library_dir] if library_dir else []),
                                               *extra_binds],
                                    gpu_minor=_gpu_minor(device))

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from runner import procs
+from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
 from runner.sandbox import cgroups, jail
 from runner.sandbox.limits import Limits
@@ -79,11 +80,16 @@ def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) 
 def jail_paths(job_data: Dict) -> Tuple[Dict, Dict[Path, str]]:
     """The job as the jail sees it: the challenge's folder at /challenge/<difficulty>/<name>
     and the solution's folder at /submission, so that no path in the jail names the host's
-    folders (a judge's data folder among them); and those host folders -> their jail paths."""
+    folders (a judge's data folder among them); and the host paths -> their jail paths.
+
+    Of the challenge's folder only what loading it needs is shown, file by file
+    (:func:`runner.catalog.loading_files`): the folder also holds our reference solutions,
+    its known-bad solutions and its tests, which a submission must not read."""
     challenge = Path(job_data["challenge_path"]).resolve()
     solution = Path(job_data["solution_path"]).resolve()
     inside_challenge = f"/challenge/{challenge.parent.name or 'challenges'}/{challenge.name}"
-    mapped = {challenge: inside_challenge, solution.parent: "/submission"}
+    mapped = {path: f"{inside_challenge}/{path.name}" for path in loading_files(challenge)}
+    mapped[solution.parent] = "/submission"
     return ({**job_data, "challenge_path": inside_challenge,
              "solution_path": f"/submission/{solution.name}"}, mapped)
 
@@ -100,8 +106,9 @@ def run_in_child(job, limits: Limits, conversation: Conversation,
                  progress: Callable[[str], None], read_only: Optional[List[Path]] = None,
                  gpu_minor: Optional[int] = None) -> Ending:
     """Run ``job`` (a :class:`runner.execute.Job`) in a jailed child, feeding every message to
-    ``conversation``; ``read_only`` are the folders the child must see (the challenge's and the
-    solution's)."""
+    ``conversation``; ``read_only`` are the folders the child must see (the solution's, the
+    built library's; the challenge's is shown by :func:`jail_paths`, only what loading it
+    needs)."""
     root = jobs_root()
     root.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix=f"grading-{secrets.token_hex(4)}-", dir=root))
@@ -143,9 +150,10 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     if jailed:
         if job.device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = gpu_uuid_of(job.device)
+        hidden = Path(job.challenge_path).resolve()      # shown file by file (jail_paths)
         spec = jail.JailSpec(job_dir=job_dir,
                              read_only=[p.resolve() for p in read_only
-                                        if p.resolve() not in mapped],
+                                        if p.resolve() not in mapped and p.resolve() != hidden],
                              mapped=mapped, disk_bytes=limits.disk_bytes,
                              gpu=job.device.startswith("cuda"), gpu_minor=gpu_minor)
         command = jail.command(spec, inner, env)

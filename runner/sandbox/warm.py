@@ -10,7 +10,7 @@ the submission side and Triton, makes its CUDA context on the grading's GPU, sen
   through a file the jail can write or a path the parent reads back;
 * the jail shows three folders of the parent's own, bound read-only and empty when it starts
   (``/challenge``, ``/submission``, ``/library``); when the job comes, the parent copies the
-  challenge's folder, the solution file and (CUDA) the built library into them: the parent
+  challenge's ``loading_files``, the solution and (CUDA) the built library into them: the parent
   writes into its own folders, the jail only reads them;
 * the cgroup's limits are set to the job's.
 
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 from runner import procs
+from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
 from runner.sandbox import cgroups, jail
 from runner.sandbox.limits import Limits
@@ -50,7 +51,6 @@ from runner.sandbox.watch import Conversation, Ending, watch
 PARKED_LINE = "parked"
 PARK_WAIT_S = 120.0      # a jail not parked this long after it started is given up (cold)
 VIEWS = {"challenge": "/challenge", "submission": "/submission", "library": "/library"}
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
 
 
 LIVE: "weakref.WeakSet[ParkedJail]" = weakref.WeakSet()   # discarded at exit, if still there
@@ -338,7 +338,9 @@ class ParkedJail:
             challenge_dir = challenge_dir.resolve()
             difficulty = challenge_dir.parent.name or "challenges"
             target = self.job_dir / "challenge" / difficulty / challenge_dir.name
-            shutil.copytree(challenge_dir, target, ignore=IGNORED)
+            target.mkdir(parents=True)
+            for path in loading_files(challenge_dir):     # never its references or tests
+                shutil.copyfile(path, target / path.name)
             os.chmod(target.parent, 0o755)
             shutil.copyfile(solution, self.job_dir / "submission" / solution.name)
             job_data["challenge_path"] = f"{VIEWS['challenge']}/{difficulty}/{challenge_dir.name}"

@@ -16,7 +16,8 @@ from runner.judge.worker.settings import WorkerSettings
 from runner.sandbox import cgroups, jail
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = (REPO / "reference" / "int8_kv_cache_attention" / "solution.pytorch.py").read_text()
+REFERENCE = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+             / "solution.pytorch.py").read_text()
 
 pytestmark = pytest.mark.skipif(not jail.isolation_refusal() == "",
                                 reason="no jail or no cgroup here")

@@ -131,7 +131,8 @@ def test_serve_alone_runs_api_and_a_local_worker_with_auth_off(tmp_path):
                 time.sleep(0.1)
         assert health["auth"] == "off" and health["accelerators"] == ["cpu"]
         code = (REPO / "challenges/medium/96_int8_kv_cache_attention/challenge.py").read_text()
-        solution = (REPO / "reference/int8_kv_cache_attention/solution.pytorch.py").read_text()
+        solution = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+                    / "solution.pytorch.py").read_text()
         log = leetgpu_client(url, {"action": "run", "token": None, "submission": {
             "files": [{"name": "solution.pytorch.py", "content": solution}],
             "language": "pytorch", "accelerator": "cpu", "mode": "accelerated", "public": False,

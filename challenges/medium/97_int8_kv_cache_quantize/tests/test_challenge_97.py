@@ -2,20 +2,24 @@
 NumPy implementation, the checker's stated rule (boundary flips, untouched slots, scales), the
 ChallengeBase.compare_output hook, and the shipped solutions and starters through the CLI."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from helpers import (REPO, assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
+from cuda_emulation import call_emulated, emulate_cuda
+from helpers import (assert_compiles_without_a_gpu, assert_python_files_take_the_signature,
                      grade_json)
 from runner.grader.plan import compare_output
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.check import Comparison
 
-FOLDER = REPO / "challenges/medium/97_int8_kv_cache_quantize"
-REFERENCE = REPO / "reference/int8_kv_cache_quantize"
-STARTERS = REPO / "starter_code/int8_kv_cache_quantize"
+FOLDER = Path(__file__).resolve().parent.parent
+REFERENCE = FOLDER / "reference"
+STARTERS = FOLDER / "starter"
+WRONG = FOLDER / "solutions" / "wrong"
 OUTPUTS = ("k_cache", "v_cache", "k_scale", "v_scale")
 SOURCES = {"k_cache": "key", "v_cache": "value", "k_scale": "key", "v_scale": "value"}
 
@@ -328,62 +332,21 @@ def test_starters_are_wrong_answers(capsys, starter):
     assert "rounded to nearest" in result["message"]   # caches untouched, rows not written
 
 
-WRONG = {
-    "truncates.pytorch.py": ("""
-import torch
-def solve(key, value, slot_mapping, k_cache, v_cache, k_scale, v_scale, N, num_kv_heads, head_dim, num_slots):
-    keep = slot_mapping >= 0
-    slots = slot_mapping[keep].long()
-    for x, c, s in ((key, k_cache, k_scale), (value, v_cache, v_scale)):
-        x = x[keep].float()
-        scale = x.abs().amax(-1) / 127
-        c[slots] = (x / torch.where(scale > 0, scale, 1.0)[..., None]).to(torch.int8)
-        s[slots] = scale
-""", "rounded to nearest"),
-    "clears_the_pool.pytorch.py": ("""
-import torch
-def solve(key, value, slot_mapping, k_cache, v_cache, k_scale, v_scale, N, num_kv_heads, head_dim, num_slots):
-    keep = slot_mapping >= 0
-    slots = slot_mapping[keep].long()
-    for x, c, s in ((key, k_cache, k_scale), (value, v_cache, v_scale)):
-        c.zero_(); s.zero_()
-        x = x[keep].float()
-        scale = x.abs().amax(-1) / 127
-        c[slots] = torch.round(x / torch.where(scale > 0, scale, 1.0)[..., None]).to(torch.int8)
-        s[slots] = scale
-""", "not named in slot_mapping"),
-}
+# solutions/wrong/: each one's mistake and what the verdict's message names
+WRONG_MESSAGES = {"truncates.pytorch.py": "rounded to nearest",
+                  "clears_the_pool.pytorch.py": "not named in slot_mapping"}
 
 
-@pytest.mark.parametrize("name", sorted(WRONG))
-def test_wrong_solutions_are_rejected(capsys, tmp_path, name):
-    source, message = WRONG[name]
-    path = tmp_path / name
-    path.write_text(source)
-    code, result, _ = grade_json(capsys, "97", "--solution", path)
+@pytest.mark.parametrize("name", sorted(WRONG_MESSAGES))
+def test_wrong_solutions_are_rejected(capsys, name):
+    code, result, _ = grade_json(capsys, "97", "--solution", WRONG / name)
     assert code == 1 and result["verdict"] == "wrong_answer", result["message"]
-    assert message in result["message"]
+    assert WRONG_MESSAGES[name] in result["message"]
 
 
-CLAMPS_THE_POOL = """
-import torch
-def solve(key, value, slot_mapping, k_cache, v_cache, k_scale, v_scale, N, num_kv_heads, head_dim, num_slots):
-    keep = slot_mapping >= 0
-    slots = slot_mapping[keep].long()
-    for x, c, s in ((key, k_cache, k_scale), (value, v_cache, v_scale)):
-        c.clamp_(-127, 127)     # the old rows read through the symmetric range: -128 -> -127
-        x = x[keep].float()
-        scale = x.abs().amax(-1) / 127
-        c[slots] = torch.round(x / torch.where(scale > 0, scale, 1.0)[..., None]).to(torch.int8)
-        s[slots] = scale
-"""
-
-
-def test_a_solution_that_loses_an_old_minus_128_is_rejected(capsys, tmp_path):
-    path = tmp_path / "clamps_the_pool.pytorch.py"
-    path.write_text(CLAMPS_THE_POOL)
-    code, result, _ = grade_json(capsys, "97", "--solution", path, "--action", "submit",
-                                 "--no-sandbox")
+def test_a_solution_that_loses_an_old_minus_128_is_rejected(capsys):
+    code, result, _ = grade_json(capsys, "97", "--solution", WRONG / "clamps_the_pool.pytorch.py",
+                                 "--action", "submit", "--no-sandbox")
     assert code == 1 and result["verdict"] == "wrong_answer", result["message"]
     assert "not named in slot_mapping" in result["message"]
 
@@ -418,10 +381,8 @@ def test_every_language_has_a_starter_with_the_signature(cpu_challenge):
 
 
 def test_cuda_reference_logic_on_the_cpu(cpu_challenge, tmp_path):
-    """The CUDA reference rebuilt for the CPU (see tests/test_challenge_98.py's emulate_cuda)
-    obeys the checking rule on every functional case."""
-    from test_challenge_98 import call_emulated, emulate_cuda
-
+    """The CUDA reference rebuilt for the CPU (tests/cuda_emulation.py) obeys the checking rule
+    on every functional case."""
     library = emulate_cuda(REFERENCE / "solution.cu", tmp_path)
     if library is None:
         pytest.skip("needs g++ with C++20 <barrier>")

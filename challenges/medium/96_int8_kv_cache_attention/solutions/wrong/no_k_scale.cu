@@ -1,5 +1,5 @@
-// WRONG on purpose (tests expect wrong_answer): like cuda_correct.cu, but the scores leave out
-// k_scale, a plausible bug.
+// WRONG on purpose (tests expect wrong_answer): like tests/harness_solutions/cuda_correct.cu,
+// but the scores leave out k_scale, a plausible bug.
 #include <cstdint>
 #include <cmath>
 #include <cuda_runtime.h>

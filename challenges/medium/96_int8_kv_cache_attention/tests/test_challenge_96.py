@@ -2,6 +2,7 @@
 generators (deterministic, within the stated constraints, covering the promised cases)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,9 @@ import torch
 
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
+
+FOLDER = Path(__file__).resolve().parent.parent
+WRONG = FOLDER / "solutions" / "wrong"
 
 
 def numpy_attention(case) -> np.ndarray:
@@ -122,10 +126,10 @@ def test_minus_128_decides_an_answer(challenge):
 
 
 def test_a_solution_that_clamps_int8_to_127_is_rejected(capsys):
-    from helpers import SOLUTIONS, grade_json
+    from helpers import grade_json
 
     code, result, _ = grade_json(capsys, "96", "--solution",
-                                 SOLUTIONS / "wrong_clamps_int8.pytorch.py", "--action", "submit",
+                                 WRONG / "clamps_int8.pytorch.py", "--action", "submit",
                                  "--no-sandbox")
     assert (code, result["verdict"]) == (1, "wrong_answer")
     failed = [t["params"] for t in result["tests"] if not t["passed"]]
@@ -139,9 +143,9 @@ def test_zero_query_gives_the_mean_of_values(challenge):
     assert torch.allclose(case["output"].double(), v.mean(dim=1), atol=1e-5)
 
 
-def test_example_matches_the_spec(challenge, repo):
+def test_example_matches_the_spec(challenge):
     """The numbers in challenge.html's worked example are those of generate_example_test()."""
-    html = (repo / "challenges/medium/96_int8_kv_cache_attention/challenge.html").read_text()
+    html = (FOLDER / "challenge.html").read_text()
     case = challenge.generate_example_test()
     challenge.reference_impl(**case)
     for value in case["k_scale"].flatten().tolist() + case["v_scale"].flatten().tolist():
