@@ -9,9 +9,11 @@ import pytest
 
 from helpers import CHALLENGE_96, REFERENCE_96
 from runner.catalog import challenge_info, loading_files
-from runner.grade import GradeOptions, grade
+from runner.grader.grade import grade
+from runner.grader.options import GradeOptions
 from runner.sandbox import jail, warm
-from runner.sandbox.parent import Limits, jail_paths
+from runner.sandbox.limits import Limits
+from runner.sandbox.parent import jail_paths
 
 INSIDE = "/challenge/medium/96_int8_kv_cache_attention"
 HIDDEN = ["reference/solution.pytorch.py", "solutions/wrong/no_max.pytorch.py",
