@@ -30,15 +30,16 @@ from benchmarks.attention_common import (  # noqa: E402
     PYTORCH_REFERENCE, challenge_96, implementations, mismatches, random_case)
 from runner import devices  # noqa: E402
 from runner.cases import case_bytes  # noqa: E402
-from runner.plan import rotation_count  # noqa: E402
+from runner.grader.plan import rotation_count  # noqa: E402
 from benchmarks.tuning import time_rotated  # noqa: E402
 from runner.languages import backend  # noqa: E402
 from runner.probe import read_floor_ms  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 
 FLOOR = "read floor (the grader's read probe, same bytes)"
-BASELINE = "one block per head (tests/solutions/cuda_correct.cu)"
-BASELINE_FILE = Path(__file__).resolve().parent.parent / "tests" / "solutions" / "cuda_correct.cu"
+BASELINE = "one block per head (tests/harness_solutions/cuda_correct.cu)"
+BASELINE_FILE = (Path(__file__).resolve().parent.parent / "tests" / "harness_solutions"
+                 / "cuda_correct.cu")
 
 PERF_SHAPE = (32, 8192, 128)
 SEQ_SWEEP = [(32, s, 128) for s in (128, 512, 1024, 2048, 4096, 8192, 16384, 32768)]

@@ -15,7 +15,7 @@ from runner.loading import load_challenge
 from runner.languages import backend, detect
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE_DIR = REPO / "reference" / "int8_kv_cache_attention"
+REFERENCE_DIR = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention" / "reference"
 SOLUTION_FILES = {
     "CUDA (solution.cu)": "solution.cu",
     "CuPy (solution.cupy.py)": "solution.cupy.py",

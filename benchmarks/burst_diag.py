@@ -2,7 +2,7 @@
 challenge 96, the host time to enqueue each call of a burst against its wall time, and the
 grader's own measurement of each call's flush and perturbation.
 
-    python benchmarks/burst_diag.py reference/int8_kv_cache_attention/solution.cu
+    python benchmarks/burst_diag.py challenges/medium/96_int8_kv_cache_attention/reference/solution.cu
 """
 import sys
 import time

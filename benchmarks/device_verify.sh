@@ -4,7 +4,7 @@
 #
 #     bash benchmarks/device_verify.sh PHASE OUT
 #
-#   trust    every reference of 96, 97 and 98 and the correct solutions of tests/solutions,
+#   trust    every reference of 96, 97 and 98 and the correct solutions of tests/harness_solutions,
 #            `submit` in the jail (96's also without it: the sandbox's cost), 96's CUDA five
 #            times (repeatability), the private-stream solution (the burst's drain)
 #   clock    issue 25, the grader's clock, `submit` in the jail, a table of every run's verdict,
@@ -13,17 +13,20 @@
 #   clock2   the same: every reference of 98, and 97's CUDA reference beside the same kernel
 #            on a non-blocking stream of its own (tests/corpus/nonblocking_stream_97.cu:
 #            accepted, mode isolated, median at least the plain one's)
-#   clock3   the same: the correct solutions of tests/solutions, 96's non-blocking-stream
+#   clock3   the same: the correct solutions of tests/harness_solutions, 96's non-blocking-stream
 #            solution beside the same kernel on the current stream (cuda_correct.cu), the
 #            private-stream one (device-sync) and the forgers (rejected)
 #   board    the leaderboard through `serve` with a GPU worker (benchmarks/leaderboard_gpu.py;
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
 #   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
+#   gpu      every GPU test (`pytest -m gpu`) of GPU_TESTS (default: tests), within
+#            GPU_TESTS_TIMEOUT seconds (default 540)
 #   hostile  issue 24 (the jail's contents are hostile): the GPU corpus, the CUDA build jail, the
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
-#            before, unpacked into .baseline), interleaved on the same GPU
+#            before, unpacked into .baseline), interleaved on the same GPU; HOSTILE_SOLUTIONS (CHALLENGE:FILE
+#            words) narrows that list
 #   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
 #            (benchmarks/profile_gpu.sh says what to look for)
 #   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
@@ -42,9 +45,9 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tests, hostile, profile, latency, cold, queue or warm}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, gpu, tests, hostile, profile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|tests|hostile|profile|latency|cold|queue|warm) ;; *)
+case "$phase" in trust|clock|clock2|clock3|board|floors|gpu|tests|hostile|profile|latency|cold|queue|warm) ;; *)
     echo "unknown phase $phase: see the header of $0" >&2
     exit 2 ;;
 esac
@@ -66,35 +69,36 @@ if [ -d "${GRADER_WHEELS:-}" ]; then
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv > "$out/gpu.csv" 2>&1
 
-refs() { for f in reference/"$1"/solution.*; do printf '%s:%s ' "$2" "$f"; done; }
+# every reference solution of challenge $1 (its number), as trust_check.py's NUMBER:FILE
+refs() { for f in challenges/*/"$1"_*/reference/solution.*; do printf '%s:%s ' "$1" "$f"; done; }
 case "$phase" in
 profile)
     bash benchmarks/profile_gpu.sh "$out"
     ;;
 trust)
     trust="python3 benchmarks/trust_check.py --out $out/trust.jsonl"
-    $trust $(refs int8_kv_cache_attention 96) --modes jail,no-sandbox
-    $trust $(refs int8_kv_cache_quantize 97) $(refs paged_int8_decode_attention 98) \
-        96:tests/solutions/cuda_correct.cu 96:tests/solutions/cupy_correct.cupy.py \
-        96:tests/solutions/cupy_array.cupy.py 96:tests/solutions/cupy_elementwise.cupy.py \
+    $trust $(refs 96) --modes jail,no-sandbox
+    $trust $(refs 97) $(refs 98) \
+        96:tests/harness_solutions/cuda_correct.cu 96:tests/harness_solutions/cupy_correct.cupy.py \
+        96:tests/harness_solutions/cupy_array.cupy.py 96:tests/harness_solutions/cupy_elementwise.cupy.py \
         96:tests/corpus/private_stream.pytorch.py
-    $trust 96:reference/int8_kv_cache_attention/solution.cu --repeat 4
+    $trust 96:challenges/medium/96_int8_kv_cache_attention/reference/solution.cu --repeat 4
     ;;
 clock)
     python3 benchmarks/trust_check.py --out "$out/clock.jsonl" --summary \
-        $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) 2>&1 \
+        $(refs 96) $(refs 97) 2>&1 \
         | tee "$out/clock.log"
     ;;
 clock2)
     python3 benchmarks/trust_check.py --out "$out/clock2.jsonl" --summary \
-        $(refs paged_int8_decode_attention 98) 97:reference/int8_kv_cache_quantize/solution.cu \
+        $(refs 98) 97:challenges/medium/97_int8_kv_cache_quantize/reference/solution.cu \
         97:tests/corpus/nonblocking_stream_97.cu 2>&1 | tee "$out/clock2.log"
     ;;
 clock3)
     python3 benchmarks/trust_check.py --out "$out/clock3.jsonl" --summary \
-        96:tests/solutions/cuda_correct.cu 96:tests/corpus/nonblocking_stream.cu \
-        96:tests/solutions/cupy_correct.cupy.py 96:tests/solutions/cupy_array.cupy.py \
-        96:tests/solutions/cupy_elementwise.cupy.py 96:tests/corpus/private_stream.pytorch.py \
+        96:tests/harness_solutions/cuda_correct.cu 96:tests/corpus/nonblocking_stream.cu \
+        96:tests/harness_solutions/cupy_correct.cupy.py 96:tests/harness_solutions/cupy_array.cupy.py \
+        96:tests/harness_solutions/cupy_elementwise.cupy.py 96:tests/corpus/private_stream.pytorch.py \
         96:tests/corpus/forged_timing_patch.pytorch.py \
         96:tests/corpus/forged_timing_fd_swap.pytorch.py 2>&1 | tee "$out/clock3.log"
     ;;
@@ -116,8 +120,8 @@ hostile)
         tests/test_sandbox_corpus.py 2>&1 | tail -30; } > "$out/pytest_hostile.log"
     baseline=${BASELINE:-.baseline}
     trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
-    $trust $(refs int8_kv_cache_attention 96) $(refs int8_kv_cache_quantize 97) \
-        $(refs paged_int8_decode_attention 98) 2>&1 | tail -60 > "$out/hostile_medians.log"
+    $trust ${HOSTILE_SOLUTIONS:-$(refs 96) $(refs 97) $(refs 98)} 2>&1 | tail -60 \
+        > "$out/hostile_medians.log"
     ;;
 latency)
     timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
@@ -137,6 +141,10 @@ queue)
 warm)
     timeout -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
         --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
+    ;;
+gpu)
+    timeout -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \
+        ${GPU_TESTS:-tests} 2>&1 | tee "$out/pytest_gpu.log" | tail -40
     ;;
 tests)
     timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \

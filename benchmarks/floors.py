@@ -12,7 +12,7 @@ as the grader uses, so that consecutive runs share nothing in L2):
   (``runner.devices.case_floor``), both figures shown;
 - every reference solution of the challenge, the PyTorch reference and ``torch.compile`` of it,
   and for 96 the plain one-block-per-head CUDA kernel most public solutions use
-  (``tests/solutions/cuda_correct.cu``);
+  (``tests/harness_solutions/cuda_correct.cu``);
 
 each checked against the reference's outputs with the challenge's own rule, then timed by the
 harness's timer (CUDA events, L2 flushed by reading, copies rotated). Writes ``floors.json`` and
@@ -37,16 +37,16 @@ from benchmarks.tuning import fresh, time_rotated  # noqa: E402
 from runner import devices  # noqa: E402
 from runner.buffers import directions_of  # noqa: E402
 from runner.cases import case_bytes, copy_seed, performance_case  # noqa: E402
-from runner.catalog import find_challenge  # noqa: E402
+from runner.catalog import find_challenge, reference_folder  # noqa: E402
 from runner.languages import backend, detect  # noqa: E402
 from runner.loading import load_challenge  # noqa: E402
-from runner.plan import compare_output, reference_outputs, rotation_count  # noqa: E402
+from runner.grader.plan import compare_output, reference_outputs, rotation_count  # noqa: E402
 from runner.probe import copy_floor_ms, read_floor_ms  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-BASELINES = {"96": {"one block per head (tests/solutions/cuda_correct.cu)":
-                    REPO / "tests" / "solutions" / "cuda_correct.cu"}}
+BASELINES = {"96": {"one block per head (tests/harness_solutions/cuda_correct.cu)":
+                    REPO / "tests" / "harness_solutions" / "cuda_correct.cu"}}
 PYTORCH_REFERENCE = "PyTorch reference"
 
 
@@ -56,7 +56,7 @@ def implementations(number: str, challenge, device) -> Dict[str, Callable[[Dict]
     compiled = torch.compile(challenge.reference_impl)
     impls = {PYTORCH_REFERENCE: lambda case: challenge.reference_impl(**case),
              "torch.compile(reference)": lambda case: compiled(**case)}
-    folder = REPO / "reference" / find_challenge(number).slug
+    folder = reference_folder(find_challenge(number))
     files = {f"{detect(p)} ({p.name})": p for p in sorted(folder.glob("solution.*"))}
     for name, path in {**files, **BASELINES.get(number, {})}.items():
         impls[name] = backend(detect(path)).load(path, challenge, device)

@@ -40,11 +40,11 @@ import websocket   # websocket-client, as LeetGPU's scripts/run_challenge.py use
 
 REPO = Path(__file__).resolve().parent.parent
 SUBMISSIONS = {
-    "correct": REPO / "tests" / "solutions" / "cuda_correct.cu",
-    "wrong": REPO / "tests" / "solutions" / "cuda_wrong.cu",
+    "correct": REPO / "tests" / "harness_solutions" / "cuda_correct.cu",
+    "wrong": REPO / "challenges/medium/96_int8_kv_cache_attention/solutions/wrong/no_k_scale.cu",
     "crashing": REPO / "tests" / "corpus" / "illegal_address.cu",
     "hanging": REPO / "tests" / "corpus" / "gpu_hang.cu",
-    "after_hang": REPO / "tests" / "solutions" / "cuda_correct.cu",   # the same worker, next job
+    "after_hang": REPO / "tests" / "harness_solutions" / "cuda_correct.cu",   # the same worker, next job
 }
 EXPECTED = {"correct": "accepted", "wrong": "wrong_answer", "crashing": "runtime_error",
             "hanging": "time_limit_exceeded", "after_hang": "accepted"}

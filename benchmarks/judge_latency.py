@@ -43,13 +43,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.judge_gpu_demo import free_port, stop_server, wait_healthy  # noqa: E402
 
-REFERENCE = REPO / "reference" / "int8_kv_cache_attention"
+REFERENCE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention" / "reference"
 KINDS = {   # name: (language, file name, path, expected verdict)
     "cuda": ("cuda", "solution.cu", REFERENCE / "solution.cu", "accepted"),
     "cuda_fresh": ("cuda", "solution.cu", REFERENCE / "solution.cu", "accepted"),
     "triton": ("triton", "solution.py", REFERENCE / "solution.triton.py", "accepted"),
     "pytorch": ("pytorch", "solution.py", REFERENCE / "solution.pytorch.py", "accepted"),
-    "wrong": ("pytorch", "solution.py", REPO / "tests" / "solutions" / "wrong_no_max.pytorch.py",
+    "wrong": ("pytorch", "solution.py", REFERENCE.parent / "solutions/wrong/no_max.pytorch.py",
               "wrong_answer"),
 }
 TARGETS = {"cuda": 5.0, "triton": 5.0, "pytorch": 3.0, "wrong": 2.5}

@@ -41,7 +41,7 @@ from typing import Any, Dict, List
 import websocket   # websocket-client
 
 REPO = Path(__file__).resolve().parent.parent
-REF = REPO / "reference" / "int8_kv_cache_attention"
+REF = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention" / "reference"
 CORPUS = REPO / "tests" / "corpus"
 TOKENS = {"alice": "alice-token-leaderboard-0123456789", "bob": "bob-token-leaderboard-0123456789",
           "mallory": "mallory-token-leaderboard-012345", "root": "root-token-leaderboard-0123456789"}

@@ -59,7 +59,7 @@ print(render_text(Result.from_dict(json.load(open(sys.argv[1])))))
 EOF
 }
 
-ref=reference/int8_kv_cache_attention
+ref=challenges/medium/96_int8_kv_cache_attention/reference
 profile cuda_ref "$ref/solution.cu"
 profile one_block benchmarks/profile/one_block_per_head.cu
 profile many_launches benchmarks/profile/many_launches.pytorch.py
@@ -72,13 +72,13 @@ GRADER_PROFILE_NCU=always profile one_block_no_sandbox benchmarks/profile/one_bl
 
 # ncu outside the jail, straight on the process the jail runs under it (is ncu usable here at
 # all, and at what cost): ncu_direct.csv
-ncu=$($py -c "from runner.ncu import find_ncu; print(find_ncu() or '')")
+ncu=$($py -c "from runner.grader.profile.ncu import find_ncu; print(find_ncu() or '')")
 if [ -n "$ncu" ] && [ $SECONDS -lt 430 ]; then
     $py - "$out/target.json" <<'PY'
 import json, sys
 from runner.protocol import Job
 json.dump(Job(challenge_path="challenges/medium/96_int8_kv_cache_attention",
-              solution_path="reference/int8_kv_cache_attention/solution.pytorch.py",
+              solution_path="challenges/medium/96_int8_kv_cache_attention/reference/solution.pytorch.py",
               language="pytorch", device="cuda", action="submit", seed=0, perf_copies=1,
               nvcc_flags=[], gpu_memory_fraction=None).to_dict(), open(sys.argv[1], "w"))
 PY

@@ -79,7 +79,7 @@ def compare_with_do_bench(solution: Path) -> Dict[str, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--solution", default="solution.cu",
-                        help="a file name in reference/int8_kv_cache_attention/")
+                        help="a file name in challenges/medium/96_int8_kv_cache_attention/reference/")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)

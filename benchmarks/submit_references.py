@@ -17,7 +17,7 @@ from typing import Dict, List
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runner.catalog import find_challenge  # noqa: E402
+from runner.catalog import find_challenge, reference_folder  # noqa: E402
 
 
 def submit(number: str, solution: Path) -> Dict:
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     failed = 0
     for query in args.challenges:
         info = find_challenge(query)
-        folder = REPO / "reference" / info.slug
+        folder = reference_folder(info)
         results = []
         for solution in sorted(folder.glob("solution.*")):
             result = submit(query, solution)

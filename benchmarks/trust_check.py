@@ -2,7 +2,7 @@
 saw: the verdict, the in-sandbox median, the grader's own clock per call (and their ratio), the
 fraction of the measured ceiling. For the device notes of the trust and sandbox work:
 
-    python benchmarks/trust_check.py 96:reference/int8_kv_cache_attention/solution.cu \\
+    python benchmarks/trust_check.py 96:challenges/medium/96_int8_kv_cache_attention/reference/solution.cu \\
         --modes jail,no-sandbox,old:/path/to/an/older/checkout --repeat 1 --out results.jsonl
 
 ``jail`` is the default grading; ``no-sandbox`` passes ``--no-sandbox``; ``old:ROOT`` runs

@@ -26,6 +26,11 @@ SHAPES = [(32, 8192, 128), (1, 32768, 128), (32, 1024, 128), (64, 32768, 256), (
 CUDA_VARIANTS = {
     "base": [],
     "MINB2": ["-DKV_MINB=2"],
+    "LOAD1": ["-DKV_LOAD=1"],
+    "interleave": ["-DKV_INTERLEAVE=1"],
+    "interleave_LOAD1": ["-DKV_INTERLEAVE=1", "-DKV_LOAD=1"],
+    "interleave_MINB2_T8": ["-DKV_INTERLEAVE=1", "-DKV_MINB=2", "-DKV_T=8"],
+    "interleave_WAVES2": ["-DKV_INTERLEAVE=1", "-DKV_WAVES=2"],
 }
 # Probes: solution.cu with the math of each step removed (wrong answers, timed unchecked), to
 # show what the memory system gives this exact access pattern and grid.
@@ -40,14 +45,13 @@ READ_ONLY_STEP = """    constexpr int W = VEC / 4;
     m = 0.0f;
     return;
 """
-PROBES = {"probe_read_only": [], "probe_read_only_MINB2": ["-DKV_MINB=2"],
-          "probe_read_only_T8_MINB2": ["-DKV_T=8", "-DKV_MINB=2"]}
+PROBES = {"probe_read_only": [], "probe_read_only_interleave": ["-DKV_INTERLEAVE=1"],
+          "probe_read_only_interleave_LOAD1": ["-DKV_INTERLEAVE=1", "-DKV_LOAD=1"]}
 TRITON_VARIANTS = {
     "base": {},
-    "stages2": {"num_stages": 2},
-    "tile2048": {"tile_words": 2048},
-    "pps8": {"programs_per_sm": 8},
-    "warps2_tile512_pps8": {"num_warps": 2, "tile_words": 512, "programs_per_sm": 8},
+    "interleave": {"interleave": True},
+    "interleave_warps4_tile1024_pps4": {"interleave": True, "num_warps": 4, "tile_words": 1024,
+                                        "programs_per_sm": 4},
 }
 
 

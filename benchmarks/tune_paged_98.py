@@ -25,7 +25,8 @@ from runner.loading import load_challenge  # noqa: E402
 from runner.languages import cuda  # noqa: E402
 from runner.timing import L2Flusher  # noqa: E402
 
-SOLUTION = Path(__file__).resolve().parent.parent / "reference" / "paged_int8_decode_attention" / "solution.cu"
+SOLUTION = (Path(__file__).resolve().parent.parent / "challenges" / "hard"
+            / "98_paged_int8_decode_attention" / "reference" / "solution.cu")
 VARIANTS: Dict[str, List[str]] = {
     "default": [],
     "float32 FMA kernel (PG_NO_TC)": ["-DPG_NO_TC"],

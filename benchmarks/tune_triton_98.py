@@ -1,7 +1,8 @@
 """Time launch/tiling variants of challenge 98's Triton reference on its performance case.
 
-Each variant is an override of reference/paged_int8_decode_attention/solution.triton.py's CONFIG
-(tile length, warps, pipeline stages, chunk length, stacked hi/lo rows, inline-PTX conversion).
+Each variant is an override of the CONFIG of
+challenges/hard/98_paged_int8_decode_attention/reference/solution.triton.py (tile length, warps,
+pipeline stages, chunk length, stacked hi/lo rows, inline-PTX conversion).
 Every variant's output is checked against the challenge's reference first; then it is timed
 with triton.testing.do_bench (median; do_bench flushes L2 by writing a buffer, so absolute times
 are a little higher than the harness's, see README "Timing"). Needs an NVIDIA GPU.
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTION = ROOT / "reference/paged_int8_decode_attention/solution.triton.py"
+SOLUTION = ROOT / "challenges/hard/98_paged_int8_decode_attention/reference/solution.triton.py"
 
 # name -> CONFIG override
 VARIANTS = {

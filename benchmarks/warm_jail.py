@@ -27,12 +27,13 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from runner.catalog import challenge_info  # noqa: E402
-from runner.grade import GradeOptions, _gpu_minor, grade  # noqa: E402
+from runner.grader.grade import _gpu_minor, grade  # noqa: E402
+from runner.grader.options import GradeOptions  # noqa: E402
 from runner.sandbox import warm  # noqa: E402
-from runner.sandbox.parent import Limits  # noqa: E402
+from runner.sandbox.limits import Limits  # noqa: E402
 
 CHALLENGE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention"
-REFERENCE = REPO / "reference" / "int8_kv_cache_attention"
+REFERENCE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention" / "reference"
 FILES = {"cuda": "solution.cu", "triton": "solution.triton.py", "pytorch": "solution.pytorch.py"}
 CONTEXT = ("import time, torch; t = time.perf_counter(); torch.empty(1, device='cuda'); "
            "torch.cuda.synchronize(); print(time.perf_counter() - t)")

@@ -1,7 +1,7 @@
 """Test cases and their seeds, the same on both sides of a grading.
 
-The grader (:mod:`runner.grade`) and the submission side (:mod:`runner.execute`) each make the
-cases from the challenge and the grading seed, so no input ever travels between them. Every
+The grader (:mod:`runner.grader`) and the submission side (:mod:`runner.execute`) each make
+the cases from the challenge and the grading seed, so no input ever travels between them. Every
 seed a challenge's data is drawn from comes from :func:`stream_seed`, in both challenge formats:
 
 * ``ChallengeBase.generator(k)``: stream ``k`` (the case's number) of the grading seed;
@@ -15,14 +15,27 @@ from __future__ import annotations
 
 import contextlib
 import zlib
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Protocol, Tuple
 
 import torch
 
-if TYPE_CHECKING:
-    from runner.challenge import ChallengeBase
-
 GENERATORS = ("generate_example_test", "generate_functional_test", "generate_performance_test")
+
+
+
+class CaseSource(Protocol):
+    """What cases are drawn from: a challenge of either format (our ChallengeBase or LeetGPU's
+    base class), whose ``seed`` is the grading seed while a generator method runs. A protocol,
+    not the class: :mod:`runner.challenge` imports this module."""
+
+    seed: int
+
+    def generate_example_test(self) -> Dict[str, Any]: ...
+
+    def generate_functional_test(self) -> List[Dict[str, Any]]: ...
+
+    def generate_performance_test(self) -> Dict[str, Any]: ...
+
 
 SEED_STRIDE = 1_000_003       # streams of one seed never meet those of the next seed
 FRESH_SEED_OFFSET = 7919      # the seed of the post-timing "fresh inputs" check
@@ -52,7 +65,7 @@ def global_rng_for(seed: int, method_name: str, device: Any) -> Iterator[int]:
         yield method_seed
 
 
-def with_seed(challenge: "ChallengeBase", seed: int, make: Callable[[], Any]) -> Any:
+def with_seed(challenge: CaseSource, seed: int, make: Callable[[], Any]) -> Any:
     """``make()`` (a generator call) under grading seed ``seed``."""
     saved = getattr(challenge, "seed", 0)
     challenge.seed = seed
@@ -62,7 +75,7 @@ def with_seed(challenge: "ChallengeBase", seed: int, make: Callable[[], Any]) ->
         challenge.seed = saved
 
 
-def test_cases(challenge: "ChallengeBase", action: str, seed: int) -> List[Tuple[str, TestCase]]:
+def test_cases(challenge: CaseSource, action: str, seed: int) -> List[Tuple[str, TestCase]]:
     """The example (``run``) or the functional tests (``submit``), named as reports show them."""
     if action == "run":
         return [("example", with_seed(challenge, seed, challenge.generate_example_test))]
@@ -70,7 +83,7 @@ def test_cases(challenge: "ChallengeBase", action: str, seed: int) -> List[Tuple
     return [(f"test {k + 1}", case) for k, case in enumerate(cases)]
 
 
-def performance_case(challenge: "ChallengeBase", seed: int) -> TestCase:
+def performance_case(challenge: CaseSource, seed: int) -> TestCase:
     return with_seed(challenge, seed, challenge.generate_performance_test)
 
 

@@ -1,6 +1,12 @@
 """Finding challenges (by folder, number or slug), their starters, reference solutions and the
 user's solution file.
 
+A challenge folder holds its whole contract: ``challenge.py``, ``challenge.html``, ``starter/``
+(``starter.cu``, ``starter.triton.py``, ...), ``reference/`` (our solutions: ``solution.cu``,
+...), ``solutions/wrong/`` (known-bad solutions its tests use) and its tests. LeetGPU's
+challenge folders have the same ``starter/``, so one search path serves both formats: a
+challenge's starters and references are found in its own folder and nowhere else.
+
 Nothing here imports torch, so the commands that only look things up (``--help``,
 ``--action list``, a mistyped challenge) start in a fraction of a second.
 """
@@ -18,8 +24,6 @@ from runner.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHALLENGES_DIR = REPO_ROOT / "challenges"
-STARTERS_DIR = REPO_ROOT / "starter_code"
-REFERENCE_DIR = REPO_ROOT / "reference"
 
 
 def shown(path: Path) -> str:
@@ -116,40 +120,50 @@ def find_challenge(query: str, root: Optional[Path] = None) -> ChallengeInfo:
     raise UnknownChallenge(query, close[:3])
 
 
+# -- what a grading jail shows -----------------------------------------------------------------
+
+_TEST_MODULE = re.compile(r"^(test_.*|.*_test|conftest)\.py$")
+
+
+def loading_files(folder: Path) -> List[Path]:
+    """What loading the challenge in ``folder`` needs, and all of the folder a grading jail
+    shows (:func:`runner.sandbox.parent.jail_paths`): ``challenge.py`` and the Python modules
+    beside it (a LeetGPU challenge may import one). Never a subfolder (its starters, our
+    reference solutions, its known-bad solutions, its tests: a submission must not read them)
+    nor a test module."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.suffix == ".py" and p.is_file() and not _TEST_MODULE.match(p.name))
+
+
 # -- starters and reference solutions ----------------------------------------------------------
 
-def _language_files(folders: List[Path], stem: str) -> Dict[str, Path]:
+def _language_files(folder: Path, stem: str) -> Dict[str, Path]:
     found: Dict[str, Path] = {}
     for language in languages.LANGUAGES:
-        for folder in folders:
-            candidate = folder / f"{stem}{languages.suffix(language)}"
-            if candidate.is_file():
-                found[language] = candidate
-                break
+        candidate = folder / f"{stem}{languages.suffix(language)}"
+        if candidate.is_file():
+            found[language] = candidate
     return found
 
 
-def starter_folders(info: ChallengeInfo) -> List[Path]:
-    """The folder's own ``starter/`` (LeetGPU's layout; it wins, so a LeetGPU checkout's
-    challenge keeps its own starters even where its slug is also one of ours), then
-    ``starter_code/<slug>/`` (this repository's layout)."""
-    return [info.path / "starter", STARTERS_DIR / info.slug]
+def starter_folder(info: ChallengeInfo) -> Path:
+    """The challenge's ``starter/`` (this repository's layout and LeetGPU's)."""
+    return info.path / "starter"
 
 
 def starter_files(info: ChallengeInfo) -> Dict[str, Path]:
     """language -> starter file, for each language that has one."""
-    return _language_files(starter_folders(info), "starter")
+    return _language_files(starter_folder(info), "starter")
 
 
-def reference_folders(info: ChallengeInfo) -> List[Path]:
-    """The folder's own ``reference/`` (for a folder kept outside this repository), then
-    ``reference/<slug>/``."""
-    return [info.path / "reference", REFERENCE_DIR / info.slug]
+def reference_folder(info: ChallengeInfo) -> Path:
+    """The challenge's ``reference/``: our solutions (LeetGPU's folders have none)."""
+    return info.path / "reference"
 
 
 def reference_files(info: ChallengeInfo) -> Dict[str, Path]:
     """language -> our reference solution, for each language that has one."""
-    return _language_files(reference_folders(info), "solution")
+    return _language_files(reference_folder(info), "solution")
 
 
 # -- the user's solution ----------------------------------------------------------------------

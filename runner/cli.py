@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence
 
 from runner import languages
 from runner.catalog import (ChallengeInfo, UnknownChallenge, default_solution_dir, find_challenge,
-                            resolve_solution, starter_files, starter_folders)
+                            resolve_solution, starter_files, starter_folder)
 from runner.errors import UsageError
 from runner.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from runner.judge.client import remote_command
@@ -87,8 +87,8 @@ def init_solution(info: ChallengeInfo, solution: Optional[Path], language: Optio
     lang = languages.normalize(language)
     starter = starter_files(info).get(lang)
     if starter is None:
-        places = " or ".join(str(f / f"starter{languages.suffix(lang)}") for f in starter_folders(info))
-        raise UsageError(f"challenge {info.display} has no {lang} starter ({places} is missing)")
+        missing = starter_folder(info) / f"starter{languages.suffix(lang)}"
+        raise UsageError(f"challenge {info.display} has no {lang} starter ({missing} is missing)")
     target = solution or default_solution_dir(info) / f"solution{languages.suffix(lang)}"
     if target.exists():
         log(f"{target} already exists; leaving it unchanged")
@@ -140,8 +140,9 @@ def _grade_command(args: argparse.Namespace, info: ChallengeInfo, solution: Path
         progress("starting (loading torch and the challenge)")
         # lazy: torch (seconds), only when grading
         from runner import devices
-        from runner.grade import GradeOptions, grade_safely
-        from runner.sandbox.parent import Limits
+        from runner.grader.grade import grade_safely
+        from runner.grader.options import GradeOptions
+        from runner.sandbox.limits import Limits
 
         device = devices.resolve_device(args.device)
         if args.device == "auto" and device.type == "cpu":
@@ -220,7 +221,7 @@ def _interrupt_once(signum, frame) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
-        from runner.judge.cli import serve_main     # lazy: the judge's extras (yaml, fastapi)
+        from runner.judge.serve import serve_main     # lazy: the judge's extras (yaml, fastapi)
         return serve_main(argv[1:])
     parser = build_parser()
     args = None

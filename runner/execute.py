@@ -3,7 +3,7 @@
 This runs wherever the untrusted code runs (a sandboxed child process, or the grading process
 itself with ``--no-sandbox``). It never computes or sees expected outputs: it regenerates the
 test inputs from the job's seed, runs ``solve`` and reports the outputs, which the parent
-compares (see :mod:`runner.grade`). Messages go through a :class:`Channel`.
+compares (see :mod:`runner.grader.grade`). Messages go through a :class:`Channel`.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ INTERPRETED_PERF_BYTES = 256 * 2**20   # Triton's CPU interpreter runs a kernel 
 #                              thousand times slower than a GPU: on a larger case (98's, 1.1 GB)
 #                              the performance case alone takes minutes; not run there
 
-# -- The grader's own clock: bursts of real and null calls (runner.clock) --------------------
+# -- The grader's own clock: bursts of real and null calls (runner.grader.clock) -------------
 
 BURST_S = 1.0                # the long bursts' total length: long enough to swamp the clock's noise
 BURST_COVER_S = 1e-3         # the spin a burst starts behind, so its first launches queue up
@@ -48,7 +48,7 @@ NULL_SLACK = 0.03            # the child's null burst is believed up to 3% above
 SKIPPED_BELOW = 0.8          # a real burst faster than this share of the grader's own null burst
 #                              did not do the grader's per-call work (its flush): not corroborated
 
-# -- Physics and the clocks' agreement (runner.performance; the judge's leaderboards) -------
+# -- Physics and the clocks' agreement (runner.grader.performance; the judge's leaderboards) 
 
 PHYSICS_MARGIN = 1.08        # a time may imply at most this much of the measured bandwidth ceiling
 CLOCK_BAND = 0.25            # the grader's clock may read this much above the timed runs' mean
@@ -60,12 +60,12 @@ CLOCK_HOLD = 1 + CLOCK_BAND  # a leaderboard holds an entry whose grader's clock
 #                              this many times the timed runs' mean (issue 25: was 1.5)
 LEADERBOARD_BAND = 0.10      # a leaderboard's verification median must agree within 10%
 
-# -- Accuracy against float64 (runner.truth) --------------------------------------------------
+# -- Accuracy against float64 (runner.grader.truth) -------------------------------------------
 
 TRUTH_MARGIN = 1.0           # the solution may be as far off, in tolerances, as the reference
 MAX_TRUTH_BYTES = 4 * 2**30  # a case larger than this (its float64 copy) is not re-run
 
-# -- The jail's limits (runner.sandbox: ``Limits``' defaults; the judge's config sets its own -----
+# -- The jail's limits (runner.sandbox.limits: ``Limits``' defaults; the judge's config sets its own
 # TIME_LIMIT_S and HOST_MEMORY_BYTES, defaulting to these)
 
 TIME_LIMIT_S = 300.0         # wall clock of one grading from the child's "ready" (Triton's build

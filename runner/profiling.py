@@ -4,7 +4,7 @@
 This runs in the jail, with the submission's code, so everything here is a *claim*: it is sent
 as one bounded ``profile`` message (:data:`runner.protocol.PROFILE`, checked by
 :func:`runner.profile_schema.valid_profile`), and the grader uses it only to tell the user why
-their kernel is slow (:mod:`runner.profile_report`), never for a verdict or a rank.
+their kernel is slow (:mod:`runner.grader.profile.report`), never for a verdict or a rank.
 
 The timeline: one warm-up call, the L2 flushed as before a timed run, then one call inside a
 ``solve`` range; every GPU activity that starts after the range began is the call's (the device

@@ -67,7 +67,7 @@ class ProtocolViolation(Exception):
 @dataclass
 class Job:
     """What the submission side is told (JSON, in the job file): how to make the inputs and
-    load the solution, never an expected output. Made by :func:`runner.grade.job_for`."""
+    load the solution, never an expected output. Made by :func:`runner.grader.options.job_for`."""
 
     challenge_path: str
     solution_path: str

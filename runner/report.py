@@ -121,7 +121,7 @@ def render_text(result: Result) -> str:
     if result.performance:
         lines.append(render_performance(result.performance))
     if result.profile:
-        from runner.profile_report import render_profile   # --action profile
+        from runner.grader.profile.report import render_profile   # --action profile
         lines.append(render_profile(result.profile))
     verdict = result.verdict.upper().replace("_", " ")
     if result.verdict == "compiled":

@@ -14,9 +14,12 @@ from runner.errors import CompiledOnly
 from runner.languages import cuda
 
 REPO = Path(__file__).resolve().parent.parent
-SOLUTIONS = REPO / "tests" / "solutions"
-REFERENCE_96 = REPO / "reference" / "int8_kv_cache_attention"
-STARTERS_96 = REPO / "starter_code" / "int8_kv_cache_attention"
+# solutions that test the harness (most in 96's signature; see the folder's README)
+HARNESS_SOLUTIONS = REPO / "tests" / "harness_solutions"
+CHALLENGE_96 = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention"
+REFERENCE_96 = CHALLENGE_96 / "reference"
+STARTERS_96 = CHALLENGE_96 / "starter"
+WRONG_96 = CHALLENGE_96 / "solutions" / "wrong"
 
 
 def grade_json(capsys, *argv):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from runner.catalog import find_challenge
-from runner.judge.web import challenge_title
+from runner.judge.server.routes.challenges import challenge_title
 from runner.listing import describe
 
 NUMBERS = ["96", "97", "98"]
@@ -37,7 +37,7 @@ def test_the_pages_title_is_the_name_the_cli_lists(number):
 
 
 def test_a_cpu_accelerator_is_listed_as_not_timed():
-    from runner.judge.catalogue import Accelerators
+    from runner.judge.accelerators import Accelerators
 
     listing = {a["name"]: a for a in Accelerators.configured({"cpu": [], "H100": []}).listing()}
     assert listing["cpu"]["timed"] is False and listing["H100"]["timed"] is True
@@ -48,6 +48,7 @@ def test_the_page_never_shows_a_missing_part_as_text():
     passed null, which replaceChildren printed as "null")."""
     from pathlib import Path
 
-    js = (Path(__file__).resolve().parent.parent / "runner" / "judge" / "static" / "app.js").read_text()
+    static = Path(__file__).resolve().parent.parent / "runner" / "judge" / "server" / "static"
+    js = (static / "app.js").read_text()
     body = re.search(r"function show\(\.\.\.nodes\) \{(.*?)\n\}", js, re.S).group(1)
     assert "filter(" in body and "null" in body

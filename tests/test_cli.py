@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from helpers import REFERENCE_96, REPO, SOLUTIONS, STARTERS_96, grade_json, run_cli
+from helpers import (CHALLENGE_96, HARNESS_SOLUTIONS, REFERENCE_96, REPO, STARTERS_96, WRONG_96,
+                     grade_json, run_cli)
+
+REFERENCE_98 = REPO / "challenges" / "hard" / "98_paged_int8_decode_attention" / "reference"
 
 
 def test_pytorch_reference_solution_is_accepted_on_submit(capsys):
@@ -40,7 +43,7 @@ def test_a_large_performance_case_is_left_out_under_the_triton_interpreter(capsy
     if torch.cuda.is_available():
         pytest.skip("on a GPU the performance case is run and timed")
     code, result, _ = grade_json(capsys, "98", "--solution",
-                                 REPO / "reference" / "paged_int8_decode_attention" / "solution.triton.py",
+                                 REFERENCE_98 / "solution.triton.py",
                                  "--action", "submit")
     assert code == 0 and result["verdict"] == "accepted", result["message"]
     assert [t["name"] for t in result["tests"]] == [f"test {i}" for i in range(1, 15)]
@@ -48,21 +51,21 @@ def test_a_large_performance_case_is_left_out_under_the_triton_interpreter(capsy
     assert perf["timed"] is False and "performance case was left out" in perf["reason"]
     # a PyTorch solution of the same challenge still runs it
     code, result, _ = grade_json(capsys, "98", "--solution",
-                                 REPO / "reference" / "paged_int8_decode_attention" / "solution.pytorch.py",
+                                 REFERENCE_98 / "solution.pytorch.py",
                                  "--action", "submit")
     assert code == 0 and result["tests"][-1]["name"] == "performance"
 
 
 @pytest.mark.parametrize("solution, expected_in_message", [
-    ("wrong_no_max.pytorch.py", "test 10"),
-    ("wrong_swapped_scales.pytorch.py", "differ by more than"),
-    ("wrong_first_head_only.pytorch.py", "got nan"),
-    ("wrong_writes_input.pytorch.py", "modified the input `k_scale`"),
-    ("wrong_out_of_bounds.pytorch.py", "256 bytes past the end of `output`"),
-    ("wrong.triton.py", "differ by more than"),
+    ("no_max.pytorch.py", "test 10"),
+    ("swapped_scales.pytorch.py", "differ by more than"),
+    ("first_head_only.pytorch.py", "got nan"),
+    ("writes_input.pytorch.py", "modified the input `k_scale`"),
+    ("out_of_bounds.pytorch.py", "256 bytes past the end of `output`"),
+    ("first_value_row.triton.py", "differ by more than"),
 ])
 def test_wrong_solutions_are_rejected_with_a_useful_message(capsys, solution, expected_in_message):
-    code, result, _ = grade_json(capsys, "96", "--solution", SOLUTIONS / solution,
+    code, result, _ = grade_json(capsys, "96", "--solution", WRONG_96 / solution,
                                  "--action", "submit")
     assert code == 1
     assert result["status"] == "error" and result["verdict"] == "wrong_answer"
@@ -73,7 +76,7 @@ def test_wrong_solutions_are_rejected_with_a_useful_message(capsys, solution, ex
 
 def test_wrong_answer_reports_worst_element_and_tolerance(capsys):
     code, result, _ = grade_json(capsys, "96", "--solution",
-                                 SOLUTIONS / "wrong_swapped_scales.pytorch.py", "--action", "run")
+                                 WRONG_96 / "swapped_scales.pytorch.py", "--action", "run")
     test = result["tests"][0]
     assert not test["passed"] and test["mismatches"] > 0 and test["total"] == 16
     worst = test["worst"]
@@ -85,7 +88,7 @@ def test_wrong_answer_reports_worst_element_and_tolerance(capsys):
 
 def test_answer_cached_by_shape_fails_on_fresh_inputs(capsys):
     code, result, _ = grade_json(capsys, "96", "--solution",
-                                 SOLUTIONS / "wrong_cached_by_shape.pytorch.py", "--action", "submit")
+                                 WRONG_96 / "cached_by_shape.pytorch.py", "--action", "submit")
     assert code == 1 and result["verdict"] == "wrong_answer"
     # on the CPU the fresh-inputs check catches it; on a GPU the rotated timing copies do first
     assert ("did not follow new inputs" in result["message"]
@@ -103,7 +106,7 @@ def test_answer_cached_by_shape_fails_on_fresh_inputs(capsys):
 ])
 def test_broken_submissions_get_a_verdict_not_a_traceback(capsys, solution, verdict,
                                                            expected_in_message):
-    code, result, err = grade_json(capsys, "96", "--solution", SOLUTIONS / solution)
+    code, result, err = grade_json(capsys, "96", "--solution", HARNESS_SOLUTIONS / solution)
     assert code == 1
     assert result["verdict"] == verdict and result["status"] == "error"
     assert expected_in_message in result["message"]
@@ -111,7 +114,7 @@ def test_broken_submissions_get_a_verdict_not_a_traceback(capsys, solution, verd
 
 
 def test_runtime_error_shows_the_users_frames(capsys):
-    _, result, _ = grade_json(capsys, "96", "--solution", SOLUTIONS / "raises.pytorch.py")
+    _, result, _ = grade_json(capsys, "96", "--solution", HARNESS_SOLUTIONS / "raises.pytorch.py")
     assert "raises.pytorch.py" in result["details"] and "helper" in result["details"]
     assert "line 2" in result["details"]
 
@@ -147,9 +150,9 @@ def test_human_report(capsys):
     (["96", "--timeout", "0"], "--timeout 0 is not a limit"),
     (["96", "--timeout", "-5"], "--timeout -5 is not a limit"),
     (["96", "--memory-limit", "0"], "--memory-limit 0 is not a limit"),
-    (["96", "--solution", "reference/int8_kv_cache_attention"],
+    (["96", "--solution", "challenges/medium/96_int8_kv_cache_attention/reference"],
      "is a folder: name the solution file in it (it holds solution.cu"),
-    (["96", "--solution", "reference"], "--solution reference is a folder"),
+    (["96", "--solution", "challenges"], "--solution challenges is a folder"),
     (["96", "--seed", "x"], "argument --seed: invalid int value"),
     (["96", "--no-such-option"], "unrecognized arguments: --no-such-option"),
 ])
@@ -190,8 +193,8 @@ def test_default_solution_path_is_the_challenge_solution_folder(tmp_path, capsys
     from runner.cli import main
     challenge_dir = tmp_path / "medium" / "96_int8_kv_cache_attention"
     # only the challenge's own files: never what a learner has put in its solution/ folder
-    shutil.copytree(REFERENCE_96.parent.parent / "challenges/medium/96_int8_kv_cache_attention",
-                    challenge_dir, ignore=shutil.ignore_patterns("solution", "__pycache__"))
+    shutil.copytree(CHALLENGE_96, challenge_dir,
+                    ignore=shutil.ignore_patterns("solution", "__pycache__"))
     assert not (challenge_dir / "solution").exists()
     assert main([str(challenge_dir), "--action", "init", "--language", "pytorch"]) == 0
     assert (challenge_dir / "solution" / "solution.pytorch.py").is_file()
@@ -204,8 +207,8 @@ def test_several_solutions_in_the_folder_ask_for_a_choice(tmp_path, capsys):
     import shutil
     from runner.cli import main
     challenge_dir = tmp_path / "medium" / "96_int8_kv_cache_attention"
-    shutil.copytree(REFERENCE_96.parent.parent / "challenges/medium/96_int8_kv_cache_attention",
-                    challenge_dir, ignore=shutil.ignore_patterns("solution", "__pycache__"))
+    shutil.copytree(CHALLENGE_96, challenge_dir,
+                    ignore=shutil.ignore_patterns("solution", "__pycache__"))
     for language in ("pytorch", "triton"):
         assert main([str(challenge_dir), "--action", "init", "--language", language]) == 0
     assert main([str(challenge_dir)]) == 2
@@ -267,7 +270,7 @@ def test_a_compiled_verdict_says_plainly_that_nothing_was_checked():
 
 def test_triton_on_the_cpu_gets_a_longer_default_time_limit():
     from runner.cli import default_timeout
-    from runner.sandbox.parent import Limits
+    from runner.sandbox.limits import Limits
     assert default_timeout("triton", "cpu") == 1200 > Limits().timeout_s
     assert default_timeout("triton", "cuda") is None and default_timeout("pytorch", "cpu") is None
 

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages.cpu_cuda import cuda_on_cpu, note_for
 
 HERE = Path(__file__).parent
 VECTOR_ADD = HERE / "judge" / "challenges" / "easy" / "1_vector_add"
-LEETGPU_STYLE = HERE / "solutions" / "leetgpu_style"
+LEETGPU_STYLE = HERE / "harness_solutions" / "leetgpu_style"
 PLAIN = HERE / "judge" / "solutions" / "correct.pytorch.py"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SOLUTIONS, STARTERS_96, grade_json, run_cli
+from helpers import HARNESS_SOLUTIONS, STARTERS_96, WRONG_96, grade_json, run_cli
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import CompiledOnly, CompileError, EnvironmentNotSupported
@@ -356,8 +356,10 @@ def test_elf_reader_finds_exported_functions(tmp_path):
 # -- verdicts without a GPU -----------------------------------------------------------------
 
 @needs_nvcc
-@pytest.mark.parametrize("path", [STARTERS_96 / "starter.cu", SOLUTIONS / "cuda_correct.cu",
-                                  SOLUTIONS / "cuda_wrong.cu", SOLUTIONS / "cuda_bad_launch.cu"])
+@pytest.mark.parametrize("path", [STARTERS_96 / "starter.cu",
+                                  HARNESS_SOLUTIONS / "cuda_correct.cu",
+                                  WRONG_96 / "no_k_scale.cu",
+                                  HARNESS_SOLUTIONS / "cuda_bad_launch.cu"])
 def test_shipped_cuda_files_compile(path, challenge):
     with pytest.raises(CompiledOnly) as info:
         cuda.load(path, challenge, CPU)

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from helpers import grade_json
-from runner import grade as grade_module
+from runner.grader import grade as grade_module
 from runner.errors import CompileError
 from runner.languages import cuda, cuda_build, nvcc
 from runner import environment
 from runner.policy import BUILD_LOG_BYTES
 from runner.sandbox import jail, parent
+from runner.sandbox.limits import Limits
 
 HAS_NVCC = shutil.which("nvcc") is not None
 needs_nvcc = pytest.mark.skipif(not HAS_NVCC, reason="nvcc is not installed")
@@ -210,7 +211,7 @@ def test_no_cache_folder_of_the_host_is_shown_to_a_grading_jail(tmp_path):
     """Every cache of the jailed child (Triton's, CUDA's, XDG's) lies in its own scratch
     tmpfs: none is the host's, so nothing it writes is read by the trusted side or another
     grading."""
-    env = parent.child_environment(tmp_path, "cpu", parent.Limits(), jailed=True)
+    env = parent.child_environment(tmp_path, "cpu", Limits(), jailed=True)
     for key in ("TRITON_CACHE_DIR", "XDG_CACHE_HOME", "CHALLENGE_CACHE_DIR", "HOME"):
         assert env[key].startswith(jail.JAIL_SCRATCH + "/"), (key, env[key])
 
@@ -318,7 +319,7 @@ def test_a_compile_error_is_decided_without_starting_the_child(tmp_path, monkeyp
 def test_a_judge_job_builds_into_its_slots_cache(tmp_path, monkeypatch):
     """The judge's job process is the trusted side: the library lands in the slot's cache
     folder, and the next job of the slot reuses it."""
-    from runner.judge import jobrun
+    from runner.judge.worker import jobrun
 
     slot_cache = tmp_path / "judge-cache-cpu0"
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(slot_cache))

@@ -5,7 +5,7 @@ import ast
 import pytest
 import torch
 
-from helpers import SOLUTIONS, STARTERS_96, grade_json
+from helpers import HARNESS_SOLUTIONS, STARTERS_96, WRONG_96, grade_json
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import EnvironmentNotSupported
@@ -35,14 +35,15 @@ def test_cupy_not_installed_gets_the_same_message(challenge, monkeypatch):
 
 
 def test_cupy_through_the_cli_without_a_gpu(capsys):
-    code, result, _ = grade_json(capsys, "96", "--solution", SOLUTIONS / "cupy_correct.cupy.py",
+    code, result, _ = grade_json(capsys, "96", "--solution", HARNESS_SOLUTIONS / "cupy_correct.cupy.py",
                                  "--device", "cpu")
     assert code == 1 and result["verdict"] == "runtime_error"
     assert result["message"].startswith(NEEDS)
     assert "Traceback" not in result["details"] and result["tests"] == []
 
 
-@pytest.mark.parametrize("path", [STARTERS_96 / "starter.cupy.py", *sorted(SOLUTIONS.glob("cupy_*.cupy.py"))])
+@pytest.mark.parametrize("path", [STARTERS_96 / "starter.cupy.py", *sorted(HARNESS_SOLUTIONS.glob("cupy_*.cupy.py")),
+                                  WRONG_96 / "swapped_scales.cupy.py"])
 def test_cupy_files_define_solve_with_the_signature(path, challenge):
     tree = ast.parse(path.read_text(), str(path))
     solve = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "solve"]

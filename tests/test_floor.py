@@ -13,7 +13,7 @@ import torch
 from runner import devices
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
-from runner.performance import throughput
+from runner.grader.performance import throughput
 from runner.report import render_performance
 
 GPU = torch.device("cuda")          # only a name here: nothing touches a GPU

@@ -95,7 +95,7 @@ def test_ctrl_c_prints_interrupted_exits_130_and_cleans_up(tmp_path, as_json):
 
 def test_an_interrupted_submit_keeps_the_tests_that_ran(tmp_path):
     matmul = REPO / "tests" / "fixtures" / "timing" / "easy" / "1_matmul"
-    solution = REPO / "tests" / "solutions" / "matmul_hangs_in_performance.pytorch.py"
+    solution = REPO / "tests" / "harness_solutions" / "matmul_hangs_in_performance.pytorch.py"
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, str(REPO / "run_challenge.py"), str(matmul),
                              "--solution", str(solution), "--action", "submit", "--json"],

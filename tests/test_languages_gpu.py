@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from helpers import SOLUTIONS, STARTERS_96, grade_json
+from helpers import HARNESS_SOLUTIONS, STARTERS_96, WRONG_96, grade_json
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
 from runner.errors import UserRuntimeError
@@ -37,7 +37,7 @@ def grade(capsys, path, action):
 @pytest.mark.parametrize("name", ACCEPTED)
 @pytest.mark.parametrize("action", ["run", "submit"])
 def test_correct_solutions_are_accepted(capsys, name, action):
-    code, result, _ = grade(capsys, SOLUTIONS / name, action)
+    code, result, _ = grade(capsys, HARNESS_SOLUTIONS / name, action)
     assert code == 0 and result["verdict"] == "accepted", (result["message"], result["details"])
     if action == "submit":
         assert len(result["tests"]) == 14 and all(t["passed"] for t in result["tests"])  # 13 + perf
@@ -47,7 +47,7 @@ def test_correct_solutions_are_accepted(capsys, name, action):
               f"reference {perf['reference']['median_ms'] * 1e3:.1f} us on {result['device']}")
 
 
-@pytest.mark.parametrize("path", [SOLUTIONS / "cuda_wrong.cu", SOLUTIONS / "cupy_wrong.cupy.py"])
+@pytest.mark.parametrize("path", [WRONG_96 / "no_k_scale.cu", WRONG_96 / "swapped_scales.cupy.py"])
 def test_wrong_solutions_get_wrong_answer(capsys, path):
     code, result, _ = grade(capsys, path, "submit")
     assert code == 1 and result["verdict"] == "wrong_answer", result["message"]
@@ -63,7 +63,7 @@ def test_starters_run_and_get_wrong_answer(capsys, starter):
 
 
 def test_launch_configuration_error_is_a_runtime_error_naming_it(capsys):
-    code, result, _ = grade(capsys, SOLUTIONS / "cuda_bad_launch.cu", "run")
+    code, result, _ = grade(capsys, HARNESS_SOLUTIONS / "cuda_bad_launch.cu", "run")
     assert code == 1 and result["verdict"] == "runtime_error"
     # the driver names it InvalidConfiguration (CUDA 12) or InvalidValue (CUDA 13)
     assert re.search(r"cudaErrorInvalid(Configuration|Value)", result["message"]), result["message"]
@@ -93,8 +93,8 @@ def test_cuda_call_matches_float64_and_a_launch_error_does_not_stick(challenge, 
     monkeypatch.setattr(nvcc, "_run", lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
     monkeypatch.setattr(cuda_build, "run_bounded",
                         lambda *a, **k: calls.append(a[0]) or real_build(*a, **k))
-    solve = cuda.load(SOLUTIONS / "cuda_correct.cu", challenge, torch.device("cuda"))
-    bad = cuda.load(SOLUTIONS / "cuda_bad_launch.cu", challenge, torch.device("cuda"))
+    solve = cuda.load(HARNESS_SOLUTIONS / "cuda_correct.cu", challenge, torch.device("cuda"))
+    bad = cuda.load(HARNESS_SOLUTIONS / "cuda_bad_launch.cu", challenge, torch.device("cuda"))
     case = fresh_case(challenge, 5, 777, 96, seed=4242)
     with pytest.raises(UserRuntimeError, match="cudaErrorInvalid(Configuration|Value)"):
         bad(case)
@@ -105,16 +105,16 @@ def test_cuda_call_matches_float64_and_a_launch_error_does_not_stick(challenge, 
     # loading again in a new "process" reuses both libraries without nvcc
     monkeypatch.setattr(nvcc, "_info_memo", {})
     before = len(calls)
-    cuda.load(SOLUTIONS / "cuda_correct.cu", challenge, torch.device("cuda"))
+    cuda.load(HARNESS_SOLUTIONS / "cuda_correct.cu", challenge, torch.device("cuda"))
     assert len(calls) == before
 
 
 def test_cached_build_is_reused_by_a_second_submission(capsys):
     folder = nvcc.cuda_cache_dir()
-    grade(capsys, SOLUTIONS / "cuda_correct.cu", "run")
+    grade(capsys, HARNESS_SOLUTIONS / "cuda_correct.cu", "run")
     libraries = sorted(folder.glob("*.so"))
     stamps = [p.stat().st_mtime_ns for p in libraries]
-    code, result, _ = grade(capsys, SOLUTIONS / "cuda_correct.cu", "run")
+    code, result, _ = grade(capsys, HARNESS_SOLUTIONS / "cuda_correct.cu", "run")
     assert code == 0 and result["verdict"] == "accepted"
     assert sorted(folder.glob("*.so")) == libraries
     assert [p.stat().st_mtime_ns for p in libraries] == stamps, "the library was rebuilt"

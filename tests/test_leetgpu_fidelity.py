@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, SOLUTIONS, grade_json
+from helpers import HARNESS_SOLUTIONS, REPO, grade_json
 from runner.authoring.validate import validate
 from runner.buffers import GUARD_PATTERN, prepare_call, promise_initial
 from runner.policy import GUARD_BYTES
@@ -81,7 +81,7 @@ def test_leetgpu_style_lowercase_names_are_accepted_with_a_note(capsys):
 
 def test_a_renamed_solution_of_ours_is_accepted_through_the_sandbox(capsys):
     code, result, _ = grade_json(capsys, "96", "--solution",
-                                 SOLUTIONS / "renamed_parameters.pytorch.py")
+                                 HARNESS_SOLUTIONS / "renamed_parameters.pytorch.py")
     assert (code, result["verdict"]) == (0, "accepted"), result["message"]
     assert any("Q -> q, K_int8 -> k" in n for n in result["notes"])
 
@@ -296,7 +296,8 @@ from pathlib import Path
 {before}
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 info = find_challenge({folder!r})
 load_challenge(info, torch.device("cpu"))
 import torch._dynamo      # imports triton, as generating some cases does

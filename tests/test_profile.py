@@ -11,9 +11,9 @@ import pytest
 
 from helpers import REFERENCE_96, grade_json
 from runner import protocol
-from runner.ncu import admin_only_counters, explain_ncu_failure, ncu_plan, parse_ncu_csv
-from runner.profile_diagnosis import diagnose
-from runner.profile_report import NO_GPU, build_profile, render_profile
+from runner.grader.profile.ncu import admin_only_counters, explain_ncu_failure, ncu_plan, parse_ncu_csv
+from runner.grader.profile.diagnosis import diagnose
+from runner.grader.profile.report import NO_GPU, build_profile, render_profile
 from runner.profile_schema import MAX_KERNELS, valid_profile
 from runner.profiling import summarize_trace
 
@@ -207,7 +207,7 @@ def test_ncu_is_not_run_where_the_driver_forbids_counters(tmp_path, monkeypatch)
     monkeypatch.setenv("GRADER_PROFILE_NCU", "off")
     assert ncu_plan(True)[0] is None and "off" in ncu_plan(True)[1]
     monkeypatch.setenv("GRADER_PROFILE_NCU", "")
-    monkeypatch.setattr("runner.ncu.find_ncu", lambda: None)
+    monkeypatch.setattr("runner.grader.profile.ncu.find_ncu", lambda: None)
     ncu, reason = ncu_plan(True)
     assert ncu is None and "no Nsight Compute" in reason
 
@@ -332,7 +332,8 @@ def test_the_jailed_child_sends_its_profile_through_the_pipe(tmp_path, monkeypat
     import torch
 
     from runner.catalog import find_challenge
-    from runner.grade import GradeOptions, grade_safely
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
     from runner.sandbox import jail
 
     usable, why = jail.probe()
@@ -345,8 +346,8 @@ def test_the_jailed_child_sends_its_profile_through_the_pipe(tmp_path, monkeypat
     ncu.write_text(FAKE_NCU.replace("@CSV@", ncu_csv([ROW]).split("\n", 1)[1]
                                     .replace("==PROF== Disconnected", "")))
     ncu.chmod(0o755)
-    monkeypatch.setattr("runner.ncu.find_ncu", lambda: ncu)
-    monkeypatch.setattr("runner.ncu.admin_only_counters", lambda *a: None)
+    monkeypatch.setattr("runner.grader.profile.ncu.find_ncu", lambda: ncu)
+    monkeypatch.setattr("runner.grader.profile.ncu.admin_only_counters", lambda *a: None)
     monkeypatch.delenv("GRADER_PROFILE_NCU", raising=False)
     options = GradeOptions(action="submit", profile=True, device=torch.device("cpu"),
                            time_on_cpu=True)
@@ -561,8 +562,9 @@ def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(
     import torch
 
     from runner.catalog import find_challenge
-    from runner.grade import GradeOptions, grade_safely
-    from runner.profile_grading import ProfileGrading
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
+    from runner.grader.profile.grading import ProfileGrading
 
     seen = []
     original = ProfileGrading.on_message
@@ -582,10 +584,10 @@ def test_the_conversation_in_process_asks_for_one_profile_after_the_fresh_check(
     assert result.profile["available"] and "GRADER_PROFILE_NCU=off" in result.profile["counters_reason"]
     assert result.performance["timed"] is False
 
-    from helpers import SOLUTIONS
+    from helpers import WRONG_96
 
     seen.clear()
-    result = grade_safely(find_challenge("96"), SOLUTIONS / "wrong_no_max.pytorch.py", "pytorch",
+    result = grade_safely(find_challenge("96"), WRONG_96 / "no_max.pytorch.py", "pytorch",
                           options)
     assert result.verdict == "wrong_answer" and protocol.PROFILE not in seen
     assert not result.profile["available"] and "did not pass" in result.profile["reason"]

@@ -11,6 +11,7 @@ import torch
 
 from benchmarks.attention_common import challenge_96, load_solution, mismatches, random_case
 from helpers import REFERENCE_96, REPO, grade_json
+from runner.catalog import challenge_info
 
 REFERENCES = ["solution.pytorch.py", "solution.triton.py", "solution.cupy.py", "solution.cu"]
 CPU_REFERENCES = ["solution.pytorch.py", "solution.triton.py"]
@@ -53,18 +54,23 @@ def test_references_are_correct_on_the_sweep(name):
     check_sweep(name, SWEEP, torch.device("cuda"))
 
 
-ALL_REFERENCES = sorted(REPO.glob("reference/*/solution.*"))
+ALL_REFERENCES = sorted(REPO.glob("challenges/*/*/reference/solution.*"))
+
+
+def slug_of(path):
+    """The slug of the challenge whose ``reference/`` holds ``path``."""
+    return challenge_info(path.parent.parent).slug
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("path", ALL_REFERENCES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", ALL_REFERENCES, ids=lambda p: f"{slug_of(p)}/{p.name}")
 def test_every_reference_is_accepted_on_submit(capsys, path):
-    """Every reference solution of every challenge (reference/<slug>/), graded as a user
+    """Every reference solution of every challenge (its folder's reference/), graded as a user
     submits it."""
-    code, result, _ = grade_json(capsys, path.parent.name, "--solution", path,
+    code, result, _ = grade_json(capsys, slug_of(path), "--solution", path,
                                  "--action", "submit", "--device", "cuda")
     assert code == 0 and result["verdict"] == "accepted", (result["message"], result["details"])
     perf = result["performance"]
-    print(f"\n{path.parent.name}/{path.name}: {perf['solution']['median_ms'] * 1e3:.1f} us, "
+    print(f"\n{slug_of(path)}/{path.name}: {perf['solution']['median_ms'] * 1e3:.1f} us, "
           f"{perf.get('gbps', 0):.0f} GB/s ({100 * perf.get('bandwidth_fraction', 0):.0f}% of "
           f"peak); reference {perf['reference']['median_ms'] * 1e3:.1f} us")

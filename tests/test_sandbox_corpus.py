@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.sandbox.parent import Limits
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.sandbox.limits import Limits
 
 CORPUS = Path(__file__).parent / "corpus"
-CORRECT = Path(__file__).parent.parent / "reference/int8_kv_cache_attention/solution.pytorch.py"
+CORRECT = (Path(__file__).parent.parent / "challenges/medium/96_int8_kv_cache_attention/reference"
+           / "solution.pytorch.py")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 # file, action, verdict, text the message must contain, limits
@@ -110,7 +112,7 @@ def test_a_kernel_on_a_non_blocking_stream_that_never_waits_is_accepted_and_bill
     perf = result.performance
     assert perf["solution"]["mode"] == "isolated"
     assert any("non-blocking stream" in note for note in perf.get("notes", [])), perf
-    plain = grade(Path(__file__).parent / "solutions" / "cuda_correct.cu", "submit")
+    plain = grade(Path(__file__).parent / "harness_solutions" / "cuda_correct.cu", "submit")
     assert plain.performance["solution"]["mode"] == "events"
     assert perf["solution"]["median_ms"] >= 0.9 * plain.performance["solution"]["median_ms"]
     assert perf["clock"]["agrees"], perf["clock"]

@@ -21,13 +21,14 @@ import torch
 import native_hangs
 from runner import procs
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.sandbox.parent import Limits
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.sandbox.limits import Limits
 
 pytestmark = pytest.mark.timeout(180)
 
 REPO = Path(__file__).resolve().parent.parent
-CORRECT = REPO / "reference/int8_kv_cache_attention/solution.pytorch.py"
+CORRECT = REPO / "challenges/medium/96_int8_kv_cache_attention/reference/solution.pytorch.py"
 PARAMS = ["Q", "K_int8", "V_int8", "k_scale", "v_scale", "output", "num_heads", "seq_len",
           "head_dim"]
 LIMIT_S = 3.0
@@ -86,8 +87,9 @@ def test_a_grandchild_left_behind_by_a_process_that_exited_is_killed(tmp_path):
     script = ("import sys\n"
               "from runner.procs import become_subreaper\n"
               "from runner.catalog import find_challenge\n"
-              "from runner.grade import GradeOptions, grade_safely\n"
-              "from runner.sandbox.parent import Limits\n"
+              "from runner.grader.grade import grade_safely\n"
+              "from runner.grader.options import GradeOptions\n"
+              "from runner.sandbox.limits import Limits\n"
               "become_subreaper()\n"
               "options = GradeOptions(limits=Limits(timeout_s=float(sys.argv[2]), sandbox='off'))\n"
               "print(grade_safely(find_challenge('96'), sys.argv[1], 'pytorch', options).to_json())\n")

@@ -40,9 +40,10 @@ def test_lookups_and_usage_errors_do_not_import_torch(argv, code):
 
 
 def test_grading_does_import_torch():
-    returncode, _, modules = imported_modules("96", "--solution",
-                                              "reference/int8_kv_cache_attention/solution.pytorch.py",
-                                              "--no-sandbox")
+    returncode, _, modules = imported_modules(
+        "96", "--solution",
+        "challenges/medium/96_int8_kv_cache_attention/reference/solution.pytorch.py",
+        "--no-sandbox")
     assert returncode == 0 and "torch" in modules
 
 

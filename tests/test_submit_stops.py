@@ -8,13 +8,14 @@ from pathlib import Path
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.grading import NOT_RUN_AFTER_FAILURE
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.grader.verdict import NOT_RUN_AFTER_FAILURE
 from runner.report import render_text
 
 HERE = Path(__file__).parent
 MATMUL = HERE / "fixtures" / "timing" / "easy" / "1_matmul"
-WRONG = HERE / "solutions" / "matmul_wrong_on_7.pytorch.py"
+WRONG = HERE / "harness_solutions" / "matmul_wrong_on_7.pytorch.py"
 CORRECT = HERE / "corpus" / "matmul" / "correct.pytorch.py"
 
 

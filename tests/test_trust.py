@@ -1,4 +1,4 @@
-"""The grader believes only what it checked or measured itself (runner.protocol, runner.grade):
+"""The grader believes only what it checked or measured itself (runner.protocol, runner.grader.grade):
 the message schema and order, verdicts the child may not claim, forged reports and times,
 remembered answers and skipped work. The CPU-checkable cheats run here through the jailed
 child; the GPU ones are in test_sandbox_corpus.py."""
@@ -15,7 +15,8 @@ import torch
 from runner import policy, protocol
 from runner.catalog import find_challenge
 from runner.loading import load_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.perturb import run_generator
 from runner.protocol import ProtocolViolation, Transcript, Verdict
 
@@ -105,7 +106,7 @@ def test_the_child_may_report_its_own_failures(verdict):
 @pytest.mark.parametrize("number", ["96", "97", "98"])
 def test_each_challenges_perturbation_is_deterministic_and_changes_the_answer(number):
     from runner.buffers import directions_of
-    from runner.plan import reference_outputs
+    from runner.grader.plan import reference_outputs
 
     challenge = load_challenge(find_challenge(number), torch.device("cpu"))
     cases = challenge.generate_functional_test()
@@ -179,9 +180,9 @@ def test_remembered_answers_and_skipped_calls_fail_the_checked_runs(tmp_path, en
 
 def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatch):
     from runner import devices
-    from runner.grading import Grading
-    from runner.performance import physics_problem
-    from runner.plan import Plan
+    from runner.grader.conversation import Grading
+    from runner.grader.performance import physics_problem
+    from runner.grader.plan import Plan
 
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
     case = challenge.generate_performance_test()
@@ -190,15 +191,16 @@ def test_a_time_faster_than_the_device_can_move_the_bytes_is_rejected(monkeypatc
     monkeypatch.setattr(devices, "ceiling", lambda device: devices.Ceiling(3500.0, "test"))
     nbytes = challenge.bytes_moved(case)
     honest_ms = nbytes / 3500e9 * 1e3 * 1.02
-    assert physics_problem(grading, honest_ms) == ""
-    problem = physics_problem(grading, honest_ms / 1.5)
+    evidence = grading.timing_evidence()
+    assert physics_problem(evidence, honest_ms) == ""
+    problem = physics_problem(evidence, honest_ms / 1.5)
     assert "faster than the device can move them" in problem and "3,500 GB/s" in problem
 
 
 def _burst_grading(mode="events", sets=4000, copies=3, monkeypatch=None, null_s=1e-4,
                    median_ms=0.05):
-    from runner.grading import Grading
-    from runner.plan import Plan
+    from runner.grader.conversation import Grading
+    from runner.grader.plan import Plan
 
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))
     grading = Grading(challenge, Plan(cases=[], expected=[], perf_copies=copies),
@@ -279,7 +281,7 @@ def test_the_clock_takes_the_slope_of_real_minus_null():
     """Fixed costs (the command, the cover, the probe's round trip: different in every burst)
     drop out of the slope, and the per-call rewrite and flush out of the difference: what is
     left is the solve's time, however small against them (97: 35 us under 660 us)."""
-    from runner.clock import clock_per_call
+    from runner.grader.clock import clock_per_call
 
     found = clock_per_call(_rounds(fixed_s=0.025, o_s=660e-6, s_s=35e-6), parent_null_s=655e-6)
     assert found["per_call_s"] == pytest.approx(35e-6, rel=1e-6)
@@ -292,7 +294,7 @@ def test_a_null_burst_made_slow_is_believed_only_up_to_the_graders_own():
     """The null burst runs in the untrusted process: one made slower (work of its own while the
     solve is not called) would make the solve look faster. It is believed up to NULL_SLACK
     above the same loop measured in the grader's process, so such a forger gains at most that."""
-    from runner.clock import clock_per_call
+    from runner.grader.clock import clock_per_call
     from runner.policy import NULL_SLACK
 
     o, s = 300e-6, 100e-6
@@ -310,8 +312,8 @@ def test_real_bursts_faster_than_the_graders_own_null_are_not_corroborated(monke
     from types import SimpleNamespace
 
     from runner import devices
-    from runner.clock import clock_per_call
-    from runner.performance import headline
+    from runner.grader.clock import clock_per_call
+    from runner.grader.performance import headline
 
     o, s, flush = 95e-6, 31e-6, 85e-6
     honest = clock_per_call(_rounds(0.01, o, s), parent_null_s=o)
@@ -322,13 +324,12 @@ def test_real_bursts_faster_than_the_graders_own_null_are_not_corroborated(monke
     found = clock_per_call(rounds, parent_null_s=o)
     assert found["skipped_grader_work"] and found["per_call_s"] == 0.0
     monkeypatch.setattr(devices, "ceiling", lambda device: None)
-    grading = SimpleNamespace(claim={"samples_ms": [0.01] * 5, "host_us": 5.0},
-                              plan=SimpleNamespace(perf_case=None),
-                              options=SimpleNamespace(device=torch.device("cuda")),
-                              clock={"per_call_ms": 0.0, "calls": 1000,
-                                     "skipped_grader_work": True})
+    evidence = SimpleNamespace(claim={"samples_ms": [0.01] * 5, "host_us": 5.0},
+                               perf_case=None, device=torch.device("cuda"),
+                               clock={"per_call_ms": 0.0, "calls": 1000,
+                                      "skipped_grader_work": True})
     summary = {}
-    assert headline(grading, summary) is None
+    assert headline(evidence, summary) is None
     assert summary["clock"]["agrees"] is False and "faster than" in summary["notes"][0]
 
 
@@ -359,15 +360,14 @@ def test_the_clock_bands(ratio, verdict, agrees, monkeypatch):
     from types import SimpleNamespace
 
     from runner import devices
-    from runner.performance import headline
+    from runner.grader.performance import headline
 
     monkeypatch.setattr(devices, "ceiling", lambda device: None)
-    grading = SimpleNamespace(claim={"samples_ms": [0.1] * 5, "host_us": 5.0},
-                              plan=SimpleNamespace(perf_case=None),
-                              options=SimpleNamespace(device=torch.device("cuda")),
-                              clock={"per_call_ms": 0.1 * ratio, "calls": 1000})
+    evidence = SimpleNamespace(claim={"samples_ms": [0.1] * 5, "host_us": 5.0},
+                               perf_case=None, device=torch.device("cuda"),
+                               clock={"per_call_ms": 0.1 * ratio, "calls": 1000})
     summary = {}
-    problem = headline(grading, summary)
+    problem = headline(evidence, summary)
     assert (problem is not None) == (verdict == "rejected"), problem
     assert summary["clock"]["agrees"] is agrees
     if not agrees and verdict is None:
@@ -381,7 +381,7 @@ def test_the_leaderboard_holds_what_the_clock_does_not_corroborate_at_the_same_b
 
 
 def test_a_solve_that_does_not_wait_for_the_stream_is_told_why_its_time_includes_the_host():
-    from runner.performance import stream_note
+    from runner.grader.performance import stream_note
 
     assert "non-blocking stream" in stream_note("isolated")
     assert "host time" in stream_note("isolated")
@@ -392,8 +392,8 @@ def test_the_burst_probe_fits_the_report_channels_line_limit():
     """The bytes of every call's outputs that come back after a burst travel as one line: the
     parent names as many positions as keep that line well under the channel's limit, for the
     longest burst and several outputs."""
-    from runner.grading import Grading
-    from runner.plan import Plan
+    from runner.grader.conversation import Grading
+    from runner.grader.plan import Plan
     from runner.policy import MAX_LINE_BYTES
 
     challenge = load_challenge(find_challenge("96"), torch.device("cpu"))

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages import detect
 
 pytestmark = pytest.mark.gpu
 
 CORPUS = Path(__file__).parent / "corpus"
-REFERENCE = Path(__file__).parent.parent / "reference" / "int8_kv_cache_attention"
+REFERENCE = Path(__file__).parent.parent / "challenges/medium/96_int8_kv_cache_attention/reference"
 
 
 def stage(tmp_path: Path, name: str) -> Path:

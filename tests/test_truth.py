@@ -1,4 +1,4 @@
-"""Accuracy against the truth, not the reference's rounding (runner/truth.py): where a
+"""Accuracy against the truth, not the reference's rounding (runner/grader/truth.py): where a
 challenge's float32 reference misses its own tolerance against float64, an output at least as
 close to the float64 answer as the reference is passes, and the report says the rule was used;
 an output further from it than the reference still fails."""
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from runner.catalog import find_challenge
-from runner.grade import GradeOptions, grade_safely
-from runner.truth import RULE
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
+from runner.grader.truth import RULE
 
 HERE = Path(__file__).parent / "fixtures" / "accuracy"
 VARIANCE = HERE / "easy" / "1_row_variance"
@@ -26,8 +27,8 @@ def test_the_fixtures_reference_misses_its_tolerance_and_the_solution_is_closer(
     from runner.authoring.float64 import ComputeInFloat64  # noqa: F401 - the same mode
     from runner.buffers import directions_of
     from runner.loading import load_challenge
-    from runner.plan import reference_outputs
-    from runner.truth import excess, float64_outputs
+    from runner.grader.plan import reference_outputs
+    from runner.grader.truth import excess, float64_outputs
 
     challenge = load_challenge(find_challenge(str(VARIANCE)), torch.device("cpu"))
     case = challenge.generate_functional_test()[1]

@@ -12,9 +12,10 @@ import torch
 from runner import procs
 from runner.catalog import challenge_info
 from runner.protocol import Job
-from runner.grade import GradeOptions, grade
+from runner.grader.grade import grade
+from runner.grader.options import GradeOptions
 from runner.sandbox import jail, warm
-from runner.sandbox.parent import Limits
+from runner.sandbox.limits import Limits
 from tests.helpers import REFERENCE_96
 
 REPO = Path(__file__).resolve().parent.parent
@@ -165,7 +166,7 @@ def test_a_failed_build_discards_the_jail_started_for_it(tmp_path, monkeypatch):
         return started[-1]
 
     monkeypatch.setattr(warm.ParkedJail, "start", spy)
-    import runner.grade as grade_module
+    import runner.grader.grade as grade_module
 
     def broken(*args, **kw):
         raise RuntimeError("the plan failed")

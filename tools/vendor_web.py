@@ -3,9 +3,9 @@
     python tools/vendor_web.py            # needs npm and the npm registry; run by a maintainer
 
 Installs each library's registry package with npm into a temporary folder and copies the files
-the page uses, with the package's licence, into ``runner/judge/static/vendor/<name>/``, and
-writes ``runner/judge/static/vendor/VENDORED.json`` (name, version, licence, and the SHA-256 of
-every copied file). The copied files are committed: nothing is fetched when the judge runs or
+the page uses, with the package's licence, into ``runner/judge/server/static/vendor/<name>/``,
+and writes ``runner/judge/server/static/vendor/VENDORED.json`` (name, version, licence, and the
+SHA-256 of every copied file). The copied files are committed: nothing is fetched when the judge runs or
 in CI, and ``tests/judge/test_judge_web.py`` checks the files against that manifest.
 
 Today: KaTeX (MIT), which typesets the ``\\( \\)`` and ``\\[ \\]`` maths of challenge specs. Only
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENDOR = REPO / "runner" / "judge" / "static" / "vendor"
+VENDOR = REPO / "runner" / "judge" / "server" / "static" / "vendor"
 
 LIBRARIES = {
     "katex": {

@@ -1,11 +1,10 @@
 """Checks of the files around a challenge: a starter for every language that loads (or compiles)
 and grades as ``wrong_answer``, and every reference solution present graded ``accepted``.
 
-Starters are looked for in the folder's own ``starter/`` (LeetGPU's layout), then in
-``starter_code/<slug>/``; reference solutions in the folder's own ``reference/``, then
-``reference/<slug>/`` (see :mod:`runner.catalog`). LeetGPU's format has no CuPy starter, so for
-such a folder a missing ``starter.cupy.py`` is not a failure, and its starters for languages this
-runner does not grade (CuTe, JAX, Mojo) are listed as skipped.
+Starters are the folder's own ``starter/`` and reference solutions its own ``reference/`` (see
+:mod:`runner.catalog`; LeetGPU's layout has the same ``starter/``). LeetGPU's format has no CuPy
+starter, so for such a folder a missing ``starter.cupy.py`` is not a failure, and its starters
+for languages this runner does not grade (CuTe, JAX, Mojo) are listed as skipped.
 
 What a machine without a GPU can check: CUDA files are compiled (the grader's ``compiled``
 verdict); CuPy files are parsed and their ``solve`` parameters compared with the signature
@@ -20,10 +19,11 @@ from typing import List, Optional, Tuple
 from runner import languages
 from runner.authoring.context import GRADING_SEED, Context
 from runner.authoring.results import CheckResult, failed, passed, skipped
-from runner.catalog import reference_files, reference_folders, shown, starter_files, starter_folders
+from runner.catalog import reference_files, reference_folder, shown, starter_files, starter_folder
 from runner.challenge import is_object_type
 from runner.errors import CompiledOnly, EnvironmentNotSupported, SubmissionError
-from runner.grade import GradeOptions, grade_safely
+from runner.grader.grade import grade_safely
+from runner.grader.options import GradeOptions
 from runner.languages.python_module import static_solve
 
 REQUIRED_STARTERS = {"repo": tuple(languages.LANGUAGES), "leetgpu": ("cuda", "triton", "pytorch")}
@@ -86,7 +86,7 @@ def check_starter(ctx: Context, language: str) -> CheckResult:
     path = starter_files(ctx.info).get(language)
     suffix = languages.suffix(language)
     if path is None:
-        places = " or ".join(shown(f / f"starter{suffix}") for f in starter_folders(ctx.info))
+        places = shown(starter_folder(ctx.info) / f"starter{suffix}")
         objects = [n for n, (t, _) in (ctx.signature or {}).items() if is_object_type(t)]
         if objects and language != "pytorch":
             return skipped(name, f"none ({places}); optional: `solve` takes "
@@ -122,20 +122,19 @@ def check_starter(ctx: Context, language: str) -> CheckResult:
 def check_other_starters(ctx: Context) -> List[CheckResult]:
     """LeetGPU's starters for languages this runner does not grade, listed as skipped."""
     results = []
-    for folder in starter_folders(ctx.info):
-        for suffix, language in OTHER_STARTERS.items():
-            path = folder / f"starter{suffix}"
-            if path.is_file():
-                results.append(skipped(f"starter[{language}]",
-                                       f"{shown(path)}: {language} is not graded by this runner"))
+    for suffix, language in OTHER_STARTERS.items():
+        path = starter_folder(ctx.info) / f"starter{suffix}"
+        if path.is_file():
+            results.append(skipped(f"starter[{language}]",
+                                   f"{shown(path)}: {language} is not graded by this runner"))
     return results
 
 
 def check_references(ctx: Context) -> List[CheckResult]:
     found = reference_files(ctx.info)
     if not found:
-        places = " or ".join(shown(f) for f in reference_folders(ctx.info))
-        return [skipped("reference", f"no reference solutions (looked in {places})")]
+        return [skipped("reference", f"no reference solutions (looked in "
+                                     f"{shown(reference_folder(ctx.info))})")]
     return [_check_reference(ctx, language, path) for language, path in found.items()]
 
 

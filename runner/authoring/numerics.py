@@ -13,7 +13,7 @@ from runner.authoring.results import CheckResult, failed, passed, skipped, stric
 from runner.buffers import fill_initial_, promised_initial
 from runner.cases import case_bytes
 from runner.challenge import ChallengeBase
-from runner.plan import compare_output
+from runner.grader.plan import compare_output
 from runner.policy import FLOAT64_PERF_BYTES, MEMORY_BUDGET_BYTES, MEMORY_FACTOR
 
 
@@ -150,7 +150,7 @@ def check_float64(ctx: Context) -> CheckResult:
 def check_float64_performance(ctx: Context) -> CheckResult:
     """The performance case's reference against its float64 value, as ``float64`` does for the
     functional cases. A reference outside its own tolerance there makes the grader fall back to
-    the rule 'accuracy against float64' (runner/truth.py): no challenge of this project may
+    the rule 'accuracy against float64' (runner/grader/truth.py): no challenge of this project may
     need it (a failure), a LeetGPU folder is warned."""
     name = "float64-performance"
     case = ctx.cases.performance

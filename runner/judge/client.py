@@ -25,7 +25,7 @@ from runner import environment, languages
 from runner.catalog import UnknownChallenge, find_challenge, refuse_folder, resolve_solution
 from runner.errors import UsageError
 from runner.exit_codes import EXIT_OK, EXIT_REJECTED
-from runner.judge.protocol import TERMINAL_STATUSES, file_list
+from runner.judge.wire import TERMINAL_STATUSES, file_list
 from runner.progress import Progress
 from runner.protocol import Verdict
 from runner.report import Result, TestReport, render_text

@@ -157,7 +157,7 @@ def _tokens(raw: Any, path: Optional[Path]) -> List[TokenSpec]:
         token = _secret(entry, "token", "env", "file", where)
         if len(token) < MIN_TOKEN_CHARS:
             raise ConfigError(f"{where}: the token is shorter than {MIN_TOKEN_CHARS} characters; "
-                              f"make one with `python -m runner.judge.auth new-token`")
+                              f"make one with `python -m runner.judge.server.auth new-token`")
         specs.append(TokenSpec(name=name, roles=list(roles), token=token))
     return specs
 

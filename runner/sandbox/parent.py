@@ -31,41 +31,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from runner import environment, procs
+from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
-from runner.policy import (DISK_BYTES, HOST_MEMORY_BYTES, KILL_WAIT_S, MAX_LINE_BYTES,
-                           MAX_PROCESSES, MAX_THREADS, OUTPUT_BYTES, STARTUP_LIMIT_S,
-                           TIME_LIMIT_S)
-from runner.protocol import Verdict
+from runner.policy import MAX_LINE_BYTES
 from runner.sandbox import cgroups, jail
-from runner.sandbox.watch import ChildOutcome, Conversation, watch
+from runner.sandbox.limits import Limits
+from runner.sandbox.watch import KERNEL_MEMORY, PROTOCOL, Conversation, Ending, watch
 
 RUNNER_ROOT = jail.RUNNER_ROOT
 ENV_PASSTHROUGH = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH", "CUDA_VISIBLE_DEVICES",
                    "LANG", "LC_ALL", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
                    "TRITON_LIBCUDA_PATH", "TRITON_PTXAS_PATH", "GRADER_BWRAP")
-
-
-@dataclass
-class Limits:
-    timeout_s: float = TIME_LIMIT_S           # wall clock from the child's "ready", build included
-    startup_s: float = STARTUP_LIMIT_S        # wall clock for the interpreter and torch to start
-    host_memory_bytes: int = HOST_MEMORY_BYTES   # resident memory of every process in the jail
-    gpu_memory_bytes: Optional[int] = None    # torch's allocator cap; None: the whole device
-    max_processes: int = MAX_PROCESSES        # processes in the jail at once
-    max_threads: int = MAX_THREADS            # threads in the jail at once
-    disk_bytes: int = DISK_BYTES              # the job folder's size
-    output_bytes: int = OUTPUT_BYTES          # captured stdout/stderr kept in the result
-    require_cgroup: bool = False              # refuse to grade where the kernel cannot enforce
-    #                                           memory and tasks (the judge)
-    kill_wait_s: float = KILL_WAIT_S          # after SIGKILL, wait this long for the child to be
-    #                                           reaped (a GPU context's teardown), then go on
-    sandbox: str = "require"                  # "require": a jail or no grading; "auto": jail
-    #                                           where possible (judge --allow-unsandboxed); "off"
 
 
 class SandboxUnavailable(Exception):
@@ -101,11 +81,16 @@ def child_environment(job_dir: Path, device: str, limits: Limits, jailed: bool) 
 def jail_paths(job_data: Dict) -> Tuple[Dict, Dict[Path, str]]:
     """The job as the jail sees it: the challenge's folder at /challenge/<difficulty>/<name>
     and the solution's folder at /submission, so that no path in the jail names the host's
-    folders (a judge's data folder among them); and those host folders -> their jail paths."""
+    folders (a judge's data folder among them); and the host paths -> their jail paths.
+
+    Of the challenge's folder only what loading it needs is shown, file by file
+    (:func:`runner.catalog.loading_files`): the folder also holds our reference solutions,
+    its known-bad solutions and its tests, which a submission must not read."""
     challenge = Path(job_data["challenge_path"]).resolve()
     solution = Path(job_data["solution_path"]).resolve()
     inside_challenge = f"/challenge/{challenge.parent.name or 'challenges'}/{challenge.name}"
-    mapped = {challenge: inside_challenge, solution.parent: "/submission"}
+    mapped = {path: f"{inside_challenge}/{path.name}" for path in loading_files(challenge)}
+    mapped[solution.parent] = "/submission"
     return ({**job_data, "challenge_path": inside_challenge,
              "solution_path": f"/submission/{solution.name}"}, mapped)
 
@@ -116,10 +101,11 @@ assert shutil.rmtree.avoids_symlink_attacks, "shutil.rmtree must not follow link
 
 def run_in_child(job, limits: Limits, conversation: Conversation,
                  progress: Callable[[str], None], read_only: Optional[List[Path]] = None,
-                 gpu_minor: Optional[int] = None) -> ChildOutcome:
+                 gpu_minor: Optional[int] = None) -> Ending:
     """Run ``job`` (a :class:`runner.execute.Job`) in a jailed child, feeding every message to
-    ``conversation``; ``read_only`` are the folders the child must see (the challenge's and the
-    solution's)."""
+    ``conversation``; ``read_only`` are the folders the child must see (the solution's, the
+    built library's; the challenge's is shown by :func:`jail_paths`, only what loading it
+    needs)."""
     root = environment.jobs_root()
     root.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix=f"grading-{secrets.token_hex(4)}-", dir=root))
@@ -130,8 +116,8 @@ def run_in_child(job, limits: Limits, conversation: Conversation,
 
 
 def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[str], None],
-         job_dir: Path, read_only: List[Path], gpu_minor: Optional[int]) -> ChildOutcome:
-    outcome = ChildOutcome()
+         job_dir: Path, read_only: List[Path], gpu_minor: Optional[int]) -> Ending:
+    ending = Ending()
     usable, why = jail.probe() if limits.sandbox != "off" else (False, "--no-sandbox")
     if not usable and limits.sandbox == "require":
         raise SandboxUnavailable(why)
@@ -161,18 +147,19 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     if jailed:
         if job.device.startswith("cuda"):
             env["CUDA_VISIBLE_DEVICES"] = gpu_uuid_of(job.device)
+        hidden = Path(job.challenge_path).resolve()      # shown file by file (jail_paths)
         spec = jail.JailSpec(job_dir=job_dir,
                              read_only=[p.resolve() for p in read_only
-                                        if p.resolve() not in mapped],
+                                        if p.resolve() not in mapped and p.resolve() != hidden],
                              mapped=mapped, disk_bytes=limits.disk_bytes,
                              gpu=job.device.startswith("cuda"), gpu_minor=gpu_minor)
         command = jail.command(spec, inner, env)
         popen_env = {"PATH": env["PATH"]}
-        outcome.isolated = True
+        ending.isolated = True
     else:
-        outcome.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
+        ending.notes.append(f"not isolated: {why}; the submission ran with this user's rights")
         command, popen_env = inner, env
-    group = job_cgroup(limits, outcome)
+    group = job_cgroup(limits, ending)
     if group is not None:
         command = group.wrap(command)      # bwrap and all it forks start inside the group
     # the child's output goes to memory files the parent made (no path to swap; the pages are
@@ -193,14 +180,14 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         reader = procs.LineReader(report_r, MAX_LINE_BYTES)
         try:
             watch(proc, reader, command_w, None if jailed else job_dir, limits, conversation,
-                  progress, outcome)
+                  progress, ending)
         finally:
             if before is not None:
                 kill_orphans(before | {proc.pid})
         if group is not None:
-            explain_cgroup(group, outcome, limits)
-        outcome.logs = bounded_logs(out, err, limits.output_bytes)
-        return outcome
+            explain_cgroup(group, ending, limits)
+        ending.logs = bounded_logs(out, err, limits.output_bytes)
+        return ending
     finally:
         if group is not None:
             group.kill_all()
@@ -214,7 +201,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
         err.close()
 
 
-def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgroup]:
+def job_cgroup(limits: Limits, ending: Ending) -> Optional[cgroups.JobCgroup]:
     """The job's cgroup: memory (memfds, shared memory and the scratch tmpfs included) and
     tasks enforced by the kernel. Where none can be had, the limits are only polled: said in
     the result, and refused with ``limits.require_cgroup`` (the judge)."""
@@ -224,22 +211,19 @@ def job_cgroup(limits: Limits, outcome: ChildOutcome) -> Optional[cgroups.JobCgr
     except (cgroups.CgroupUnavailable, cgroups.CgroupError) as exc:
         if limits.require_cgroup:
             raise SandboxUnavailable(f"no cgroup for the job's limits: {exc}") from None
-        outcome.notes.append(f"memory and processes are counted by polling, not enforced by "
+        ending.notes.append(f"memory and processes are counted by polling, not enforced by "
                              f"the kernel: {exc}")
         return None
 
 
-def explain_cgroup(group: cgroups.JobCgroup, outcome: ChildOutcome, limits: Limits) -> None:
+def explain_cgroup(group: cgroups.JobCgroup, ending: Ending, limits: Limits) -> None:
     """The kernel's word on how the jail ended: an OOM kill in the group is the memory limit,
     whatever the watcher saw (a killed process, a broken pipe, or a grading that went on
-    after the kernel killed a process the submission started)."""
-    if outcome.verdict == Verdict.REJECTED.value or not group.oom_killed():
+    after the kernel killed a process the submission started); a broken protocol stays that."""
+    if ending.cause == PROTOCOL or not group.oom_killed():
         return
-    outcome.finished = False
-    outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
-    outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} "
-                       f"GiB of host memory, as the kernel counts it: every process it started, "
-                       f"memfds and shared memory, and the files it wrote in its scratch space")
+    ending.finished = False
+    ending.cause, ending.limits = KERNEL_MEMORY, limits
 
 
 def _unjailed_child_setup() -> None:

@@ -10,7 +10,7 @@ the submission side and Triton, makes its CUDA context on the grading's GPU, sen
   through a file the jail can write or a path the parent reads back;
 * the jail shows three folders of the parent's own, bound read-only and empty when it starts
   (``/challenge``, ``/submission``, ``/library``); when the job comes, the parent copies the
-  challenge's folder, the solution file and (CUDA) the built library into them: the parent
+  challenge's ``loading_files``, the solution and (CUDA) the built library into them: the parent
   writes into its own folders, the jail only reads them;
 * the cgroup's limits are set to the job's.
 
@@ -39,16 +39,17 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 from runner import environment, procs
+from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
 from runner.policy import MAX_LINE_BYTES, PARK_WAIT_S
 from runner.sandbox import cgroups, jail
-from runner.sandbox.parent import (Limits, SandboxUnavailable, gpu_uuid_of, kill_orphans,
+from runner.sandbox.limits import Limits
+from runner.sandbox.parent import (SandboxUnavailable, gpu_uuid_of, kill_orphans,
                                    child_environment, explain_cgroup, job_cgroup, jail_paths)
-from runner.sandbox.watch import ChildOutcome, Conversation, watch
+from runner.sandbox.watch import Conversation, Ending, watch
 
 PARKED_LINE = "parked"
 VIEWS = {"challenge": "/challenge", "submission": "/submission", "library": "/library"}
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
 
 
 LIVE: "weakref.WeakSet[ParkedJail]" = weakref.WeakSet()   # discarded at exit, if still there
@@ -202,7 +203,7 @@ class ParkedJail:
                                  disk_bytes=self.limits.disk_bytes, gpu=gpu, gpu_minor=self.gpu_minor)
             command = jail.command(spec, [sys.executable, "-s", "-m", "runner.sandbox.child",
                                           jail.JAIL_JOB_FILE], env)
-            cold = ChildOutcome()
+            cold = Ending()
             self.group = job_cgroup(self.limits, cold)
             self.notes += cold.notes
             if self.group is not None:
@@ -298,7 +299,7 @@ class ParkedJail:
     # -- one grading ------------------------------------------------------------------------
     def grade(self, job, challenge_dir: Path, solution: Path, library: Optional[Path],
               limits: Limits, conversation: Conversation,
-              progress: Callable[[str], None]) -> ChildOutcome:
+              progress: Callable[[str], None]) -> Ending:
         """Hand ``job`` to the jail and watch its grading (as :func:`parent.run_in_child`).
         WarmUnusable (the jail discarded) when it cannot take it; the jail is destroyed when
         this returns, whatever happened."""
@@ -336,7 +337,9 @@ class ParkedJail:
             challenge_dir = challenge_dir.resolve()
             difficulty = challenge_dir.parent.name or "challenges"
             target = self.job_dir / "challenge" / difficulty / challenge_dir.name
-            shutil.copytree(challenge_dir, target, ignore=IGNORED)
+            target.mkdir(parents=True)
+            for path in loading_files(challenge_dir):     # never its references or tests
+                shutil.copyfile(path, target / path.name)
             os.chmod(target.parent, 0o755)
             shutil.copyfile(solution, self.job_dir / "submission" / solution.name)
             job_data["challenge_path"] = f"{VIEWS['challenge']}/{difficulty}/{challenge_dir.name}"
@@ -351,9 +354,9 @@ class ParkedJail:
         return job_data
 
     def _watch(self, job_data, limits: Limits, conversation: Conversation,
-               progress: Callable[[str], None]) -> ChildOutcome:
+               progress: Callable[[str], None]) -> Ending:
         assert self.proc is not None and self.reader is not None and self.command_w is not None
-        outcome = ChildOutcome(isolated=True, notes=list(self.notes))
+        ending = Ending(isolated=True, notes=list(self.notes))
         for f in (self.out, self.err):      # what the warm-up printed is not the submission's
             f.truncate(0)
             f.seek(0)
@@ -365,14 +368,14 @@ class ParkedJail:
             pass                             # the jail died just now: its exit decides
         try:
             watch(self.proc, self.reader, self.command_w, None, limits, conversation,
-                  progress, outcome)
+                  progress, ending)
         finally:
             if before is not None:
                 kill_orphans(before | {self.proc.pid})
         if self.group is not None:
-            explain_cgroup(self.group, outcome, limits)
-        outcome.logs = bounded_logs(self.out, self.err, limits.output_bytes)
-        return outcome
+            explain_cgroup(self.group, ending, limits)
+        ending.logs = bounded_logs(self.out, self.err, limits.output_bytes)
+        return ending
 
     # -- the end ----------------------------------------------------------------------------
     def discard(self) -> None:

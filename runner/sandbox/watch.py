@@ -1,6 +1,8 @@
 """Watching the jailed child of a grading: its messages read as they come (each checked by
 :mod:`runner.protocol`, then given to the grader's :class:`Conversation`, whose commands go
-back), the limits polled on the whole jail, and how it ended explained as a verdict.
+back), the limits polled on the whole jail, and how it ended recorded as evidence (an
+:class:`Ending`: what cut it short, its exit status, what it was doing, the limits it ran
+under). The verdict and its words are :mod:`runner.grader.verdict`'s.
 
 Nothing here waits on the child without a bound (see :mod:`runner.procs`).
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,20 +20,33 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol 
 
 from runner import procs, protocol
 from runner.policy import MAX_PROGRESS, QUIET_MAX_S
-from runner.protocol import Message, ProtocolViolation, Verdict
+from runner.protocol import Message, ProtocolViolation
+
+from runner.sandbox.limits import Limits
 
 if TYPE_CHECKING:
     import torch
-    from runner.sandbox.parent import Limits
 
+
+# what cut a child short (Ending.cause): a broken protocol, or one of the limits the watcher
+# polls; the kernel's OOM kill in the job's cgroup; or its own exit before it said "done"
+PROTOCOL, TIME, MEMORY, PROCESSES, THREADS, DISK = ("protocol", "time", "memory", "processes",
+                                                    "threads", "disk")
+KERNEL_MEMORY = "kernel_memory"
+EXITED = "exited"
 
 
 @dataclass
-class ChildOutcome:
-    finished: bool = False          # the child reported "done"
-    verdict: str = ""               # when the process, not the conversation, decided
-    message: str = ""
-    details: str = ""
+class Ending:
+    """How the child of a grading ended: evidence for :func:`runner.grader.verdict.decide`."""
+
+    finished: bool = False          # the child reported "done" and nothing cut it short
+    cause: str = ""                 # when not finished: one of the causes above ('' when there
+    #                                 was no process: --no-sandbox ran it in the grader's own)
+    violation: str = ""             # cause PROTOCOL: what broke the protocol
+    returncode: Optional[int] = None
+    phase: str = ""                 # what the child last said it was doing
+    limits: Optional[Limits] = None   # the limits it ran under (the verdict's message names them)
     logs: str = ""
     notes: List[str] = field(default_factory=list)
     isolated: bool = False
@@ -53,18 +67,6 @@ class Conversation(TypingProtocol):
     # True while the grader times something on its own clock: the watcher then reads messages
     # as they come, without pausing to scan /proc or the job folder (which takes milliseconds)
     timing_sensitive: bool
-
-
-SIGNAL_NAMES = {
-    signal.SIGSEGV: "SIGSEGV (segmentation fault: a bad host pointer?)",
-    signal.SIGABRT: "SIGABRT (abort)",
-    signal.SIGBUS: "SIGBUS (bus error)",
-    signal.SIGFPE: "SIGFPE (arithmetic error)",
-    signal.SIGILL: "SIGILL (illegal instruction)",
-    signal.SIGKILL: "SIGKILL",
-    signal.SIGTERM: "SIGTERM",
-    signal.SIGSYS: "SIGSYS (a system call the sandbox does not allow)",
-}
 
 
 def read_tensors(reader: procs.LineReader, names: Optional[List[str]],
@@ -105,14 +107,14 @@ def _send(command_w: int, commands: List[Dict[str, Any]]) -> None:
 def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
           scratch: Optional[Path],
            limits: Limits, conversation: Conversation, progress: Callable[[str], None],
-           outcome: ChildOutcome) -> None:
+           ending: Ending) -> None:
     """Read the child's messages until it ends, breaks the protocol or passes a limit; the
     jail is dead, or reported as not yet reaped, when this returns (even on Ctrl-C).
     ``scratch``: the host folder an unjailed child writes in, whose size is polled (a jail's
     scratch space is a tmpfs the kernel caps, never looked into from here)."""
     started = time.monotonic()
     deadline = started + limits.startup_s
-    phase, killed_for = "starting", None
+    phase, killed_for = "starting", ""
     last_forwarded = ""
     next_usage_check = next_disk_check = 0.0
     exited_at = 0.0
@@ -137,26 +139,26 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
                         phase = message
                         continue
                     if kind == protocol.SANDBOX:
-                        outcome.notes += [str(n)[:300] for n in payload.get("notes", [])]
+                        ending.notes += [str(n)[:300] for n in payload.get("notes", [])]
                     if kind == protocol.READY:
                         deadline = time.monotonic() + limits.timeout_s
                         phase = "loading"
                     if kind == protocol.DONE:
-                        outcome.finished = True
+                        ending.finished = True
                     tensors = read_tensors(reader, tensor_names,
                                            conversation.expected_tensors(kind, payload), deadline)
                     if tensors is None:
                         if time.monotonic() > deadline:
-                            killed_for = "time"
+                            killed_for = TIME
                         break               # the child's data ended: its exit decides
                     commands = conversation.on_message(Message(kind, payload, tensors), received)
                     _send(command_w, commands)
                 except (ValueError, UnicodeDecodeError):
-                    killed_for = "protocol"
-                    outcome.message = "a line on the report channel that is not JSON"
+                    killed_for = PROTOCOL
+                    ending.violation = "a line on the report channel that is not JSON"
                 except ProtocolViolation as exc:
-                    killed_for = "protocol"
-                    outcome.message = str(exc)
+                    killed_for = PROTOCOL
+                    ending.violation = str(exc)
                 if killed_for or time.monotonic() > deadline:
                     break           # a flood of messages must not hold off the time limit
             if killed_for:
@@ -168,7 +170,7 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
                 if reader.finished or now - exited_at > 2.0:
                     break
             elif now > deadline:
-                killed_for = "time"
+                killed_for = TIME
                 break
             elif _quiet(conversation, now, quiet):
                 continue            # limits are polled again once the grader's clock stops
@@ -176,18 +178,18 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
                 next_usage_check = now + 0.2
                 usage = procs.tree_usage(proc.pid)
                 if usage.rss_bytes > limits.host_memory_bytes:
-                    killed_for = "memory"
+                    killed_for = MEMORY
                 elif usage.processes > limits.max_processes:
-                    killed_for = "processes"
+                    killed_for = PROCESSES
                 elif usage.threads > limits.max_threads:
-                    killed_for = "threads"
+                    killed_for = THREADS
                 if killed_for:
                     break
             if scratch and now > next_disk_check and not _quiet(conversation, now, quiet):
                 next_disk_check = now + 1.0
                 used, entries = procs.folder_usage(str(scratch))
                 if used > limits.disk_bytes or entries >= 200_000:
-                    killed_for = "disk"
+                    killed_for = DISK
                     break
     finally:
         # nothing of the submission outlives its grading: the jail's tree (its first process
@@ -196,12 +198,13 @@ def watch(proc: subprocess.Popen, reader: procs.LineReader, command_w: int,
                         sessions=[proc.pid])
         if not procs.wait_exited(proc, limits.kill_wait_s):
             procs.reap_later(proc)
-            outcome.notes.append(f"the submission's process had not exited "
+            ending.notes.append(f"the submission's process had not exited "
                                  f"{limits.kill_wait_s:g} s after it was killed (a GPU context "
                                  f"still being torn down?)")
-    if not outcome.finished or killed_for:
-        outcome.finished = False
-        _explain_exit(outcome, proc.returncode, killed_for, phase, limits)
+    if not ending.finished or killed_for:
+        ending.finished = False
+        ending.cause = killed_for or EXITED
+        ending.returncode, ending.phase, ending.limits = proc.returncode, phase, limits
 
 
 def _quiet(conversation: Conversation, now: float, since: List[float]) -> bool:
@@ -213,46 +216,3 @@ def _quiet(conversation: Conversation, now: float, since: List[float]) -> bool:
     if not since:
         since.append(now)
     return now - since[0] < QUIET_MAX_S
-
-
-def _explain_exit(outcome: ChildOutcome, returncode: Optional[int], killed_for: Optional[str],
-                  phase: str, limits: Limits) -> None:
-    during = f" (while {phase})" if phase else ""
-    if killed_for == "protocol":
-        outcome.verdict = Verdict.REJECTED.value
-        outcome.message = f"{protocol.INTERFERENCE}: {outcome.message}"
-    elif killed_for == "time":
-        outcome.verdict = Verdict.TIME_LIMIT_EXCEEDED.value
-        limit = limits.startup_s if phase == "starting" else limits.timeout_s
-        outcome.message = (f"grading did not finish within the limit of {limit:g} s"
-                           f"{during}: a loop or kernel that never ends?")
-    elif killed_for == "memory":
-        outcome.verdict = Verdict.MEMORY_LIMIT_EXCEEDED.value
-        outcome.message = (f"the submission used more than {limits.host_memory_bytes / 2**30:.1f} GiB "
-                           f"of host memory, counting every process it started{during}")
-    elif killed_for == "processes":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission ran more than {limits.max_processes} processes at "
-                           f"once{during}; solutions must not fork")
-    elif killed_for == "threads":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission ran more than {limits.max_threads} threads at "
-                           f"once{during}")
-    elif killed_for == "disk":
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission wrote more than {limits.disk_bytes / 2**30:.1f} GiB "
-                           f"(or too many files) in its working folder{during}")
-    elif returncode is not None and returncode < 0:
-        sig = -returncode
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process was killed by "
-                           f"{SIGNAL_NAMES.get(sig, f'signal {sig}')}{during}")
-    elif outcome.isolated and returncode is not None and returncode > 128 and phase != "starting":
-        sig = returncode - 128   # bwrap reports its child's signal as 128 + n
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process was killed by "
-                           f"{SIGNAL_NAMES.get(sig, f'signal {sig}')}{during}")
-    else:
-        outcome.verdict = Verdict.RUNTIME_ERROR.value
-        outcome.message = (f"the submission's process exited with code {returncode}{during} "
-                           f"before grading finished: does your code call os._exit() or exit()?")

@@ -3,7 +3,7 @@
 // current stream (the grader's rewrite of the inputs) nor is joined before returning. The
 // grader must detect it (timed "isolated": the device drained before and after each call) and
 // accept it with a median that includes the kernel (issue 25). Challenge 96; the kernel is
-// tests/solutions/cuda_correct.cu's.
+// tests/harness_solutions/cuda_correct.cu's.
 #include <cstdint>
 #include <cmath>
 #include <cuda_runtime.h>

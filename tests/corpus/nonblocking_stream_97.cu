@@ -1,6 +1,6 @@
 // Correct, but launches its kernel on a non-blocking stream of its own and returns without
 // waiting for anything (see tests/corpus/nonblocking_stream.cu); challenge 97, the kernel is
-// reference/int8_kv_cache_quantize/solution.cu's (issue 25).
+// challenges/medium/97_int8_kv_cache_quantize/reference/solution.cu's (issue 25).
 // Quantize-on-store into an int8 KV cache, one pass over the new keys and values.
 //
 // A group of GW lanes (GW = head_dim / 8 rounded up to a power of two, at most 32) owns one

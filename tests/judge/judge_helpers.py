@@ -232,8 +232,8 @@ def postgres_url() -> str:
 def fresh_store(kind: str, folder: Path):
     """An empty judge store: SQLite in ``folder``, or the test PostgreSQL with its tables
     dropped first."""
-    from runner.judge.store import SQLiteStore
-    from runner.judge.stores import open_store
+    from runner.judge.server.storage.sqlite import SQLiteStore
+    from runner.judge.server.storage import open_store
 
     if kind == "sqlite":
         return SQLiteStore(folder / "judge.sqlite3")

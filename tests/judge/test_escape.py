@@ -94,8 +94,8 @@ def host(tmp_path, monkeypatch):
         (cache / name).parent.mkdir(parents=True, exist_ok=True)
         (cache / name).write_text(content)
     monkeypatch.setenv("CHALLENGE_CACHE_DIR", str(cache))
-    watched = [store, REPO / "runner" / "grade.py", REPO / "runner" / "sandbox" / "jail.py",
-               *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
+    watched = [store, REPO / "runner" / "grader" / "grade.py",
+               REPO / "runner" / "sandbox" / "jail.py", *sorted(cache.rglob("*.json")), *sorted(cache.rglob("*.so"))]
     before = {p: digest(p) for p in watched}
     yield {"store": store, "data": data, "before": before, "cache": cache, "started": time.time() - 1}
     for path in OUTSIDE:
@@ -306,9 +306,10 @@ def test_without_bubblewrap_the_cli_refuses_to_grade_unless_told_no_sandbox(tmp_
 def test_a_jail_binary_deleted_after_a_grading_is_a_loud_error_never_unjailed(tmp_path):
     """The jail worked once, then its binary went away: the next grading refuses (an error
     naming the missing jail), it never runs the solution without one."""
-    from runner.grade import GradeOptions, grade_safely
+    from runner.grader.grade import grade_safely
+    from runner.grader.options import GradeOptions
     from runner.catalog import find_challenge
-    from runner.sandbox.parent import Limits
+    from runner.sandbox.limits import Limits
 
     real = jail.bwrap_path()
     copy = tmp_path / "bwrap"

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 
 from judge_helpers import fresh_store  # noqa: E402
-from runner.judge.auth import Principal, TokenRegistry
-from runner.judge.candidates import Timing
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.server.auth import Principal, TokenRegistry
+from runner.judge.server.candidates import Timing
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.leaderboard import VERIFIER
+from runner.judge.server.leaderboard import VERIFIER
 from runner.policy import LEADERBOARD_BAND
-from runner.judge.protocol import SubmitRequest
+from runner.judge.wire import SubmitRequest
 from runner.judge.rejected import Rejected
-from runner.judge.service import JudgeService
+from runner.judge.server.service import JudgeService
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).resolve().parent

@@ -15,11 +15,12 @@ from fastapi.testclient import TestClient
 
 from judge_helpers import (CHALLENGES, REPO, SOLUTIONS, Judge, leetgpu_client, message,
                            write_config)
-from runner.judge.app import create_app
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.server.app import create_app
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import ConfigError, load_config, parse_config
 from runner.judge.rejected import Rejected
-from runner.judge.service import JudgeService
+from runner.judge.server.service import JudgeService
 
 CHECKOUT = REPO / "tests" / "fixtures" / "leetgpu"
 OLD_STYLE = CHECKOUT / "challenges" / "easy" / "1_vector_multiply"

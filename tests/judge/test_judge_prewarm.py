@@ -1,4 +1,4 @@
-"""The worker's parked job process (runner/judge/prewarm.py): started before its job (with a
+"""The worker's parked job process (runner/judge/worker/prewarm.py): started before its job (with a
 parked jail of its own), handed exactly one job, stopped after it; one that died or is too old
 is replaced by a cold start; discarding it leaves no process, folder or cgroup behind."""
 
@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from runner import procs
-from runner.judge.jobprocess import JobProcess, jobs_folder
-from runner.judge.prewarm import Prewarm
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.worker.job_process import JobProcess, jobs_folder
+from runner.judge.worker.prewarm import Prewarm
+from runner.judge.worker.settings import WorkerSettings
 from runner.sandbox import cgroups, jail
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE = (REPO / "reference" / "int8_kv_cache_attention" / "solution.pytorch.py").read_text()
+REFERENCE = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+             / "solution.pytorch.py").read_text()
 
 pytestmark = pytest.mark.skipif(not jail.isolation_refusal() == "",
                                 reason="no jail or no cgroup here")
@@ -128,7 +129,7 @@ def test_the_worker_parks_the_next_job_beside_the_current_and_its_sweep_spares_i
     first job runs, survives the sweep of the first job's leftovers, is told the GPU is free,
     and grades the second job; stopping the worker's prewarm leaves nothing behind."""
     from tests.judge.test_judge_worker_stops import FakeApi
-    from runner.judge.worker import Worker
+    from runner.judge.worker.loop import Worker
 
     s = settings(tmp_path)
     w = Worker(s)

@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from judge_helpers import CHALLENGE_CODE, message, token, write_config
-from runner.judge import auth
-from runner.judge.app import create_app
+from runner.judge.server import auth
+from runner.judge.server.app import create_app
 from runner.judge.config import ConfigError, load_config, parse_config
-from runner.judge.service import JudgeService
+from runner.judge.server.service import JudgeService
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -226,7 +226,7 @@ def test_config_keeps_secrets_out_and_rejects_mistakes(tmp_path, monkeypatch):
 
 
 def test_serve_refuses_a_public_address_without_tokens(capsys):
-    from runner.judge.cli import serve_main
+    from runner.judge.serve import serve_main
 
     assert serve_main(["--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
@@ -236,7 +236,7 @@ def test_serve_refuses_a_public_address_without_tokens(capsys):
 def test_serve_without_the_judge_extras_says_what_to_install(capsys, monkeypatch):
     import sys
 
-    from runner.judge.cli import serve_main
+    from runner.judge.serve import serve_main
 
     monkeypatch.setitem(sys.modules, "uvicorn", None)      # as if it were not installed
     assert serve_main(["--port", "1"]) == 2

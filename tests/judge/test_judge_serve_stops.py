@@ -74,7 +74,7 @@ def _access_record(path: str, status: int) -> logging.LogRecord:
 
 
 def test_worker_polls_are_debug_lines_and_other_requests_stay_info():
-    from runner.judge.cli import WorkerPollsAtDebug
+    from runner.judge.serve import WorkerPollsAtDebug
 
     quiet = WorkerPollsAtDebug()
     access = logging.getLogger("uvicorn.access")

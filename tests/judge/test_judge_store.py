@@ -11,8 +11,8 @@ import pytest
 
 from judge_helpers import fresh_store  # noqa: E402
 from runner.judge.rejected import Rejected
-from runner.judge.records import AdmissionLimits, NewSubmission
-from runner.judge.store import SQLiteStore
+from runner.judge.server.storage.records import AdmissionLimits, NewSubmission
+from runner.judge.server.storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.timeout(60)
 LIMITS = AdmissionLimits(queue_capacity=100, max_in_flight=100, rate_limit=1000, rate_window_s=60)

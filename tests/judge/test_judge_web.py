@@ -16,13 +16,14 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from runner.judge.app import create_app
-from runner.judge.auth import TokenRegistry
-from runner.judge.catalogue import Accelerators, Catalogue
+from runner.judge.server.app import create_app
+from runner.judge.server.auth import TokenRegistry
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue
 from runner.judge.config import JudgeConfig
-from runner.judge.service import JudgeService
-from runner.judge.store import SQLiteStore
-from runner.judge.web import CSP, STATIC
+from runner.judge.server.service import JudgeService
+from runner.judge.server.storage.sqlite import SQLiteStore
+from runner.judge.server.routes.page import CSP, STATIC
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).resolve().parent
@@ -221,7 +222,7 @@ def test_the_page_and_its_api(judge):
     assert r.headers["content-security-policy"] == CSP and "default-src 'self'" in CSP
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/vendor/katex/katex.min.js").status_code == 200
-    assert client.get("/static/../web.py").status_code == 404
+    assert client.get("/static/../app.py").status_code == 404
     me = client.get("/api/v1/me", headers=auth("root")).json()
     assert me == {"name": "root", "roles": ["admin"], "admin": True, "auth": "on"}
     assert client.get("/api/v1/me").status_code == 401

@@ -42,7 +42,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 STEP_MS = 30_000          # a page step (the machine may be loaded)
 GRADING_MS = 420_000      # a grading of 96 on a loaded 2-core CPU, queued behind another
 
-CORRECT_96 = (REPO / "reference" / "int8_kv_cache_attention" / "solution.pytorch.py").read_text()
+CORRECT_96 = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+              / "solution.pytorch.py").read_text()
 WRONG_96 = '''import torch
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from judge_helpers import REPO, free_port, leetgpu_client
-from runner.judge.catalogue import Accelerators, Catalogue, code_digest
-from runner.judge.jobprocess import job_environment
-from runner.judge.slots import SlotBusy, hold_slot
-from runner.judge.supervisor import plan_workers
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.accelerators import Accelerators
+from runner.judge.challenge_set import Catalogue, code_digest
+from runner.judge.worker.job_process import job_environment
+from runner.judge.worker.slots import SlotBusy, hold_slot
+from runner.judge.worker.settings import WorkerSettings
+from runner.judge.worker.supervisor import plan_workers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +45,7 @@ def test_a_slots_jobs_keep_the_graders_measurements_out_of_the_jobs_folder(tmp_p
     """The device's ceiling and case floors (and the probe's Triton kernel) are measured by
     a slot's first timed job and kept for the next in one folder per slot and judge instance,
     outside the folders that jobs own and the worker cleans."""
-    from runner.judge.jobprocess import jobs_folder
+    from runner.judge.worker.job_process import jobs_folder
     gpu = settings(gpu=2, jobs_root=tmp_path)
     env = job_environment(gpu, tmp_path / "judge-jobs-gpu2" / "job-1")
     assert env["CHALLENGE_CACHE_DIR"] == str(tmp_path / "judge-cache-gpu2")
@@ -79,8 +80,8 @@ def test_two_judges_share_no_cpu_slot_lock_but_a_gpu_is_one_per_machine(tmp_path
 
 
 def test_the_jobs_folder_follows_the_lock_folder(tmp_path, monkeypatch):
-    from runner.judge.jobprocess import jobs_folder
-    from runner.judge.worker_settings import build_parser, settings_from_args
+    from runner.judge.worker.job_process import jobs_folder
+    from runner.judge.worker.settings import build_parser, settings_from_args
     monkeypatch.setenv("JUDGE_WORKER_TOKEN", "t" * 30)
     args = build_parser().parse_args(["--url", "http://x", "--accelerator", "cpu", "--cpu", "0",
                                       "--lock-dir", str(tmp_path / "w"), "--allow-unsandboxed"])
@@ -130,7 +131,8 @@ def test_serve_alone_runs_api_and_a_local_worker_with_auth_off(tmp_path):
                 time.sleep(0.1)
         assert health["auth"] == "off" and health["accelerators"] == ["cpu"]
         code = (REPO / "challenges/medium/96_int8_kv_cache_attention/challenge.py").read_text()
-        solution = (REPO / "reference/int8_kv_cache_attention/solution.pytorch.py").read_text()
+        solution = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+                    / "solution.pytorch.py").read_text()
         log = leetgpu_client(url, {"action": "run", "token": None, "submission": {
             "files": [{"name": "solution.pytorch.py", "content": solution}],
             "language": "pytorch", "accelerator": "cpu", "mode": "accelerated", "public": False,

