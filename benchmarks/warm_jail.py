@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from runner.catalog import challenge_info  # noqa: E402
-from runner.grader.grade import _gpu_minor, grade  # noqa: E402
+from runner.grader.grade import grade  # noqa: E402
 from runner.grader.options import GradeOptions  # noqa: E402
-from runner.sandbox import warm  # noqa: E402
+from runner.sandbox import gpus, warm  # noqa: E402
 from runner.sandbox.limits import Limits  # noqa: E402
 
 CHALLENGE = REPO / "challenges" / "medium" / "96_int8_kv_cache_attention"
@@ -43,7 +43,7 @@ def one(language: str, mode: str, action: str, device: torch.device) -> dict:
     parked, parking = None, None
     if mode.startswith("parked"):
         t = time.perf_counter()
-        parked = warm.ParkedJail.start(str(device), Limits(), _gpu_minor(device),
+        parked = warm.ParkedJail.start(str(device), Limits(), gpus.minor_of(device),
                                        preload=[language] if language == "triton" else [],
                                        gpu_warm=mode == "parked")
         assert parked.wait_parked(300), "the jail did not park"

@@ -330,3 +330,25 @@ def test_the_layout_rule_sees_a_breach(tmp_path):
                         "tests/test_challenge_1.py is a challenge's test module outside its folder",
                         "benchmarks/tune_row_scale.py is named after challenge 'row_scale': it "
                         "belongs in its folder"], problems
+
+
+def where_to_change(page: str) -> List[str]:
+    """The repository paths that docs/architecture.md's "Where to change what" names."""
+    section = page[page.index("## Where to change what"):]
+    section = section[:section.index("\n## ", 1)]
+    return re.findall(r"`((?:runner|challenges)/[^`<>]+?)`", section)
+
+
+def test_the_architecture_page_names_files_that_exist():
+    """The page answers "which file do I change for ..." (a CUDA build, the verdict, the jail,
+    the judge's store, a challenge's tests): every file it names must exist, so a move that
+    forgets the page fails here."""
+    named = where_to_change((REPO / "docs" / "architecture.md").read_text())
+    for answer in ("runner/grader/verdict.py", "runner/sandbox/jail.py",
+                   "runner/languages/nvcc.py", "runner/judge/server/storage/sql.py",
+                   "runner/cases.py"):
+        assert answer in named, f"docs/architecture.md no longer says where {answer} is"
+    missing = [path for path in named if not (REPO / path).exists()]
+    assert not missing, f"docs/architecture.md names files that do not exist: {missing}"
+    assert where_to_change("## Where to change what\n| x | `runner/gone.py` |\n## Next\n") \
+        == ["runner/gone.py"]

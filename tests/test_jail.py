@@ -4,31 +4,31 @@ read-only or writable, and which GPU device nodes a grading gets."""
 import os
 from pathlib import Path
 
-from runner.sandbox import jail
+from runner.sandbox import gpus, jail
 
 
-def fake_dev(tmp_path: Path, gpus: int) -> Path:
+def fake_dev(tmp_path: Path, count: int) -> Path:
     dev = tmp_path / "dev"
     dev.mkdir()
-    for name in ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"] + [f"nvidia{k}" for k in range(gpus)]:
+    for name in ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"] + [f"nvidia{k}" for k in range(count)]:
         (dev / name).touch()
     return dev
 
 
 def test_a_grading_sees_only_its_own_gpus_nodes(tmp_path):
     dev = fake_dev(tmp_path, 4)
-    nodes = [Path(n).name for n in jail.gpu_nodes(2, dev)]
+    nodes = [Path(n).name for n in gpus.nodes(2, dev)]
     assert "nvidia2" in nodes and "nvidiactl" in nodes and "nvidia-uvm" in nodes
     assert not {"nvidia0", "nvidia1", "nvidia3"} & set(nodes)
 
 
 def test_the_gpu_minor_comes_from_the_drivers_pci_table(tmp_path):
-    gpus = tmp_path / "gpus"
+    driver = tmp_path / "gpus"
     for minor, bus in ((0, "0000:18:00.0"), (1, "0000:3b:00.0")):
-        (gpus / bus).mkdir(parents=True)
-        (gpus / bus / "information").write_text(f"Model: H200\nDevice Minor: {minor}\n")
-    assert jail.gpu_minor_of("0000:3b:00.0", gpus, fake_dev(tmp_path, 2)) == 1
-    assert jail.gpu_minor_of("0000:18:00.0", gpus, tmp_path / "dev") == 0
+        (driver / bus).mkdir(parents=True)
+        (driver / bus / "information").write_text(f"Model: H200\nDevice Minor: {minor}\n")
+    assert gpus.minor_of_bus("0000:3b:00.0", driver, fake_dev(tmp_path, 2)) == 1
+    assert gpus.minor_of_bus("0000:18:00.0", driver, tmp_path / "dev") == 0
 
 
 def test_the_view_is_minimal_and_nothing_of_the_host_is_writable(tmp_path):

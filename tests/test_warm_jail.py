@@ -14,7 +14,7 @@ from runner.catalog import challenge_info
 from runner.protocol import Job
 from runner.grader.grade import grade
 from runner.grader.options import GradeOptions
-from runner.sandbox import jail, warm
+from runner.sandbox import gpus, jail, warm
 from runner.sandbox.limits import Limits
 from tests.helpers import REFERENCE_96
 
@@ -261,13 +261,13 @@ def test_the_cli_grades_in_the_jail_it_started_first(tmp_path, monkeypatch, caps
 
 def test_only_gpu_reads_the_drivers_files(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    gpus = tmp_path / "gpus"
-    (gpus / "0000:19:00.0").mkdir(parents=True)
-    (gpus / "0000:19:00.0" / "information").write_text(
+    driver = tmp_path / "gpus"
+    (driver / "0000:19:00.0").mkdir(parents=True)
+    (driver / "0000:19:00.0" / "information").write_text(
         "Model: \t\t NVIDIA H100 80GB HBM3\nGPU UUID: \t GPU-1234-abcd\nDevice Minor: \t 3\n")
-    assert warm.only_gpu(gpus) == ("GPU-1234-abcd", 3)
+    assert gpus.only_gpu(driver) == ("GPU-1234-abcd", 3)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    assert warm.only_gpu(gpus) is None                  # narrowed: torch decides
+    assert gpus.only_gpu(driver) is None                  # narrowed: torch decides
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    (gpus / "0000:1a:00.0").mkdir()
-    assert warm.only_gpu(gpus) is None                  # two GPUs: which is cuda:0 is torch's
+    (driver / "0000:1a:00.0").mkdir()
+    assert gpus.only_gpu(driver) is None                  # two GPUs: which is cuda:0 is torch's

@@ -31,8 +31,7 @@ from runner.languages import cpu_cuda, cuda_build
 from runner.loading import load_challenge
 from runner.protocol import Job, ProtocolViolation, Verdict
 from runner.report import Result
-from runner.sandbox import warm
-from runner.sandbox.jail import gpu_minor_of
+from runner.sandbox import gpus, warm
 from runner.sandbox.parent import SandboxUnavailable, run_in_child
 from runner.sandbox.watch import PROTOCOL, Ending
 
@@ -55,7 +54,7 @@ def grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpti
     parked, options.parked = options.parked, None       # one grading's, whatever happens
     if parked is None and options.warm_start and options.isolate:
         parked = warm.start_quietly(str(options.device), options.limits,
-                                    _gpu_minor(options.device),
+                                    gpus.minor_of(options.device),
                                     preload=[language] if language in ("triton", "cupy") else [],
                                     challenge_dir=info.path, solution=Path(solution))
     try:
@@ -118,7 +117,7 @@ def _grade(info: ChallengeInfo, solution: Path, language: str, options: GradeOpt
                                    read_only=[solution.parent,
                                               *([library_dir] if library_dir else []),
                                               *extra_binds],
-                                   gpu_minor=_gpu_minor(device))
+                                   gpu_minor=gpus.minor_of(device))
         elif ending is None:
             ending = run_in_process(job, grading, options.progress)
     except KeyboardInterrupt as exc:
@@ -144,16 +143,3 @@ def run_in_process(job: Job, grading: Grading, progress: Callable[[str], None]) 
         ending = Ending(cause=PROTOCOL, violation=str(exc))
     ending.notes.append("not isolated: --no-sandbox (the solution ran in this process)")
     return ending
-
-
-def _gpu_minor(device: torch.device) -> Optional[int]:
-    if device.type != "cuda":
-        return None
-    props = torch.cuda.get_device_properties(device.index or 0)
-    bus = getattr(props, "pci_bus_id", None)
-    if bus is None:
-        return gpu_minor_of("")
-    domain = getattr(props, "pci_domain_id", 0)
-    dev = getattr(props, "pci_device_id", 0)
-    return gpu_minor_of(f"{domain:04x}:{bus:02x}:{dev:02x}.0")
-

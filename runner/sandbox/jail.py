@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from runner import environment
+from runner.sandbox import gpus
 from runner.policy import DISK_BYTES, SHM_BYTES
 
 RUNNER_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -37,7 +38,6 @@ PASSWD = f"root:x:0:0:root:/nonexistent:/bin/false\nsandbox:x:{SANDBOX_UID}:{SAN
 GROUP = f"root:x:0:\nsandbox:x:{SANDBOX_UID}:\n"
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
-GPU_SHARED_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
 
 # refused with EPERM: nothing a build, an import or a kernel launch needs
@@ -184,34 +184,6 @@ def cuda_paths() -> List[Path]:
     return sorted({p for p in out if not str(p).startswith("/usr/") and p != Path("/")})
 
 
-def gpu_nodes(minor: Optional[int], dev: Path = Path("/dev")) -> List[str]:
-    """The device nodes of one GPU (or of every GPU where its minor is unknown)."""
-    nodes = [dev / n for n in GPU_SHARED_NODES if (dev / n).exists()]
-    if minor is not None and (dev / f"nvidia{minor}").exists():
-        nodes.append(dev / f"nvidia{minor}")
-    elif minor is None:
-        nodes += sorted(p for p in dev.glob("nvidia[0-9]*") if p.name[6:].isdigit())
-    caps = dev / "nvidia-caps"
-    if caps.is_dir():
-        nodes.append(caps)
-    return [str(n) for n in nodes]
-
-
-def gpu_minor_of(pci_bus_id: str, root: Path = Path("/proc/driver/nvidia/gpus"),
-                 dev: Path = Path("/dev")) -> Optional[int]:
-    """/dev/nvidia<minor> of the GPU at ``pci_bus_id`` (from the driver's /proc files)."""
-    try:
-        for folder in root.iterdir():
-            if folder.name.lower().endswith(pci_bus_id.lower()[-7:]):
-                for line in (folder / "information").read_text().splitlines():
-                    if line.startswith("Device Minor:"):
-                        return int(line.split(":")[1])
-    except (OSError, ValueError):
-        pass
-    nodes = [p for p in dev.glob("nvidia[0-9]*") if p.name[6:].isdigit()]
-    return int(nodes[0].name[6:]) if len(nodes) == 1 else None
-
-
 def _seccomp_module():
     try:
         import pyseccomp as seccomp
@@ -328,7 +300,7 @@ def command(spec: JailSpec, inner: Sequence[str], env: Dict[str, str]) -> List[s
     for path in spec.writable:
         args += ["--bind", str(path), str(path)]
     if spec.gpu:
-        for node in gpu_nodes(spec.gpu_minor):
+        for node in gpus.nodes(spec.gpu_minor):
             args += ["--dev-bind", node, node]
     args += ["--chdir", JAIL_WORK]
     args += ["--clearenv"]

@@ -38,7 +38,7 @@ from runner import environment, procs
 from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
 from runner.policy import MAX_LINE_BYTES
-from runner.sandbox import cgroups, jail
+from runner.sandbox import cgroups, gpus, jail
 from runner.sandbox.limits import Limits
 from runner.sandbox.watch import KERNEL_MEMORY, PROTOCOL, Conversation, Ending, watch
 
@@ -146,7 +146,7 @@ def _run(job, limits: Limits, conversation: Conversation, progress: Callable[[st
     pass_fds = [report_w, command_r]
     if jailed:
         if job.device.startswith("cuda"):
-            env["CUDA_VISIBLE_DEVICES"] = gpu_uuid_of(job.device)
+            env["CUDA_VISIBLE_DEVICES"] = gpus.uuid_of(job.device)
         hidden = Path(job.challenge_path).resolve()      # shown file by file (jail_paths)
         spec = jail.JailSpec(job_dir=job_dir,
                              read_only=[p.resolve() for p in read_only
@@ -229,16 +229,6 @@ def explain_cgroup(group: cgroups.JobCgroup, ending: Ending, limits: Limits) -> 
 def _unjailed_child_setup() -> None:
     """Without a jail, the child still gets resource limits before anything of it runs."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def gpu_uuid_of(device: str) -> str:
-    import torch   # lazy: a jail can be started before torch is imported (sandbox/warm.py)
-
-    index = torch.device(device).index or 0
-    uuid = str(getattr(torch.cuda.get_device_properties(index), "uuid", "") or "")
-    if not uuid:
-        return str(index)
-    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
 
 
 def kill_orphans(known) -> None:

@@ -42,10 +42,10 @@ from runner import environment, procs
 from runner.catalog import loading_files
 from runner.output_tail import logs as bounded_logs
 from runner.policy import MAX_LINE_BYTES, PARK_WAIT_S
-from runner.sandbox import cgroups, jail
+from runner.sandbox import cgroups, gpus, jail
 from runner.sandbox.limits import Limits
-from runner.sandbox.parent import (SandboxUnavailable, gpu_uuid_of, kill_orphans,
-                                   child_environment, explain_cgroup, job_cgroup, jail_paths)
+from runner.sandbox.parent import (SandboxUnavailable, kill_orphans, child_environment,
+                                   explain_cgroup, job_cgroup, jail_paths)
 from runner.sandbox.watch import Conversation, Ending, watch
 
 PARKED_LINE = "parked"
@@ -74,41 +74,6 @@ def _same_device(a: str, b: str) -> bool:
     return parse(a) == parse(b)
 
 
-GPUS = Path("/proc/driver/nvidia/gpus")
-
-
-def only_gpu(root: Path = GPUS) -> Optional[Tuple[str, int]]:
-    """(UUID, /dev/nvidia minor) of the machine's GPU, read from the driver's /proc files
-    without torch, where there is exactly one and CUDA_VISIBLE_DEVICES does not narrow it
-    (a jail started before torch's import; torch's own answer is checked at the hand-over)."""
-    if environment.visible_devices() not in (None, "0"):
-        return None
-    try:
-        folders = [f for f in root.iterdir() if f.is_dir()]
-        if len(folders) != 1:
-            return None
-        info = dict(line.split(":", 1) for line in
-                    (folders[0] / "information").read_text().splitlines() if ":" in line)
-        uuid, minor = info["GPU UUID"].strip(), int(info["Device Minor"].strip())
-    except (OSError, KeyError, ValueError):
-        return None
-    return (uuid, minor) if uuid.startswith("GPU-") else None
-
-
-def gpu_minor(device) -> Optional[int]:
-    """/dev/nvidia<minor> of a CUDA device (as grade.py finds it), None for the CPU."""
-    import torch   # lazy: warm.py imports no torch (a jail starts before torch's import)
-
-    if device.type != "cuda":
-        return None
-    props = torch.cuda.get_device_properties(device.index or 0)
-    bus = getattr(props, "pci_bus_id", None)
-    if bus is None:
-        return jail.gpu_minor_of("")
-    return jail.gpu_minor_of(f"{getattr(props, 'pci_domain_id', 0):04x}:{bus:02x}:"
-                             f"{getattr(props, 'pci_device_id', 0):02x}.0")
-
-
 def relimit(group: cgroups.JobCgroup, memory_bytes: int, max_pids: int) -> None:
     """The job's limits on a parked jail's group, set the way cgroups.py sets them at its
     creation; OSError where the jail already uses more memory than the new limit. (v1: raising
@@ -128,7 +93,7 @@ class ParkedJail:
                  solution: Optional[Path] = None, gpu_warm: bool = True,
                  gpu_uuid: Optional[str] = None):
         self.device = str(device)
-        self.gpu_uuid = gpu_uuid       # given: found without torch (only_gpu), checked later
+        self.gpu_uuid = gpu_uuid       # given: found without torch (gpus.only_gpu), checked later
         self.gpu_warm = gpu_warm       # False: no CUDA context until warm_gpu() (or the job)
         self.preload = list(preload)
         # known when the jail starts (grade()'s early jail): shown where a cold jail shows them
@@ -192,7 +157,7 @@ class ParkedJail:
                  "gpu_warm": self.gpu_warm}))
             env = child_environment(self.job_dir, self.device, self.limits, True)
             if gpu:
-                self.gpu_uuid = self.gpu_uuid or gpu_uuid_of(self.device)
+                self.gpu_uuid = self.gpu_uuid or gpus.uuid_of(self.device)
                 env["CUDA_VISIBLE_DEVICES"] = self.gpu_uuid
             mapped = {self.job_dir / name: inside for name, inside in VIEWS.items()}
             if self.challenge_dir is not None and self.solution is not None:
@@ -282,7 +247,7 @@ class ParkedJail:
             return "its scratch space has another size"
         if limits.require_cgroup and self.group is None:
             return "it has no cgroup"
-        if self.device.startswith("cuda") and (self.gpu_uuid or "").lower() != gpu_uuid_of(
+        if self.device.startswith("cuda") and (self.gpu_uuid or "").lower() != gpus.uuid_of(
                 str(device)).lower():
             return "it shows another GPU"
         return ""
@@ -421,11 +386,11 @@ def start_for_cli(device: str, challenge_dir: Path, solution: Path, language: st
                   sandbox: bool) -> Optional[ParkedJail]:
     """The CLI's jail, started before the CLI imports torch (its interpreter, torch and CUDA
     context start beside the CLI's own), where the device is known without torch: ``cpu``, or
-    ``auto``/``cuda`` on a machine with one GPU (:func:`only_gpu`). None elsewhere (the
+    ``auto``/``cuda`` on a machine with one GPU (:func:`gpus.only_gpu`). None elsewhere (the
     grading starts its jail after torch's import, as ``grade`` does)."""
     if not sandbox or not environment.warm_start():
         return None
-    gpu = only_gpu()
+    gpu = gpus.only_gpu()
     if device == "cpu" or (device == "auto" and not GPUS.exists()):
         name, uuid, minor = "cpu", None, None
     elif device in ("auto", "cuda", "cuda:0") and gpu is not None:

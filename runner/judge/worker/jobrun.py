@@ -90,10 +90,10 @@ def park(device: str, sandbox: str):
     the GPU is free (:func:`wait_for_job`). Nothing here depends on a submission."""
     import torch   # lazy: after main() made this process a subreaper (as in run())
 
-    from runner.sandbox import warm
+    from runner.sandbox import gpus, warm
     from runner.sandbox.limits import Limits
 
-    gpu_minor = warm.gpu_minor(torch.device(device))
+    gpu_minor = gpus.minor_of(torch.device(device))
     # the jail first: its interpreter, torch and Triton start while this process imports
     # the grader
     limits = Limits(sandbox=sandbox, require_cgroup=sandbox == "require")
