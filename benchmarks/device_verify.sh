@@ -109,14 +109,14 @@ board)
 floors)
     python3 benchmarks/floors.py 96 97 98 --out "$out" 2>&1 | tee "$out/floors.log"
     python3 benchmarks/attention_96.py --out "$out" 2>&1 | tee "$out/attention_96.log"
-    timeout -s INT 240 python3 -m pytest -m gpu -v -p no:cacheprovider \
+    timeout -k 20 -s INT 240 python3 -m pytest -m gpu -v -p no:cacheprovider \
         tests/test_timing_gpu.py tests/test_trust_gpu.py 2>&1 | tee "$out/pytest_floors.log"
     ;;
 hostile)
     { cat /proc/self/cgroup; grep cgroup /proc/self/mountinfo; } > "$out/cgroups.txt" 2>&1
-    { timeout -s INT 150 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+    { timeout -k 20 -s INT 150 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
         tests/test_cgroups.py tests/test_jail.py tests/test_cuda_build_jail.py 2>&1 | tail -30
-      timeout -s INT 150 python3 -m pytest -m gpu -q -p no:cacheprovider \
+      timeout -k 20 -s INT 150 python3 -m pytest -m gpu -q -p no:cacheprovider \
         tests/test_sandbox_corpus.py 2>&1 | tail -30; } > "$out/pytest_hostile.log"
     baseline=${BASELINE:-.baseline}
     trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
@@ -124,30 +124,30 @@ hostile)
         > "$out/hostile_medians.log"
     ;;
 latency)
-    timeout -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+    timeout -k 20 -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
         tests/test_warm_jail.py 2>&1 | tail -15 > "$out/pytest_warm.log"
-    timeout -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-4}" \
+    timeout -k 20 -s INT 420 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-4}" \
         --queue 0 --out "$out/latency" 2>&1 | tee "$out/latency.log" | tail -40
     ;;
 cold)
-    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-3}" \
+    timeout -k 20 -s INT 560 python3 benchmarks/judge_latency.py --repeat "${LATENCY_REPEAT:-3}" \
         --queue 0 --no-prewarm --out "$out/cold" 2>&1 | tee "$out/cold.log" | tail -40
     ;;
 queue)
     flag=""; [ "${QUEUE_PREWARM:-1}" = 0 ] && flag=--no-prewarm
-    timeout -s INT 560 python3 benchmarks/judge_latency.py --repeat 0 --queue 40 $flag \
+    timeout -k 20 -s INT 560 python3 benchmarks/judge_latency.py --repeat 0 --queue 40 $flag \
         --kinds cuda,triton,pytorch,wrong --out "$out/queue" 2>&1 | tee "$out/queue.log" | tail -30
     ;;
 warm)
-    timeout -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
+    timeout -k 20 -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
         --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
     ;;
 gpu)
-    timeout -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \
+    timeout -k 20 -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \
         ${GPU_TESTS:-tests} 2>&1 | tee "$out/pytest_gpu.log" | tail -40
     ;;
 tests)
-    timeout -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
+    timeout -k 20 -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
         tests/test_languages_gpu.py -k "not submit" 2>&1 | tee "$out/pytest_languages.log"
     ;;
 esac

@@ -23,7 +23,7 @@ def code_digest(text: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    id: str                  # unique in the catalogue: the folder name, or root/folder name
+    id: str                  # unique in the challenge set: the folder name, or root/folder name
     info: ChallengeInfo
     digest: str
     root: str                # the label of the root it came from
@@ -40,7 +40,7 @@ def root_label(root: Path) -> str:
     return root.parent.name if root.name == "challenges" and root.parent.name else root.name
 
 
-class Catalogue:
+class ChallengeSet:
     """The server's own challenges: the folders in ``roots`` (default: this repository's), each
     a challenges folder, a checkout holding one in ``challenges/`` (LeetGPU's layout), or a
     difficulty folder. Every challenge of every root is reachable: a folder name found in two

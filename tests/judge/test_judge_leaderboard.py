@@ -16,7 +16,7 @@ from judge_helpers import fresh_store  # noqa: E402
 from runner.judge.server.auth import Principal, TokenRegistry
 from runner.judge.server.candidates import Timing
 from runner.judge.accelerators import Accelerators
-from runner.judge.challenge_set import Catalogue
+from runner.judge.challenge_set import ChallengeSet
 from runner.judge.config import JudgeConfig
 from runner.judge.server.leaderboard import VERIFIER
 from runner.policy import LEADERBOARD_BAND
@@ -34,7 +34,7 @@ def service(request, tmp_path):
     store = fresh_store(request.param, tmp_path)
     config = JudgeConfig()
     config.limits.max_in_flight = 100
-    svc = JudgeService(config, store, Catalogue([HERE / "challenges"]),
+    svc = JudgeService(config, store, ChallengeSet([HERE / "challenges"]),
                        Accelerators({"H200": [], "cpu": []}), TokenRegistry(open_access=False))
     yield svc
     store.close()

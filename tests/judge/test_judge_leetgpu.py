@@ -17,7 +17,7 @@ from judge_helpers import (CHALLENGES, REPO, SOLUTIONS, Judge, leetgpu_client, m
                            write_config)
 from runner.judge.server.app import create_app
 from runner.judge.accelerators import Accelerators
-from runner.judge.challenge_set import Catalogue
+from runner.judge.challenge_set import ChallengeSet
 from runner.judge.config import ConfigError, load_config, parse_config
 from runner.judge.rejected import Rejected
 from runner.judge.server.service import JudgeService
@@ -40,23 +40,23 @@ def twin_checkout(tmp_path: Path) -> Path:
 
 def test_a_checkout_root_and_same_named_folders_of_two_roots(tmp_path):
     other = twin_checkout(tmp_path)
-    catalogue = Catalogue([CHALLENGES, other, CHECKOUT])
-    ids = [e.id for e in catalogue.entries]
+    challenge_set = ChallengeSet([CHALLENGES, other, CHECKOUT])
+    ids = [e.id for e in challenge_set.entries]
     assert "judge/1_vector_add" in ids and "other-checkout/1_vector_add" in ids
     assert "1_vector_multiply" in ids                  # a checkout root: its challenges/ is read
     ours = (CHALLENGES / "easy" / "1_vector_add" / "challenge.py").read_text()
     theirs = (other / "challenges" / "easy" / "1_vector_add" / "challenge.py").read_text()
-    assert catalogue.id_of(catalogue.match_code(ours)) == "judge/1_vector_add"
-    assert catalogue.id_of(catalogue.match_code(theirs)) == "other-checkout/1_vector_add"
-    assert catalogue.find("other-checkout/1_vector_add").path.parent.parent.parent == other
+    assert challenge_set.id_of(challenge_set.match_code(ours)) == "judge/1_vector_add"
+    assert challenge_set.id_of(challenge_set.match_code(theirs)) == "other-checkout/1_vector_add"
+    assert challenge_set.find("other-checkout/1_vector_add").path.parent.parent.parent == other
     with pytest.raises(Rejected) as info:
-        catalogue.find(1)
+        challenge_set.find(1)
     assert info.value.code == "ambiguous_challenge"
     assert "judge/1_vector_add, other-checkout/1_vector_add" in info.value.message
     assert "challengeCode" in info.value.message
-    assert catalogue.find("vector_multiply").path == OLD_STYLE     # unique: found as before
-    twice = Catalogue([CHECKOUT, CHECKOUT / "challenges"])           # one folder, two ways
-    assert [e.id for e in twice.entries] == [e.id for e in Catalogue([CHECKOUT]).entries]
+    assert challenge_set.find("vector_multiply").path == OLD_STYLE     # unique: found as before
+    twice = ChallengeSet([CHECKOUT, CHECKOUT / "challenges"])           # one folder, two ways
+    assert [e.id for e in twice.entries] == [e.id for e in ChallengeSet([CHECKOUT]).entries]
 
 
 def test_a_challenges_folder_without_challenges_is_a_config_error(tmp_path):

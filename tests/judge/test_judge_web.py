@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from runner.judge.server.app import create_app
 from runner.judge.server.auth import TokenRegistry
 from runner.judge.accelerators import Accelerators
-from runner.judge.challenge_set import Catalogue
+from runner.judge.challenge_set import ChallengeSet
 from runner.judge.config import JudgeConfig
 from runner.judge.server.service import JudgeService
 from runner.judge.server.storage.sqlite import SQLiteStore
@@ -41,7 +41,7 @@ def judge(tmp_path):
         registry.add(name, roles, tok)
     config = JudgeConfig()
     config.limits.max_in_flight = 100
-    service = JudgeService(config, store, Catalogue([REPO / "challenges", HERE / "challenges"]),
+    service = JudgeService(config, store, ChallengeSet([REPO / "challenges", HERE / "challenges"]),
                            Accelerators({"H200": ["NVIDIA H200"], "cpu": []}), registry)
     with TestClient(create_app(service, manage_service=False)) as client:
         yield service, client

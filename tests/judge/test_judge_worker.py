@@ -15,7 +15,7 @@ import pytest
 
 from judge_helpers import REPO, free_port, leetgpu_client
 from runner.judge.accelerators import Accelerators
-from runner.judge.challenge_set import Catalogue, code_digest
+from runner.judge.challenge_set import ChallengeSet, code_digest
 from runner.judge.worker.job_process import job_environment
 from runner.judge.worker.slots import SlotBusy, hold_slot
 from runner.judge.worker.settings import WorkerSettings
@@ -104,10 +104,10 @@ def test_accelerator_aliases_and_challenge_matching():
     assert acc.resolve(None) == "H100" and acc.resolve("nvidia h100") == "H100"
     assert acc.resolve("NVIDIA H100 80GB HBM3") == "H100" and acc.resolve(" CPU ") == "cpu"
     assert code_digest("a = 1\r\nb = 2  \r\n\r\n") == code_digest("a = 1\nb = 2\n")
-    catalogue = Catalogue()
-    text = (catalogue.find(96).path / "challenge.py").read_text()
-    assert catalogue.match_code(text.replace("\n", "\r\n")).number == 96
-    assert catalogue.match_code(text + "\nx = 1\n") is None
+    challenge_set = ChallengeSet()
+    text = (challenge_set.find(96).path / "challenge.py").read_text()
+    assert challenge_set.match_code(text.replace("\n", "\r\n")).number == 96
+    assert challenge_set.match_code(text + "\nx = 1\n") is None
 
 
 @pytest.mark.slow

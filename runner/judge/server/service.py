@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from runner.judge.accelerators import Accelerators
-from runner.judge.challenge_set import Catalogue
+from runner.judge.challenge_set import ChallengeSet
 from runner.judge.config import JudgeConfig
 from runner.judge.rejected import Rejected
 from runner.judge.server.auth import Principal, TokenRegistry
@@ -56,10 +56,10 @@ class WorkerJob:
 
 
 class JudgeService:
-    def __init__(self, config: JudgeConfig, store: SqlStore, catalogue: Catalogue,
+    def __init__(self, config: JudgeConfig, store: SqlStore, challenge_set: ChallengeSet,
                  accelerators: Accelerators, tokens: TokenRegistry,
                  dispatcher: Optional[Dispatcher] = None, wakeup: Optional[Wakeup] = None):
-        self.config, self.store, self.catalogue = config, store, catalogue
+        self.config, self.store, self.challenge_set = config, store, challenge_set
         self.accelerators, self.tokens = accelerators, tokens
         self.wakeup = wakeup or Wakeup()
         self.dispatcher = dispatcher or EmbeddedDispatcher(self.wakeup)
@@ -82,7 +82,7 @@ class JudgeService:
     def from_config(cls, config: JudgeConfig, data_dir: Path,
                     tokens: Optional[TokenRegistry] = None) -> "JudgeService":
         store = open_store(config.store_url, data_dir)
-        catalogue = Catalogue(config.challenge_dirs)
+        challenge_set = ChallengeSet(config.challenge_dirs)
         accelerators = Accelerators.configured(config.accelerators, config.accelerator_map)
         tokens = tokens or TokenRegistry.from_specs(config.tokens,
                                                     open_access=not config.auth_enabled)
@@ -94,7 +94,7 @@ class JudgeService:
                                             q.maintenance_chance, wakeup)
         else:
             dispatcher = EmbeddedDispatcher(wakeup)
-        return cls(config, store, catalogue, accelerators, tokens, dispatcher, wakeup)
+        return cls(config, store, challenge_set, accelerators, tokens, dispatcher, wakeup)
 
     # -- change notices (so that streams read the store only when something happened) ---------
     def touch(self, submission_id: str, finished: bool = False) -> None:
@@ -114,10 +114,10 @@ class JudgeService:
     def resolve_challenge(self, principal: Principal, req: SubmitRequest) -> Tuple[str, Optional[str]]:
         """(the server's challenge folder name, or "custom"; the custom code, if any)."""
         if req.challenge is not None:
-            return self.catalogue.id_of(self.catalogue.find(req.challenge)), None
-        own = self.catalogue.match_code(req.challenge_code or "")
+            return self.challenge_set.id_of(self.challenge_set.find(req.challenge)), None
+        own = self.challenge_set.match_code(req.challenge_code or "")
         if own is not None:
-            return self.catalogue.id_of(own), None
+            return self.challenge_set.id_of(own), None
         if principal.has("author"):
             return CUSTOM_CHALLENGE, req.challenge_code
         raise Rejected("the challenge code sent is not one of this judge's challenges, and "

@@ -28,7 +28,7 @@ from typing import Any, Dict, TextIO
 
 from runner import languages, procs
 from runner.catalog import challenge_info
-from runner.judge.challenge_set import Catalogue
+from runner.judge.challenge_set import ChallengeSet
 from runner.judge.worker.job_process import PARKED_SPEC
 
 CUSTOM_FOLDER = "0_custom"
@@ -78,7 +78,7 @@ def stage(job: Dict[str, Any], work: Path, challenge_dirs) -> tuple:
         (folder / "challenge.py").write_text(job["challengeCode"], encoding="utf-8")
         info = challenge_info(folder)
     else:
-        info = Catalogue([Path(d) for d in challenge_dirs]).find(job["challenge"])
+        info = ChallengeSet([Path(d) for d in challenge_dirs]).find(job["challenge"])
     return info, solution, language
 
 
@@ -158,7 +158,7 @@ def run(spec: Dict[str, Any], out: TextIO, parked=None) -> Dict[str, Any]:
             options.time_budget_s = float(spec["timeBudgetSeconds"])
         result = grade_safely(info, solution, language, options).to_dict()
         result["action"] = job["action"]          # "profile" runs as a submit
-    # the catalogue's id: unique where two roots hold the same folder name
+    # the challenge set's id: unique where two roots hold the same folder name
     result["challenge"] = "custom" if job.get("challengeCode") else job["challenge"]
     emit("result", result)
     return result

@@ -48,7 +48,7 @@ def challenge_routes(service: "JudgeService") -> APIRouter:
 
     @router.get("/api/v1/challenges")
     async def http_challenges() -> Dict[str, Any]:
-        return {"challenges": service.catalogue.listing()}
+        return {"challenges": service.challenge_set.listing()}
 
     @router.get("/api/v1/accelerators")
     async def http_accelerators() -> Dict[str, Any]:
@@ -57,7 +57,7 @@ def challenge_routes(service: "JudgeService") -> APIRouter:
     @router.get("/api/v1/challenges/{challenge}")
     async def challenge_detail(challenge: str) -> JSONResponse:
         try:
-            info = service.catalogue.find(challenge)
+            info = service.challenge_set.find(challenge)
         except Rejected as exc:
             return refusal(exc)
         spec_path = info.path / "challenge.html"

@@ -28,7 +28,7 @@ def leaderboard_routes(service: "JudgeService") -> APIRouter:
     tokens = service.tokens
 
     def board_args(challenge: str, accelerator: Optional[str], language: Optional[str]):
-        info = service.catalogue.find(challenge)
+        info = service.challenge_set.find(challenge)
         acc = service.accelerators.resolve(accelerator)
         lang = normalize_language(language) if language else None
         return info.path.name, acc, lang
@@ -49,7 +49,7 @@ def leaderboard_routes(service: "JudgeService") -> APIRouter:
             who = tokens.authenticate(bearer(request.headers.get("authorization")))
             if not who.has("admin"):
                 raise Rejected("only an admin may review leaderboard entries", "forbidden", 403)
-            name = service.catalogue.find(challenge).path.name
+            name = service.challenge_set.find(challenge).path.name
             found = await run_in_threadpool(service.leaderboard.candidate, submission_id)
             if found is None or found.challenge != name:
                 raise Rejected(f"no leaderboard entry for submission "
