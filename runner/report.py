@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from runner.profile_text import render_profile
 from runner.protocol import STATUS_OF_VERDICT as _STATUS
 from runner.protocol import Verdict
 
@@ -121,7 +122,6 @@ def render_text(result: Result) -> str:
     if result.performance:
         lines.append(render_performance(result.performance))
     if result.profile:
-        from runner.grader.profile.report import render_profile   # --action profile
         lines.append(render_profile(result.profile))
     verdict = result.verdict.upper().replace("_", " ")
     if result.verdict == "compiled":

@@ -193,6 +193,16 @@ def test_the_submission_side_never_reaches_the_grader():
     assert not found, f"submission-side modules reaching the grader's: {found}"
 
 
+def test_the_report_and_the_client_never_reach_the_grader():
+    """A result is rendered by the CLI and by the remote client (``--remote``) alike: the
+    rendering lives outside the grader, so a client reaches none of the grader's modules."""
+    graph = import_graph()
+    found = {name: sorted(m for m in reach(graph, name) if _under(m, ("runner.grader",)))
+             for name in ("runner.report", "runner.profile_text", "runner.judge.client")}
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"rendering or the client reaching the grader: {found}"
+
+
 def test_only_the_cli_reaches_the_judge():
     graph = import_graph()
     outside = {name: sorted(m for m in graph[name] if _under(m, ("runner.judge",)))

@@ -13,7 +13,8 @@ from helpers import REFERENCE_96, grade_json
 from runner import protocol
 from runner.grader.profile.ncu import admin_only_counters, explain_ncu_failure, ncu_plan, parse_ncu_csv
 from runner.grader.profile.diagnosis import diagnose
-from runner.grader.profile.report import NO_GPU, build_profile, render_profile
+from runner.grader.profile.report import NO_GPU, build_profile
+from runner.profile_text import render_profile
 from runner.profile_schema import MAX_KERNELS, valid_profile
 from runner.profiling import summarize_trace
 

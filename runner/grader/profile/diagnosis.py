@@ -4,14 +4,9 @@ with synthetic timelines."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Optional, Tuple
 
-
-def _fmt_us(us: float) -> str:
-    if us >= 1000:
-        return f"{us / 1000:.1f} ms"
-    return f"{us:.1f} us"
+from runner.profile_text import short_name, us_text
 
 
 def _blocks(k: Dict[str, Any]) -> int:
@@ -49,7 +44,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
     if n_alloc:
         findings.append({"kind": "allocation", "text": (
             f"allocates device memory in every call: {n_alloc} {alloc_names[0]} "
-            f"({_fmt_us(alloc_us)}) inside solve; allocate once and reuse the buffer "
+            f"({us_text(alloc_us)}) inside solve; allocate once and reuse the buffer "
             f"(or let torch's caching allocator hand it out)")})
     elif n_async_alloc:
         findings.append({"kind": "allocation", "text": (
@@ -58,7 +53,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
     n_sync, sync_us, sync_names = _api_calls(api, "Synchronize")
     if n_sync:
         findings.append({"kind": "synchronization", "text": (
-            f"waits for the GPU inside solve: {n_sync} {sync_names[0]} ({_fmt_us(sync_us)}); "
+            f"waits for the GPU inside solve: {n_sync} {sync_names[0]} ({us_text(sync_us)}); "
             f"the host launches nothing while it waits; the grader synchronizes after the call, "
             f"so solve need not")})
     to_host = [c for c in copies if "DtoH" in c["kind"] or "Device -> Pageable" in c["kind"]
@@ -78,7 +73,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
 
     if launches == 0:
         bottleneck = "host"
-        summary = (f"no kernel ran on the GPU during the call ({_fmt_us(call_us)} on the host): "
+        summary = (f"no kernel ran on the GPU during the call ({us_text(call_us)} on the host): "
                    f"is the work done on the CPU?")
         findings.insert(0, {"kind": "no-kernels", "text": summary})
         return {"bottleneck": bottleneck, "summary": summary, "findings": findings}
@@ -95,19 +90,19 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
         bottleneck = "host"
         if span_share < 0.5 and launches >= 8:
             summary = (f"host-bound: {launches} launches per call; the GPU is busy "
-                       f"{100 * busy_share:.0f}% of the call's {_fmt_us(call_us)} and idles "
-                       f"{_fmt_us(gaps_us / max(launches - 1, 1))} between one kernel and the "
+                       f"{100 * busy_share:.0f}% of the call's {us_text(call_us)} and idles "
+                       f"{us_text(gaps_us / max(launches - 1, 1))} between one kernel and the "
                        f"next")
             advice = ("fuse the kernels into fewer launches (or capture them in a CUDA graph); "
                       "loops over heads or tokens belong inside a kernel")
         elif span_share < 0.5:
             summary = (f"host-bound: the GPU is busy {100 * busy_share:.0f}% of the call's "
-                       f"{_fmt_us(call_us)}; it idles {_fmt_us(gaps_us)} between its "
+                       f"{us_text(call_us)}; it idles {us_text(gaps_us)} between its "
                        f"{launches} launch{'es' if launches > 1 else ''} while the host works")
             advice = "move the host work out of solve, or onto the GPU"
         else:
-            summary = (f"host-bound: solve spends {_fmt_us(host_us)} on the host against the "
-                       f"GPU's {_fmt_us(busy_us)}")
+            summary = (f"host-bound: solve spends {us_text(host_us)} on the host against the "
+                       f"GPU's {us_text(busy_us)}")
             advice = "allocate once, outside the call, and never wait for the GPU inside it"
         if n_sync or to_host:
             advice = "stop waiting for the GPU inside solve; " + advice
@@ -129,7 +124,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
 
     if top and launches >= 3 and share < 0.6:
         findings.append({"kind": "many-kernels", "text": (
-            f"{launches} kernels share the GPU time (the biggest, {_short(top['name'])}, "
+            f"{launches} kernels share the GPU time (the biggest, {short_name(top['name'])}, "
             f"takes {100 * share:.0f}%): each writes its result to memory for the next to read "
             f"back; fusing them saves those passes")})
     if floor_share is not None and floor_share >= 0.8:
@@ -138,7 +133,7 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
                    f"little is left to gain")
     elif compute is not None and compute >= 60 and (dram is None or dram < 40):
         bottleneck = "gpu-compute"
-        summary = (f"compute-bound{at}: {_short(top['name'])} keeps the SMs {compute:.0f}% busy "
+        summary = (f"compute-bound{at}: {short_name(top['name'])} keeps the SMs {compute:.0f}% busy "
                    f"while DRAM runs at {dram or 0:.0f}% of its peak")
     elif few_blocks or (occupancy is not None and occupancy < 25) or (
             dram is not None and dram < 60):
@@ -164,34 +159,28 @@ def diagnose(timeline: Dict[str, Any], counters: List[Dict[str, Any]],
         summary += " (no measured floor to compare with)"
     if few_blocks and bottleneck != "gpu-latency":
         findings.append({"kind": "too-few-blocks", "text": (
-            f"{_short(top['name'])} launches {blocks} blocks on {sm_count} SMs: "
+            f"{short_name(top['name'])} launches {blocks} blocks on {sm_count} SMs: "
             f"{sm_count - blocks} SMs idle")})
     if counter and counter.get("top_stalls"):
         s = counter["top_stalls"][0]
         findings.append({"kind": "stalls", "text": (
-            f"{_short(top['name'])}'s warps mostly stall {s['words']} "
+            f"{short_name(top['name'])}'s warps mostly stall {s['words']} "
             f"({100 * s['share']:.0f}% of stalls)")})
     if counter and counter.get("l2_hit_rate_pct") is not None and context.get("bytes"):
         moved = (counter.get("dram_read_bytes") or 0) + (counter.get("dram_write_bytes") or 0)
         if moved > 1.5 * float(context["bytes"]):
             findings.append({"kind": "extra-traffic", "text": (
-                f"{_short(top['name'])} moves {moved / float(context['bytes']):.1f}x the bytes "
+                f"{short_name(top['name'])} moves {moved / float(context['bytes']):.1f}x the bytes "
                 f"the case needs ({moved:,.0f} of {int(context['bytes']):,}; L2 hit rate "
                 f"{counter['l2_hit_rate_pct']:.0f}%)")})
     if host_us > busy_us:
         findings.append({"kind": "host-time", "text": (
-            f"solve spends {_fmt_us(host_us)} on the host, longer than the GPU's "
-            f"{_fmt_us(busy_us)} (its first kernel starts {_fmt_us(lead_us)} into the call): "
+            f"solve spends {us_text(host_us)} on the host, longer than the GPU's "
+            f"{us_text(busy_us)} (its first kernel starts {us_text(lead_us)} into the call): "
             f"the grader's timing hides it behind a launch cover, as CUDA graphs do in a "
             f"serving loop; a loop that calls solve directly pays it")})
     findings.insert(0, {"kind": bottleneck, "text": summary})
     return {"bottleneck": bottleneck, "summary": summary, "findings": findings}
-
-
-def _short(name: str, limit: int = 60) -> str:
-    base = name.split("(")[0].strip() or name
-    base = re.sub(r"^void\s+", "", base)
-    return base if len(base) <= limit else base[:limit - 3] + "..."
 
 
 def _match_counters(kernel: Dict[str, Any], counters: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -199,10 +188,10 @@ def _match_counters(kernel: Dict[str, Any], counters: List[Dict[str, Any]]) -> O
     longest-running profiled kernel."""
     if not counters:
         return None
-    base = _short(kernel.get("name", ""), 10_000)
+    base = short_name(kernel.get("name", ""), 10_000)
     for c in sorted(counters, key=lambda c: -(c.get("duration_us") or 0)):
         cname = c.get("name", "")
-        if cname and (cname in base or _short(cname, 10_000) in base or base in cname):
+        if cname and (cname in base or short_name(cname, 10_000) in base or base in cname):
             return c
     return max(counters, key=lambda c: c.get("duration_us") or 0)
 
