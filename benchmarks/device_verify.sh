@@ -20,8 +20,8 @@
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
 #   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
-#   gpu      every GPU test (`pytest -m gpu`) of GPU_TESTS (default: tests), within
-#            GPU_TESTS_TIMEOUT seconds (default 540)
+#   gpu      every GPU test (`pytest -m gpu`) of GPU_TESTS (default: tests challenges), within
+#            GPU_TESTS_TIMEOUT seconds (default 540; keep it under device_call.sh's deadline)
 #   hostile  issue 24 (the jail's contents are hostile): the GPU corpus, the CUDA build jail, the
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
@@ -144,7 +144,7 @@ warm)
     ;;
 gpu)
     timeout -k 20 -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \
-        ${GPU_TESTS:-tests} 2>&1 | tee "$out/pytest_gpu.log" | tail -40
+        ${GPU_TESTS:-tests challenges} 2>&1 | tee "$out/pytest_gpu.log" | tail -40
     ;;
 tests)
     timeout -k 20 -s INT 540 python3 -m pytest -m gpu -v -p no:cacheprovider \
