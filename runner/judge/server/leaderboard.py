@@ -73,9 +73,9 @@ class Leaderboard:
         self.avoid_s = AVOID_S
         self._seen: Dict[str, Tuple[frozenset, float]] = {}
         self._seen_lock = threading.Lock()
-        with self.store._write() as cur:
+        with self.store.write_transaction() as cur:
             for statement in SCHEMA:
-                self.store._exec(cur, statement)
+                self.store.execute(cur, statement)
 
     # -- workers present (so a verification can avoid the original one) ----------------------
     def seen(self, worker: str, accelerators: List[str]) -> None:
@@ -88,8 +88,8 @@ class Leaderboard:
             for name, (accs, at) in self._seen.items():
                 if name != worker and accelerator in accs and now - at < WORKER_SEEN_S:
                     return True
-        with self.store._read() as cur:
-            row = self.store._one(cur, "SELECT COUNT(*) FROM submissions WHERE accelerator = ? "
+        with self.store.read_transaction() as cur:
+            row = self.store.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE accelerator = ? "
                                        "AND started > ? AND worker IS NOT NULL AND worker <> ?",
                                   (accelerator, time.time() - RECENT_WORKER_S, worker or ""))
         return bool(row and row[0])
@@ -97,19 +97,19 @@ class Leaderboard:
     def skip_claim(self, worker: str, submission_id: str) -> bool:
         """A fleet's worker claims by id (the broker chose it): refuse a verification run meant
         for another worker; the repair loop sends it again."""
-        with self.store._read() as cur:
-            row = self.store._one(cur, "SELECT owner, avoid_worker, avoid_until FROM submissions "
+        with self.store.read_transaction() as cur:
+            row = self.store.fetch_one(cur, "SELECT owner, avoid_worker, avoid_until FROM submissions "
                                        "WHERE id = ?", (submission_id,))
         return bool(row and row[0] == VERIFIER and row[1] == worker and (row[2] or 0) > time.time())
 
     # -- reading -----------------------------------------------------------------------------
     def _candidates(self, cur, where: str, params) -> List[Candidate]:
-        rows = self.store._exec(cur, f"SELECT {CAND_COLUMNS} FROM lb_candidates WHERE {where}",
-                                params).fetchall()
+        rows = self.store.execute(cur, f"SELECT {CAND_COLUMNS} FROM lb_candidates WHERE {where}",
+                                  params).fetchall()
         return [Candidate.from_row(r) for r in rows]
 
     def candidate(self, submission_id: str) -> Optional[Candidate]:
-        with self.store._read() as cur:
+        with self.store.read_transaction() as cur:
             found = self._candidates(cur, "submission_id = ?", (submission_id,))
         return found[0] if found else None
 
@@ -120,7 +120,7 @@ class Leaderboard:
         where, params = "challenge = ? AND accelerator = ?", [challenge, accelerator]
         if language:
             where, params = where + " AND language = ?", params + [language]
-        with self.store._read() as cur:
+        with self.store.read_transaction() as cur:
             rows = self._candidates(cur, where, params)
         timed, untimed = self._ranked(rows)
         held = sorted((c for c in rows if c.state == HELD), key=lambda c: c.updated, reverse=True)
@@ -185,7 +185,7 @@ class Leaderboard:
         now = time.time()
         timing = Timing.of(record.result)
         created: Optional[str] = None
-        with self.store._write() as cur:
+        with self.store.write_transaction() as cur:
             if self._candidates(cur, "submission_id = ?", (record.id,)):
                 return
             standing = self._candidates(
@@ -207,7 +207,7 @@ class Leaderboard:
                                                                    record.worker) else None
                 self._insert_verification(cur, record, verification_id, avoid, now)
                 created = verification_id
-            self.store._exec(
+            self.store.execute(
                 cur, "INSERT INTO lb_candidates (submission_id, challenge, accelerator, language, "
                      "owner, submitted, worker, timed, median_ms, gbps, bandwidth_fraction, "
                      "floor_fraction, state, reason, verification_id, decided, updated) VALUES "
@@ -228,7 +228,7 @@ class Leaderboard:
                 event = {"final": False, "state": VERIFYING, "verificationId": verification_id,
                          "message": f"{what} by a second run with a new seed (submission "
                                     f"{verification_id}) before it is ranked{agree}"}
-            self._event(cur, record, event, now)
+            self.append_event(cur, record, event, now)
         if created is not None:
             self._dispatch(created, record.accelerator)
         self._touch(record.id)
@@ -236,7 +236,7 @@ class Leaderboard:
     def _insert_verification(self, cur, record: Record, verification_id: str,
                              avoid: Optional[str], now: float) -> None:
         s = self.store
-        s._exec(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
+        s.execute(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
                      "challenge, challenge_code, file_name, content, seed, public, state, "
                      "created, next_seq, avoid_worker, avoid_until) VALUES "
                      "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
@@ -245,16 +245,16 @@ class Leaderboard:
                  secrets.randbelow(2**31 - 1) + 1, 0, QUEUED, now, avoid,
                  now + self.avoid_s if avoid else None))
         where = f"; avoiding worker {avoid} for {self.avoid_s:g} s" if avoid else ""
-        s._event(cur, verification_id, "queued", f"verification of {record.id} queued for "
+        s.append_event(cur, verification_id, "queued", f"verification of {record.id} queued for "
                                                   f"{record.accelerator}{where}", now)
 
     def _conclude(self, verification_id: str) -> None:
         now = time.time()
         original: Optional[Record] = None
-        with self.store._write() as cur:
+        with self.store.write_transaction() as cur:
             found = self._candidates(cur, "verification_id = ? AND state = ?",
                                      (verification_id, VERIFYING))
-            run = self.store._record(cur, verification_id)
+            run = self.store.load_record(cur, verification_id)
             if not found or run is None or run.state != DONE:
                 return
             c = found[0]
@@ -276,7 +276,7 @@ class Leaderboard:
             elif not c.timed:
                 state, reason = RANKED, "verified correct by a second run with a new seed"
             elif not (vt.corroborated and Timing.of(
-                    (self.store._record(cur, c.submission_id) or run).result).corroborated):
+                    (self.store.load_record(cur, c.submission_id) or run).result).corroborated):
                 state = HELD
                 reason = ("the grader's own clock did not corroborate the time of one of the two "
                           f"runs within {CLOCK_HOLD:g}x (submitted: {fmt_ms(c.median_ms)}, "
@@ -295,17 +295,17 @@ class Leaderboard:
                     reason = (f"the medians disagree: {fmt_ms(c.median_ms)} submitted, "
                               f"{fmt_ms(vt.median_ms)} on verification ({apart:.1%} apart; the "
                               f"band is {self.band:.0%}): held for review")
-            self.store._exec(
+            self.store.execute(
                 cur, "UPDATE lb_candidates SET state = ?, reason = ?, verify_worker = ?, "
                      "verify_verdict = ?, v_timed = ?, v_median_ms = ?, v_gbps = ?, "
                      "v_bandwidth_fraction = ?, v_floor_fraction = ?, decided = ?, updated = ? "
                      "WHERE submission_id = ?",
                 (state, reason, run.worker, verdict, int(vt.timed), vt.median_ms, vt.gbps,
                  vt.bandwidth_fraction, vt.floor_fraction, now, now, c.submission_id))
-            original = self.store._record(cur, c.submission_id)
+            original = self.store.load_record(cur, c.submission_id)
             if original is not None:
                 c = self._candidates(cur, "submission_id = ?", (c.submission_id,))[0]
-                self._event(cur, original, self._final_event(cur, c), now)
+                self.append_event(cur, original, self._final_event(cur, c), now)
         if original is not None:
             self._touch(original.id)
 
@@ -337,17 +337,17 @@ class Leaderboard:
                                     f"place: {c.reason}")
         return event
 
-    def _event(self, cur, record: Record, output: Dict[str, Any], now: float) -> None:
+    def append_event(self, cur, record: Record, output: Dict[str, Any], now: float) -> None:
         output = {"challenge": record.challenge, "accelerator": record.accelerator,
                   "language": record.language, **output}
-        self.store._event(cur, record.id, "leaderboard", output, now)
+        self.store.append_event(cur, record.id, "leaderboard", output, now)
 
     # -- admin -------------------------------------------------------------------------------
     def review(self, submission_id: str, action: str, admin: str, reason: str = "") -> Candidate:
         """``remove`` an entry (any state) or ``approve`` one held for review (ranked by its
         verification median, which it must have)."""
         now = time.time()
-        with self.store._write() as cur:
+        with self.store.write_transaction() as cur:
             found = self._candidates(cur, "submission_id = ?", (submission_id,))
             if not found:
                 raise Rejected(f"no leaderboard entry for submission "
@@ -371,13 +371,13 @@ class Leaderboard:
             else:
                 raise Rejected(f"unknown action {action[:20]!r}: use remove or approve")
             full = f"{c.reason}; {note}" if c.reason else note
-            self.store._exec(cur, "UPDATE lb_candidates SET state = ?, reason = ?, reviewed_by = ?, "
+            self.store.execute(cur, "UPDATE lb_candidates SET state = ?, reason = ?, reviewed_by = ?, "
                                   "decided = ?, updated = ? WHERE submission_id = ?",
                              (state, full, admin, now, now, submission_id))
             c = self._candidates(cur, "submission_id = ?", (submission_id,))[0]
-            original = self.store._record(cur, submission_id)
+            original = self.store.load_record(cur, submission_id)
             if original is not None:
-                self._event(cur, original, {**self._final_event(cur, c), "review": action}, now)
+                self.append_event(cur, original, {**self._final_event(cur, c), "review": action}, now)
         self._touch(submission_id)
         return c
 
@@ -386,12 +386,12 @@ class Leaderboard:
         """Decide accepted submits that have no decision yet, and conclude verifications whose
         run is done; returns how many it handled."""
         handled = 0
-        with self.store._read() as cur:
-            done_runs = [r[0] for r in self.store._exec(
+        with self.store.read_transaction() as cur:
+            done_runs = [r[0] for r in self.store.execute(
                 cur, "SELECT c.verification_id FROM lb_candidates c JOIN submissions s ON "
                      "s.id = c.verification_id WHERE c.state = ? AND s.state = ?",
                 (VERIFYING, DONE)).fetchall()]
-            undecided = [r[0] for r in self.store._exec(
+            undecided = [r[0] for r in self.store.execute(
                 cur, "SELECT s.id FROM submissions s WHERE s.state = ? AND s.action = ? AND "
                      "s.verdict = ? AND s.owner <> ? AND s.challenge <> ? AND s.finished > ? AND "
                      "NOT EXISTS (SELECT 1 FROM lb_candidates c WHERE c.submission_id = s.id) "

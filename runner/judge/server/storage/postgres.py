@@ -33,7 +33,7 @@ class PostgresStore(SqlStore):
         return not (conn.closed or conn.broken)
 
     @contextmanager
-    def _write(self) -> Iterator[object]:
+    def write_transaction(self) -> Iterator[object]:
         conn = self._conn()
         with conn.transaction():
             cur = conn.cursor()

@@ -44,7 +44,7 @@ class SqlStore:
         return True
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def write_transaction(self) -> Iterator[Any]:
         raise NotImplementedError
         yield
 
@@ -64,7 +64,7 @@ class SqlStore:
         return conn
 
     @contextmanager
-    def _read(self) -> Iterator[Any]:
+    def read_transaction(self) -> Iterator[Any]:
         yield self._conn().cursor()
 
     def close(self) -> None:
@@ -77,34 +77,35 @@ class SqlStore:
             self._all.clear()
         self._local = threading.local()
 
-    # -- helpers -----------------------------------------------------------------------------
+    # -- statements inside a transaction: public, since the leaderboard's tables
+    #    (runner/judge/server/leaderboard.py) change in the same transactions as a submission's
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
-    def _exec(self, cur, sql: str, params: Sequence[Any] = ()):
+    def execute(self, cur, sql: str, params: Sequence[Any] = ()):
         cur.execute(self._q(sql), tuple(params))
         return cur
 
-    def _one(self, cur, sql: str, params: Sequence[Any] = ()):
-        return self._exec(cur, sql, params).fetchone()
+    def fetch_one(self, cur, sql: str, params: Sequence[Any] = ()):
+        return self.execute(cur, sql, params).fetchone()
 
-    def _record(self, cur, submission_id: str) -> Optional[Record]:
-        row = self._one(cur, f"SELECT {COLUMNS} FROM submissions WHERE id = ?", (submission_id,))
+    def load_record(self, cur, submission_id: str) -> Optional[Record]:
+        row = self.fetch_one(cur, f"SELECT {COLUMNS} FROM submissions WHERE id = ?", (submission_id,))
         return Record.from_row(row) if row else None
 
-    def _event(self, cur, submission_id: str, status: str, output: Any, now: float) -> int:
-        row = self._one(cur, "SELECT next_seq FROM submissions WHERE id = ?", (submission_id,))
+    def append_event(self, cur, submission_id: str, status: str, output: Any, now: float) -> int:
+        row = self.fetch_one(cur, "SELECT next_seq FROM submissions WHERE id = ?", (submission_id,))
         seq = int(row[0])
-        self._exec(cur, "INSERT INTO events (submission_id, seq, status, output, at) "
+        self.execute(cur, "INSERT INTO events (submission_id, seq, status, output, at) "
                         "VALUES (?, ?, ?, ?, ?)",
                    (submission_id, seq, status, json.dumps(output, default=str), now))
-        self._exec(cur, "UPDATE submissions SET next_seq = ? WHERE id = ?", (seq + 1, submission_id))
+        self.execute(cur, "UPDATE submissions SET next_seq = ? WHERE id = ?", (seq + 1, submission_id))
         return seq
 
     def init_schema(self) -> None:
-        with self._write() as cur:
+        with self.write_transaction() as cur:
             for statement in SCHEMA:
-                self._exec(cur, statement)
+                self.execute(cur, statement)
 
     # -- admission ---------------------------------------------------------------------------
     def admit(self, sub: NewSubmission, limits: AdmissionLimits,
@@ -112,41 +113,41 @@ class SqlStore:
         """Store ``sub`` with its first event (``queued``), or return the stored submission of
         the same id and owner (``created`` False). Raises :class:`Rejected`."""
         now = time.time() if now is None else now
-        with self._write() as cur:
-            existing = self._record(cur, sub.id)
+        with self.write_transaction() as cur:
+            existing = self.load_record(cur, sub.id)
             if existing is not None:
                 if existing.owner != sub.owner:
                     raise Rejected("this submission id is taken: leave `submissionId` out or use "
                                    "a fresh one", "id_taken", 409)
                 return existing, False
-            depth = self._one(cur, "SELECT COUNT(*) FROM submissions WHERE state = ? AND "
+            depth = self.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE state = ? AND "
                                    "accelerator = ?", (QUEUED, sub.accelerator))[0]
             if depth >= limits.queue_capacity:
                 raise Rejected(f"queue full: {depth} submissions are waiting for "
                                f"{sub.accelerator}; try again in a minute", "queue_full", 503)
-            in_flight = self._one(cur, "SELECT COUNT(*) FROM submissions WHERE owner = ? AND "
+            in_flight = self.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE owner = ? AND "
                                        "state <> ?", (sub.owner, DONE))[0]
             if in_flight >= limits.max_in_flight:
                 raise Rejected(f"you have {in_flight} submissions queued or being graded (the "
                                f"limit is {limits.max_in_flight}); wait for one to finish",
                                "too_many_in_flight", 429)
-            self._exec(cur, "DELETE FROM admissions WHERE at < ?", (now - limits.rate_window_s,))
-            recent = self._one(cur, "SELECT COUNT(*) FROM admissions WHERE owner = ? AND at >= ?",
-                               (sub.owner, now - limits.rate_window_s))[0]
+            self.execute(cur, "DELETE FROM admissions WHERE at < ?", (now - limits.rate_window_s,))
+            recent = self.fetch_one(cur, "SELECT COUNT(*) FROM admissions WHERE owner = ? AND at >= ?",
+                                    (sub.owner, now - limits.rate_window_s))[0]
             if recent >= limits.rate_limit:
                 raise Rejected(f"rate limit: {recent} submissions in the last "
                                f"{limits.rate_window_s:g} s (the limit is {limits.rate_limit}); "
                                f"slow down", "rate_limited", 429)
-            self._exec(cur, "INSERT INTO admissions (owner, at) VALUES (?, ?)", (sub.owner, now))
-            self._exec(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
+            self.execute(cur, "INSERT INTO admissions (owner, at) VALUES (?, ?)", (sub.owner, now))
+            self.execute(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
                             "challenge, challenge_code, file_name, content, seed, public, state, "
                             "created, next_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                        (sub.id, sub.owner, sub.action, sub.language, sub.accelerator,
                         sub.challenge, sub.challenge_code, sub.file_name, sub.content, sub.seed,
                         int(sub.public), QUEUED, now))
-            self._event(cur, sub.id, "queued", f"queued for {sub.accelerator}: position "
+            self.append_event(cur, sub.id, "queued", f"queued for {sub.accelerator}: position "
                                                f"{depth + 1}", now)
-            return self._record(cur, sub.id), True
+            return self.load_record(cur, sub.id), True
 
     # -- leases ------------------------------------------------------------------------------
     def claim(self, worker: str, accelerators: Sequence[str], lease_s: float,
@@ -156,14 +157,14 @@ class SqlStore:
         now = time.time() if now is None else now
         if not accelerators:
             return None
-        with self._write() as cur:
+        with self.write_transaction() as cur:
             marks = ", ".join("?" for _ in accelerators) or "NULL"
             if submission_id is not None:
-                row = self._one(cur, f"SELECT id FROM submissions WHERE id = ? AND state = ? AND "
+                row = self.fetch_one(cur, f"SELECT id FROM submissions WHERE id = ? AND state = ? AND "
                                      f"accelerator IN ({marks})",
                                 (submission_id, QUEUED, *accelerators))
             else:
-                row = self._one(cur, f"SELECT id FROM submissions WHERE state = ? AND "
+                row = self.fetch_one(cur, f"SELECT id FROM submissions WHERE state = ? AND "
                                      f"accelerator IN ({marks}) AND NOT (avoid_worker IS NOT NULL "
                                      f"AND avoid_worker = ? AND avoid_until > ?) "
                                      f"ORDER BY created, id LIMIT 1",
@@ -172,16 +173,16 @@ class SqlStore:
                 return None
             sid = row[0]
             lease_id = secrets.token_hex(16)
-            self._exec(cur, "UPDATE submissions SET state = ?, attempts = attempts + 1, "
+            self.execute(cur, "UPDATE submissions SET state = ?, attempts = attempts + 1, "
                             "lease_id = ?, worker = ?, lease_expires = ?, started = ? WHERE id = ?",
                        (RUNNING, lease_id, worker, now + lease_s, now, sid))
-            record = self._record(cur, sid)
-            self._event(cur, sid, "running", f"picked up by worker {worker} (attempt "
+            record = self.load_record(cur, sid)
+            self.append_event(cur, sid, "running", f"picked up by worker {worker} (attempt "
                                              f"{record.attempts})", now)
             return Lease(sid, lease_id, record.attempts, now + lease_s, record.job())
 
     def _leased(self, cur, submission_id: str, lease_id: str) -> Optional[Record]:
-        record = self._record(cur, submission_id)
+        record = self.load_record(cur, submission_id)
         if record is None or record.state != RUNNING or record.lease_id != lease_id:
             return None
         return record
@@ -190,8 +191,8 @@ class SqlStore:
                   now: Optional[float] = None) -> bool:
         """Extend a live lease; False when it was taken back (the worker must stop)."""
         now = time.time() if now is None else now
-        with self._write() as cur:
-            cur = self._exec(cur, "UPDATE submissions SET lease_expires = ? WHERE id = ? AND "
+        with self.write_transaction() as cur:
+            cur = self.execute(cur, "UPDATE submissions SET lease_expires = ? WHERE id = ? AND "
                                   "state = ? AND lease_id = ? AND lease_expires >= ?",
                              (now + lease_s, submission_id, RUNNING, lease_id, now))
             return cur.rowcount == 1
@@ -200,17 +201,17 @@ class SqlStore:
                   now: Optional[float] = None) -> Optional[int]:
         """Append a progress event for a live lease; None when the lease is stale."""
         now = time.time() if now is None else now
-        with self._write() as cur:
+        with self.write_transaction() as cur:
             if self._leased(cur, submission_id, lease_id) is None:
                 return None
-            return self._event(cur, submission_id, status, output, now)
+            return self.append_event(cur, submission_id, status, output, now)
 
     def complete(self, submission_id: str, lease_id: str, status: str, verdict: str,
                  result: Dict[str, Any], now: Optional[float] = None) -> CompleteOutcome:
         """Store the result of a live lease with its terminal event, once."""
         now = time.time() if now is None else now
-        with self._write() as cur:
-            record = self._record(cur, submission_id)
+        with self.write_transaction() as cur:
+            record = self.load_record(cur, submission_id)
             if record is None:
                 return CompleteOutcome(False, "unknown")
             if record.state == DONE:
@@ -218,20 +219,20 @@ class SqlStore:
             if record.state != RUNNING or record.lease_id != lease_id:
                 return CompleteOutcome(False, "stale", record)
             self._finish(cur, record, status, verdict, result, now)
-            return CompleteOutcome(True, record=self._record(cur, submission_id))
+            return CompleteOutcome(True, record=self.load_record(cur, submission_id))
 
     def _finish(self, cur, record: Record, status: str, verdict: str, result: Dict[str, Any],
                 now: float) -> None:
-        self._exec(cur, "UPDATE submissions SET state = ?, status = ?, verdict = ?, result = ?, "
+        self.execute(cur, "UPDATE submissions SET state = ?, status = ?, verdict = ?, result = ?, "
                         "finished = ?, lease_id = NULL, lease_expires = NULL WHERE id = ?",
                    (DONE, status, verdict, json.dumps(result, default=str), now, record.id))
-        self._event(cur, record.id, status, result, now)
+        self.append_event(cur, record.id, status, result, now)
 
     def release(self, submission_id: str, lease_id: str, reason: str, max_retries: int,
                 avoid_s: float, now: Optional[float] = None) -> Optional[Transition]:
         """A worker's report of an infrastructure fault on its lease: retry or interrupt."""
         now = time.time() if now is None else now
-        with self._write() as cur:
+        with self.write_transaction() as cur:
             record = self._leased(cur, submission_id, lease_id)
             if record is None:
                 return None
@@ -246,14 +247,14 @@ class SqlStore:
                        f"send it again")
             result = {"status": "interrupted", "verdict": "interrupted", "message": message,
                       "submissionId": record.id, "attempts": record.attempts}
-            self._exec(cur, "UPDATE submissions SET retries = ? WHERE id = ?", (retries, record.id))
+            self.execute(cur, "UPDATE submissions SET retries = ? WHERE id = ?", (retries, record.id))
             self._finish(cur, record, "interrupted", "interrupted", result, now)
             return Transition(record.id, "interrupted", reason, record.accelerator)
-        self._exec(cur, "UPDATE submissions SET state = ?, retries = ?, lease_id = NULL, "
+        self.execute(cur, "UPDATE submissions SET state = ?, retries = ?, lease_id = NULL, "
                         "lease_expires = NULL, avoid_worker = ?, avoid_until = ?, dispatched = NULL "
                         "WHERE id = ?",
                    (QUEUED, retries, record.worker, now + avoid_s, record.id))
-        self._event(cur, record.id, "queued", f"{reason}; queued again (retry {retries} of "
+        self.append_event(cur, record.id, "queued", f"{reason}; queued again (retry {retries} of "
                                               f"{max_retries})", now)
         return Transition(record.id, "requeued", reason, record.accelerator)
 
@@ -262,15 +263,15 @@ class SqlStore:
         """Take back expired leases (retry or interrupt) and end submissions no worker took."""
         now = time.time() if now is None else now
         done: List[Transition] = []
-        with self._write() as cur:
-            rows = self._exec(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
+        with self.write_transaction() as cur:
+            rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
                                    f"lease_expires < ?", (RUNNING, now)).fetchall()
             for row in rows:
                 record = Record.from_row(row)
                 done.append(self._retry_or_interrupt(
                     cur, record, f"worker {record.worker} stopped answering (its lease expired)",
                     max_retries, avoid_s, now))
-            rows = self._exec(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
+            rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
                                    f"created < ?", (QUEUED, now - max_queue_wait_s)).fetchall()
             for row in rows:
                 record = Record.from_row(row)
@@ -285,45 +286,45 @@ class SqlStore:
         """(id, accelerator) of queued submissions not handed to the broker since
         ``older_than`` seconds ago (or never)."""
         now = time.time() if now is None else now
-        with self._read() as cur:
-            return [(r[0], r[1]) for r in self._exec(
+        with self.read_transaction() as cur:
+            return [(r[0], r[1]) for r in self.execute(
                 cur, "SELECT id, accelerator FROM submissions WHERE state = ? AND "
                      "(dispatched IS NULL OR dispatched < ?) ORDER BY created LIMIT ?",
                 (QUEUED, now - older_than, limit)).fetchall()]
 
     def mark_dispatched(self, ids: Sequence[str], now: Optional[float] = None) -> None:
         now = time.time() if now is None else now
-        with self._write() as cur:
+        with self.write_transaction() as cur:
             for sid in ids:
-                self._exec(cur, "UPDATE submissions SET dispatched = ? WHERE id = ? AND state = ?",
-                           (now, sid, QUEUED))
+                self.execute(cur, "UPDATE submissions SET dispatched = ? WHERE id = ? AND state = ?",
+                             (now, sid, QUEUED))
 
     # -- reading -----------------------------------------------------------------------------
     def get(self, submission_id: str) -> Optional[Record]:
-        with self._read() as cur:
-            return self._record(cur, submission_id)
+        with self.read_transaction() as cur:
+            return self.load_record(cur, submission_id)
 
     def events(self, submission_id: str, after: int = -1, limit: int = 1000) -> List[Event]:
-        with self._read() as cur:
-            rows = self._exec(cur, "SELECT seq, status, output, at FROM events WHERE "
+        with self.read_transaction() as cur:
+            rows = self.execute(cur, "SELECT seq, status, output, at FROM events WHERE "
                                    "submission_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                               (submission_id, after, limit)).fetchall()
         return [Event(int(r[0]), r[1], json.loads(r[2]), float(r[3])) for r in rows]
 
     def list(self, owner: Optional[str] = None, limit: int = 100) -> List[Record]:
-        with self._read() as cur:
+        with self.read_transaction() as cur:
             if owner is None:
-                rows = self._exec(cur, f"SELECT {COLUMNS} FROM submissions ORDER BY created DESC "
+                rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions ORDER BY created DESC "
                                        f"LIMIT ?", (limit,)).fetchall()
             else:
-                rows = self._exec(cur, f"SELECT {COLUMNS} FROM submissions WHERE owner = ? "
+                rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE owner = ? "
                                        f"ORDER BY created DESC LIMIT ?", (owner, limit)).fetchall()
         return [Record.from_row(r) for r in rows]
 
     def depths(self) -> Dict[Tuple[str, str], int]:
         """(accelerator, state) -> count, for queued and running submissions."""
-        with self._read() as cur:
-            rows = self._exec(cur, "SELECT accelerator, state, COUNT(*) FROM submissions "
+        with self.read_transaction() as cur:
+            rows = self.execute(cur, "SELECT accelerator, state, COUNT(*) FROM submissions "
                                    "WHERE state <> ? GROUP BY accelerator, state",
                               (DONE,)).fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
@@ -332,8 +333,8 @@ class SqlStore:
     def worker_seen(self, name: str, accelerator: str, state: str, reason: str = "",
                     now: Optional[float] = None) -> None:
         now = time.time() if now is None else now
-        with self._write() as cur:
-            self._exec(cur, "INSERT INTO workers (name, accelerator, state, reason, seen) VALUES "
+        with self.write_transaction() as cur:
+            self.execute(cur, "INSERT INTO workers (name, accelerator, state, reason, seen) VALUES "
                             "(?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET accelerator = "
                             "excluded.accelerator, state = excluded.state, reason = "
                             "excluded.reason, seen = excluded.seen",
@@ -341,15 +342,15 @@ class SqlStore:
 
     def workers(self, since: float) -> List[WorkerPresence]:
         """Every worker heard from since ``since``, newest first."""
-        with self._read() as cur:
-            rows = self._exec(cur, "SELECT name, accelerator, state, reason, seen FROM workers "
+        with self.read_transaction() as cur:
+            rows = self.execute(cur, "SELECT name, accelerator, state, reason, seen FROM workers "
                                    "WHERE seen >= ? ORDER BY seen DESC", (since,)).fetchall()
         return [WorkerPresence(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
 
     def queued(self, limit: int = 1000) -> List[Tuple[str, str]]:
         """(id, accelerator) of the queued submissions, oldest first."""
-        with self._read() as cur:
-            return [(r[0], r[1]) for r in self._exec(
+        with self.read_transaction() as cur:
+            return [(r[0], r[1]) for r in self.execute(
                 cur, "SELECT id, accelerator FROM submissions WHERE state = ? ORDER BY created "
                      "LIMIT ?", (QUEUED, limit)).fetchall()]
 
@@ -357,16 +358,16 @@ class SqlStore:
         """Add a ``queued`` event saying ``text`` to a submission still queued, unless one
         already says it (several API processes may notice the same thing)."""
         now = time.time() if now is None else now
-        with self._write() as cur:
-            record = self._record(cur, submission_id)
+        with self.write_transaction() as cur:
+            record = self.load_record(cur, submission_id)
             if record is None or record.state != QUEUED:
                 return False
-            if self._one(cur, "SELECT 1 FROM events WHERE submission_id = ? AND output = ?",
-                         (submission_id, json.dumps(text))):
+            if self.fetch_one(cur, "SELECT 1 FROM events WHERE submission_id = ? AND output = ?",
+                              (submission_id, json.dumps(text))):
                 return False
-            self._event(cur, submission_id, "queued", text, now)
+            self.append_event(cur, submission_id, "queued", text, now)
             return True
 
     def ping(self) -> None:
-        with self._read() as cur:
-            self._exec(cur, "SELECT 1").fetchone()
+        with self.read_transaction() as cur:
+            self.execute(cur, "SELECT 1").fetchone()

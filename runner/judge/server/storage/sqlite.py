@@ -30,7 +30,7 @@ class SQLiteStore(SqlStore):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
+    def write_transaction(self) -> Iterator[sqlite3.Cursor]:
         conn = self._conn()
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
