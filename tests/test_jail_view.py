@@ -3,8 +3,6 @@
 solutions, its starters and its tests; a submission reads none of them, in a cold jail, a jail
 parked for this challenge (the CLI's) or one parked before its job was known (the judge's)."""
 
-from pathlib import Path
-
 import pytest
 
 from helpers import CHALLENGE_96, REFERENCE_96

@@ -15,8 +15,6 @@ import traceback
 from pathlib import Path
 from typing import Callable, List, Optional
 
-import torch
-
 from runner import devices, languages, protocol
 from runner.catalog import ChallengeInfo
 from runner.errors import SubmissionError

@@ -36,7 +36,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 from runner import environment, procs
 from runner.catalog import loading_files
@@ -391,7 +391,7 @@ def start_for_cli(device: str, challenge_dir: Path, solution: Path, language: st
     if not sandbox or not environment.warm_start():
         return None
     gpu = gpus.only_gpu()
-    if device == "cpu" or (device == "auto" and not GPUS.exists()):
+    if device == "cpu" or (device == "auto" and not gpus.DRIVER_GPUS.exists()):
         name, uuid, minor = "cpu", None, None
     elif device in ("auto", "cuda", "cuda:0") and gpu is not None:
         name, (uuid, minor) = "cuda:0", gpu
