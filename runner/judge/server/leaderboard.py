@@ -90,8 +90,8 @@ class Leaderboard:
                     return True
         with self.store.read_transaction() as cur:
             row = self.store.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE accelerator = ? "
-                                       "AND started > ? AND worker IS NOT NULL AND worker <> ?",
-                                  (accelerator, time.time() - RECENT_WORKER_S, worker or ""))
+                                            "AND started > ? AND worker IS NOT NULL AND worker <> ?",
+                                       (accelerator, time.time() - RECENT_WORKER_S, worker or ""))
         return bool(row and row[0])
 
     def skip_claim(self, worker: str, submission_id: str) -> bool:
@@ -99,7 +99,7 @@ class Leaderboard:
         for another worker; the repair loop sends it again."""
         with self.store.read_transaction() as cur:
             row = self.store.fetch_one(cur, "SELECT owner, avoid_worker, avoid_until FROM submissions "
-                                       "WHERE id = ?", (submission_id,))
+                                            "WHERE id = ?", (submission_id,))
         return bool(row and row[0] == VERIFIER and row[1] == worker and (row[2] or 0) > time.time())
 
     # -- reading -----------------------------------------------------------------------------
@@ -228,7 +228,7 @@ class Leaderboard:
                 event = {"final": False, "state": VERIFYING, "verificationId": verification_id,
                          "message": f"{what} by a second run with a new seed (submission "
                                     f"{verification_id}) before it is ranked{agree}"}
-            self.append_event(cur, record, event, now)
+            self._add_event(cur, record, event, now)
         if created is not None:
             self._dispatch(created, record.accelerator)
         self._touch(record.id)
@@ -237,16 +237,16 @@ class Leaderboard:
                              avoid: Optional[str], now: float) -> None:
         s = self.store
         s.execute(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
-                     "challenge, challenge_code, file_name, content, seed, public, state, "
-                     "created, next_seq, avoid_worker, avoid_until) VALUES "
-                     "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (verification_id, VERIFIER, "submit", record.language, record.accelerator,
-                 record.challenge, None, record.file_name, record.content,
-                 secrets.randbelow(2**31 - 1) + 1, 0, QUEUED, now, avoid,
-                 now + self.avoid_s if avoid else None))
+                       "challenge, challenge_code, file_name, content, seed, public, state, "
+                       "created, next_seq, avoid_worker, avoid_until) VALUES "
+                       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                  (verification_id, VERIFIER, "submit", record.language, record.accelerator,
+                   record.challenge, None, record.file_name, record.content,
+                   secrets.randbelow(2**31 - 1) + 1, 0, QUEUED, now, avoid,
+                   now + self.avoid_s if avoid else None))
         where = f"; avoiding worker {avoid} for {self.avoid_s:g} s" if avoid else ""
         s.append_event(cur, verification_id, "queued", f"verification of {record.id} queued for "
-                                                  f"{record.accelerator}{where}", now)
+                                                        f"{record.accelerator}{where}", now)
 
     def _conclude(self, verification_id: str) -> None:
         now = time.time()
@@ -305,7 +305,7 @@ class Leaderboard:
             original = self.store.load_record(cur, c.submission_id)
             if original is not None:
                 c = self._candidates(cur, "submission_id = ?", (c.submission_id,))[0]
-                self.append_event(cur, original, self._final_event(cur, c), now)
+                self._add_event(cur, original, self._final_event(cur, c), now)
         if original is not None:
             self._touch(original.id)
 
@@ -337,7 +337,7 @@ class Leaderboard:
                                     f"place: {c.reason}")
         return event
 
-    def append_event(self, cur, record: Record, output: Dict[str, Any], now: float) -> None:
+    def _add_event(self, cur, record: Record, output: Dict[str, Any], now: float) -> None:
         output = {"challenge": record.challenge, "accelerator": record.accelerator,
                   "language": record.language, **output}
         self.store.append_event(cur, record.id, "leaderboard", output, now)
@@ -372,12 +372,12 @@ class Leaderboard:
                 raise Rejected(f"unknown action {action[:20]!r}: use remove or approve")
             full = f"{c.reason}; {note}" if c.reason else note
             self.store.execute(cur, "UPDATE lb_candidates SET state = ?, reason = ?, reviewed_by = ?, "
-                                  "decided = ?, updated = ? WHERE submission_id = ?",
-                             (state, full, admin, now, now, submission_id))
+                                    "decided = ?, updated = ? WHERE submission_id = ?",
+                               (state, full, admin, now, now, submission_id))
             c = self._candidates(cur, "submission_id = ?", (submission_id,))[0]
             original = self.store.load_record(cur, submission_id)
             if original is not None:
-                self.append_event(cur, original, {**self._final_event(cur, c), "review": action}, now)
+                self._add_event(cur, original, {**self._final_event(cur, c), "review": action}, now)
         self._touch(submission_id)
         return c
 

@@ -97,8 +97,8 @@ class SqlStore:
         row = self.fetch_one(cur, "SELECT next_seq FROM submissions WHERE id = ?", (submission_id,))
         seq = int(row[0])
         self.execute(cur, "INSERT INTO events (submission_id, seq, status, output, at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                   (submission_id, seq, status, json.dumps(output, default=str), now))
+                          "VALUES (?, ?, ?, ?, ?)",
+                     (submission_id, seq, status, json.dumps(output, default=str), now))
         self.execute(cur, "UPDATE submissions SET next_seq = ? WHERE id = ?", (seq + 1, submission_id))
         return seq
 
@@ -121,12 +121,12 @@ class SqlStore:
                                    "a fresh one", "id_taken", 409)
                 return existing, False
             depth = self.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE state = ? AND "
-                                   "accelerator = ?", (QUEUED, sub.accelerator))[0]
+                                        "accelerator = ?", (QUEUED, sub.accelerator))[0]
             if depth >= limits.queue_capacity:
                 raise Rejected(f"queue full: {depth} submissions are waiting for "
                                f"{sub.accelerator}; try again in a minute", "queue_full", 503)
             in_flight = self.fetch_one(cur, "SELECT COUNT(*) FROM submissions WHERE owner = ? AND "
-                                       "state <> ?", (sub.owner, DONE))[0]
+                                            "state <> ?", (sub.owner, DONE))[0]
             if in_flight >= limits.max_in_flight:
                 raise Rejected(f"you have {in_flight} submissions queued or being graded (the "
                                f"limit is {limits.max_in_flight}); wait for one to finish",
@@ -140,13 +140,13 @@ class SqlStore:
                                f"slow down", "rate_limited", 429)
             self.execute(cur, "INSERT INTO admissions (owner, at) VALUES (?, ?)", (sub.owner, now))
             self.execute(cur, "INSERT INTO submissions (id, owner, action, language, accelerator, "
-                            "challenge, challenge_code, file_name, content, seed, public, state, "
-                            "created, next_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                       (sub.id, sub.owner, sub.action, sub.language, sub.accelerator,
-                        sub.challenge, sub.challenge_code, sub.file_name, sub.content, sub.seed,
-                        int(sub.public), QUEUED, now))
+                              "challenge, challenge_code, file_name, content, seed, public, state, "
+                              "created, next_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                         (sub.id, sub.owner, sub.action, sub.language, sub.accelerator,
+                          sub.challenge, sub.challenge_code, sub.file_name, sub.content, sub.seed,
+                          int(sub.public), QUEUED, now))
             self.append_event(cur, sub.id, "queued", f"queued for {sub.accelerator}: position "
-                                               f"{depth + 1}", now)
+                                                     f"{depth + 1}", now)
             return self.load_record(cur, sub.id), True
 
     # -- leases ------------------------------------------------------------------------------
@@ -161,24 +161,24 @@ class SqlStore:
             marks = ", ".join("?" for _ in accelerators) or "NULL"
             if submission_id is not None:
                 row = self.fetch_one(cur, f"SELECT id FROM submissions WHERE id = ? AND state = ? AND "
-                                     f"accelerator IN ({marks})",
-                                (submission_id, QUEUED, *accelerators))
+                                          f"accelerator IN ({marks})",
+                                     (submission_id, QUEUED, *accelerators))
             else:
                 row = self.fetch_one(cur, f"SELECT id FROM submissions WHERE state = ? AND "
-                                     f"accelerator IN ({marks}) AND NOT (avoid_worker IS NOT NULL "
-                                     f"AND avoid_worker = ? AND avoid_until > ?) "
-                                     f"ORDER BY created, id LIMIT 1",
-                                (QUEUED, *accelerators, worker, now))
+                                          f"accelerator IN ({marks}) AND NOT (avoid_worker IS NOT NULL "
+                                          f"AND avoid_worker = ? AND avoid_until > ?) "
+                                          f"ORDER BY created, id LIMIT 1",
+                                     (QUEUED, *accelerators, worker, now))
             if row is None:
                 return None
             sid = row[0]
             lease_id = secrets.token_hex(16)
             self.execute(cur, "UPDATE submissions SET state = ?, attempts = attempts + 1, "
-                            "lease_id = ?, worker = ?, lease_expires = ?, started = ? WHERE id = ?",
-                       (RUNNING, lease_id, worker, now + lease_s, now, sid))
+                              "lease_id = ?, worker = ?, lease_expires = ?, started = ? WHERE id = ?",
+                         (RUNNING, lease_id, worker, now + lease_s, now, sid))
             record = self.load_record(cur, sid)
             self.append_event(cur, sid, "running", f"picked up by worker {worker} (attempt "
-                                             f"{record.attempts})", now)
+                                                   f"{record.attempts})", now)
             return Lease(sid, lease_id, record.attempts, now + lease_s, record.job())
 
     def _leased(self, cur, submission_id: str, lease_id: str) -> Optional[Record]:
@@ -193,8 +193,8 @@ class SqlStore:
         now = time.time() if now is None else now
         with self.write_transaction() as cur:
             cur = self.execute(cur, "UPDATE submissions SET lease_expires = ? WHERE id = ? AND "
-                                  "state = ? AND lease_id = ? AND lease_expires >= ?",
-                             (now + lease_s, submission_id, RUNNING, lease_id, now))
+                                    "state = ? AND lease_id = ? AND lease_expires >= ?",
+                               (now + lease_s, submission_id, RUNNING, lease_id, now))
             return cur.rowcount == 1
 
     def add_event(self, submission_id: str, lease_id: str, status: str, output: Any,
@@ -224,8 +224,8 @@ class SqlStore:
     def _finish(self, cur, record: Record, status: str, verdict: str, result: Dict[str, Any],
                 now: float) -> None:
         self.execute(cur, "UPDATE submissions SET state = ?, status = ?, verdict = ?, result = ?, "
-                        "finished = ?, lease_id = NULL, lease_expires = NULL WHERE id = ?",
-                   (DONE, status, verdict, json.dumps(result, default=str), now, record.id))
+                          "finished = ?, lease_id = NULL, lease_expires = NULL WHERE id = ?",
+                     (DONE, status, verdict, json.dumps(result, default=str), now, record.id))
         self.append_event(cur, record.id, status, result, now)
 
     def release(self, submission_id: str, lease_id: str, reason: str, max_retries: int,
@@ -251,11 +251,11 @@ class SqlStore:
             self._finish(cur, record, "interrupted", "interrupted", result, now)
             return Transition(record.id, "interrupted", reason, record.accelerator)
         self.execute(cur, "UPDATE submissions SET state = ?, retries = ?, lease_id = NULL, "
-                        "lease_expires = NULL, avoid_worker = ?, avoid_until = ?, dispatched = NULL "
-                        "WHERE id = ?",
-                   (QUEUED, retries, record.worker, now + avoid_s, record.id))
+                          "lease_expires = NULL, avoid_worker = ?, avoid_until = ?, dispatched = NULL "
+                          "WHERE id = ?",
+                     (QUEUED, retries, record.worker, now + avoid_s, record.id))
         self.append_event(cur, record.id, "queued", f"{reason}; queued again (retry {retries} of "
-                                              f"{max_retries})", now)
+                                                    f"{max_retries})", now)
         return Transition(record.id, "requeued", reason, record.accelerator)
 
     def reap(self, max_retries: int, avoid_s: float, max_queue_wait_s: float,
@@ -265,14 +265,14 @@ class SqlStore:
         done: List[Transition] = []
         with self.write_transaction() as cur:
             rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
-                                   f"lease_expires < ?", (RUNNING, now)).fetchall()
+                                     f"lease_expires < ?", (RUNNING, now)).fetchall()
             for row in rows:
                 record = Record.from_row(row)
                 done.append(self._retry_or_interrupt(
                     cur, record, f"worker {record.worker} stopped answering (its lease expired)",
                     max_retries, avoid_s, now))
             rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE state = ? AND "
-                                   f"created < ?", (QUEUED, now - max_queue_wait_s)).fetchall()
+                                     f"created < ?", (QUEUED, now - max_queue_wait_s)).fetchall()
             for row in rows:
                 record = Record.from_row(row)
                 reason = (f"no worker for {record.accelerator} took it within "
@@ -307,26 +307,26 @@ class SqlStore:
     def events(self, submission_id: str, after: int = -1, limit: int = 1000) -> List[Event]:
         with self.read_transaction() as cur:
             rows = self.execute(cur, "SELECT seq, status, output, at FROM events WHERE "
-                                   "submission_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                              (submission_id, after, limit)).fetchall()
+                                     "submission_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                                (submission_id, after, limit)).fetchall()
         return [Event(int(r[0]), r[1], json.loads(r[2]), float(r[3])) for r in rows]
 
     def list(self, owner: Optional[str] = None, limit: int = 100) -> List[Record]:
         with self.read_transaction() as cur:
             if owner is None:
                 rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions ORDER BY created DESC "
-                                       f"LIMIT ?", (limit,)).fetchall()
+                                         f"LIMIT ?", (limit,)).fetchall()
             else:
                 rows = self.execute(cur, f"SELECT {COLUMNS} FROM submissions WHERE owner = ? "
-                                       f"ORDER BY created DESC LIMIT ?", (owner, limit)).fetchall()
+                                         f"ORDER BY created DESC LIMIT ?", (owner, limit)).fetchall()
         return [Record.from_row(r) for r in rows]
 
     def depths(self) -> Dict[Tuple[str, str], int]:
         """(accelerator, state) -> count, for queued and running submissions."""
         with self.read_transaction() as cur:
             rows = self.execute(cur, "SELECT accelerator, state, COUNT(*) FROM submissions "
-                                   "WHERE state <> ? GROUP BY accelerator, state",
-                              (DONE,)).fetchall()
+                                     "WHERE state <> ? GROUP BY accelerator, state",
+                                (DONE,)).fetchall()
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
     # -- workers' presence (what /healthz and the "no worker" notes read) ---------------------
@@ -335,16 +335,16 @@ class SqlStore:
         now = time.time() if now is None else now
         with self.write_transaction() as cur:
             self.execute(cur, "INSERT INTO workers (name, accelerator, state, reason, seen) VALUES "
-                            "(?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET accelerator = "
-                            "excluded.accelerator, state = excluded.state, reason = "
-                            "excluded.reason, seen = excluded.seen",
-                       (name, accelerator, state, reason[:500], now))
+                              "(?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET accelerator = "
+                              "excluded.accelerator, state = excluded.state, reason = "
+                              "excluded.reason, seen = excluded.seen",
+                         (name, accelerator, state, reason[:500], now))
 
     def workers(self, since: float) -> List[WorkerPresence]:
         """Every worker heard from since ``since``, newest first."""
         with self.read_transaction() as cur:
             rows = self.execute(cur, "SELECT name, accelerator, state, reason, seen FROM workers "
-                                   "WHERE seen >= ? ORDER BY seen DESC", (since,)).fetchall()
+                                     "WHERE seen >= ? ORDER BY seen DESC", (since,)).fetchall()
         return [WorkerPresence(r[0], r[1], r[2], r[3], float(r[4])) for r in rows]
 
     def queued(self, limit: int = 1000) -> List[Tuple[str, str]]:
