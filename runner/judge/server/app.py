@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from runner.judge.rejected import Rejected
 from runner.judge.server.routes.challenges import challenge_routes
+from runner.judge.server.routes.http import refusal
 from runner.judge.server.routes.leaderboards import leaderboard_routes
 from runner.judge.server.routes.operations import operations_routes
 from runner.judge.server.routes.page import STATIC, page_routes
@@ -35,6 +37,7 @@ def create_app(service: JudgeService, manage_service: bool = True) -> FastAPI:
 
     app = FastAPI(title="GPU kernel judge", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.service = service
+    app.add_exception_handler(Rejected, refusal)   # every HTTP route's refusal, one place
     for routes in (submission_routes, challenge_routes, operations_routes, worker_routes,
                    page_routes, leaderboard_routes):
         app.include_router(routes(service))

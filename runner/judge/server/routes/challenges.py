@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from runner import languages
 from runner.catalog import starter_files
 from runner.judge.rejected import Rejected
-from runner.judge.server.routes.http import refusal
 from runner.judge.wire import normalize_language
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -56,10 +55,7 @@ def challenge_routes(service: "JudgeService") -> APIRouter:
 
     @router.get("/api/v1/challenges/{challenge}")
     async def challenge_detail(challenge: str) -> JSONResponse:
-        try:
-            info = service.challenge_set.find(challenge)
-        except Rejected as exc:
-            return refusal(exc)
+        info = service.challenge_set.find(challenge)
         spec_path = info.path / "challenge.html"
         spec = spec_path.read_text(encoding="utf-8", errors="replace") if spec_path.is_file() \
             else "<p>This challenge has no written spec (challenge.html).</p>"

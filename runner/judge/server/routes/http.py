@@ -10,7 +10,9 @@ from runner.judge.rejected import Rejected
 from runner.judge.wire import error_message
 
 
-def refusal(exc: Rejected) -> JSONResponse:
+def refusal(request: Request, exc: Rejected) -> JSONResponse:
+    """The app's answer to a :class:`Rejected` raised by any HTTP route (registered once by
+    create_app): its JSON error with its status."""
     return JSONResponse(error_message(exc.message, exc.code), status_code=exc.http_status)
 
 

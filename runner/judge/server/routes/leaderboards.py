@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 
 from runner.judge.rejected import Rejected
 from runner.judge.server.auth import bearer
-from runner.judge.server.routes.http import refusal
 from runner.judge.wire import normalize_language
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -36,28 +35,22 @@ def leaderboard_routes(service: "JudgeService") -> APIRouter:
     @router.get("/api/v1/leaderboards/{challenge}")
     async def leaderboard(challenge: str, accelerator: Optional[str] = None,
                           language: Optional[str] = None) -> JSONResponse:
-        try:
-            name, acc, lang = board_args(challenge, accelerator, language)
-        except Rejected as exc:
-            return refusal(exc)
+        name, acc, lang = board_args(challenge, accelerator, language)
         board = await run_in_threadpool(service.leaderboard.board, name, acc, lang)
         return JSONResponse(board)
 
     async def review(request: Request, challenge: str, submission_id: str, action: str,
                      reason: str) -> JSONResponse:
-        try:
-            who = tokens.authenticate(bearer(request.headers.get("authorization")))
-            if not who.has("admin"):
-                raise Rejected("only an admin may review leaderboard entries", "forbidden", 403)
-            name = service.challenge_set.find(challenge).path.name
-            found = await run_in_threadpool(service.leaderboard.candidate, submission_id)
-            if found is None or found.challenge != name:
-                raise Rejected(f"no leaderboard entry for submission "
-                               f"{submission_id[:64]!r} on {name}", "not_found", 404)
-            entry = await run_in_threadpool(service.leaderboard.review, submission_id, action,
-                                            who.name, reason[:500])
-        except Rejected as exc:
-            return refusal(exc)
+        who = tokens.authenticate(bearer(request.headers.get("authorization")))
+        if not who.has("admin"):
+            raise Rejected("only an admin may review leaderboard entries", "forbidden", 403)
+        name = service.challenge_set.find(challenge).path.name
+        found = await run_in_threadpool(service.leaderboard.candidate, submission_id)
+        if found is None or found.challenge != name:
+            raise Rejected(f"no leaderboard entry for submission "
+                           f"{submission_id[:64]!r} on {name}", "not_found", 404)
+        entry = await run_in_threadpool(service.leaderboard.review, submission_id, action,
+                                        who.name, reason[:500])
         return JSONResponse({"entry": entry.to_dict()})
 
     @router.delete("/api/v1/leaderboards/{challenge}/entries/{submission_id}")

@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING, Dict
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 
-from runner.judge.rejected import Rejected
 from runner.judge.server.auth import bearer
-from runner.judge.server.routes.http import refusal
 
 if TYPE_CHECKING:   # pragma: no cover
     from runner.judge.server.service import JudgeService
@@ -45,10 +43,7 @@ def page_routes(service: "JudgeService") -> APIRouter:
 
     @router.get("/api/v1/me")
     async def me(request: Request) -> JSONResponse:
-        try:
-            who = tokens.authenticate(bearer(request.headers.get("authorization")))
-        except Rejected as exc:
-            return refusal(exc)
+        who = tokens.authenticate(bearer(request.headers.get("authorization")))
         return JSONResponse({"name": who.name, "roles": sorted(who.roles),
                              "admin": who.has("admin"),
                              "auth": "off" if tokens.open_access else "on"})

@@ -21,7 +21,7 @@ from starlette.websockets import WebSocketDisconnect
 from runner.judge.rejected import Rejected
 from runner.judge.server.auth import Principal, bearer
 from runner.judge.server.routes.event_stream import POLL_S, REREAD_S, send_and_close, stream_events
-from runner.judge.server.routes.http import read_body, refusal
+from runner.judge.server.routes.http import read_body
 from runner.judge.wire import TERMINAL_STATUSES, decode_message, error_message, parse_submit
 
 if TYPE_CHECKING:   # pragma: no cover
@@ -67,14 +67,11 @@ def submission_routes(service: "JudgeService") -> APIRouter:
 
     @router.post("/api/v1/submissions")
     async def http_submit(request: Request) -> JSONResponse:
-        try:
-            raw = await read_body(request, limits.max_message_bytes)
-            data = decode_message(raw, limits.max_message_bytes)
-            req = parse_submit(data, limits.max_file_bytes)
-            principal = user(request, req.token)
-            record, created = await run_in_threadpool(service.submit, principal, req)
-        except Rejected as exc:
-            return refusal(exc)
+        raw = await read_body(request, limits.max_message_bytes)
+        data = decode_message(raw, limits.max_message_bytes)
+        req = parse_submit(data, limits.max_file_bytes)
+        principal = user(request, req.token)
+        record, created = await run_in_threadpool(service.submit, principal, req)
         body = {"submissionId": record.id, "state": record.state, "created": created,
                 "events": f"/api/v1/submissions/{record.id}/events",
                 "result": f"/api/v1/submissions/{record.id}"}
@@ -89,10 +86,7 @@ def submission_routes(service: "JudgeService") -> APIRouter:
 
     @router.get("/api/v1/submissions")
     async def http_list(request: Request, limit: int = 50) -> JSONResponse:
-        try:
-            principal = user(request)
-        except Rejected as exc:
-            return refusal(exc)
+        principal = user(request)
         owner = None if principal.has("admin") else principal.name
         records = await run_in_threadpool(service.store.list, owner, max(1, min(limit, 500)))
         return JSONResponse({"submissions": [{k: v for k, v in r.summary().items() if k != "result"}
@@ -100,19 +94,13 @@ def submission_routes(service: "JudgeService") -> APIRouter:
 
     @router.get("/api/v1/submissions/{submission_id}")
     async def http_get(request: Request, submission_id: str) -> JSONResponse:
-        try:
-            record = await _visible(request, submission_id)
-        except Rejected as exc:
-            return refusal(exc)
+        record = await _visible(request, submission_id)
         return JSONResponse(record.summary())
 
     @router.get("/api/v1/submissions/{submission_id}/events")
     async def http_events(request: Request, submission_id: str, after: int = -1,
                           wait: float = 0.0) -> JSONResponse:
-        try:
-            await _visible(request, submission_id)
-        except Rejected as exc:
-            return refusal(exc)
+        await _visible(request, submission_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait, MAX_EVENTS_WAIT_S))
         while True:
