@@ -31,6 +31,8 @@ CUDA_VARIANTS = {
     "interleave_LOAD1": ["-DKV_INTERLEAVE=1", "-DKV_LOAD=1"],
     "interleave_MINB2_T8": ["-DKV_INTERLEAVE=1", "-DKV_MINB=2", "-DKV_T=8"],
     "interleave_WAVES2": ["-DKV_INTERLEAVE=1", "-DKV_WAVES=2"],
+    "interleave_MINB5": ["-DKV_INTERLEAVE=1", "-DKV_MINB=5"],
+    "interleave_NT256_MINB2": ["-DKV_INTERLEAVE=1", "-DKV_NT=256", "-DKV_MINB=2"],
 }
 # Probes: solution.cu with the math of each step removed (wrong answers, timed unchecked), to
 # show what the memory system gives this exact access pattern and grid.
