@@ -26,7 +26,8 @@
 #            cgroups and the filter on this machine, then every reference of 96, 97 and 98 in
 #            the jail against BASELINE (an older checkout, e.g. `git archive` of the commit
 #            before, unpacked into .baseline), interleaved on the same GPU; HOSTILE_SOLUTIONS (CHALLENGE:FILE
-#            words) narrows that list
+#            words) narrows that list; BASELINE may name several checkouts (space-separated);
+#            HOSTILE_TESTS=0 skips the pytest files (medians only)
 #   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
 #            (benchmarks/profile_gpu.sh says what to look for)
 #   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
@@ -114,14 +115,15 @@ floors)
     ;;
 hostile)
     { cat /proc/self/cgroup; grep cgroup /proc/self/mountinfo; } > "$out/cgroups.txt" 2>&1
-    { timeout -k 20 -s INT 150 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
+    [ "${HOSTILE_TESTS:-1}" = 0 ] || { timeout -k 20 -s INT 150 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
         tests/test_cgroups.py tests/test_jail.py tests/test_cuda_build_jail.py 2>&1 | tail -30
       timeout -k 20 -s INT 150 python3 -m pytest -m gpu -q -p no:cacheprovider \
         tests/test_sandbox_corpus.py 2>&1 | tail -30; } > "$out/pytest_hostile.log"
-    baseline=${BASELINE:-.baseline}
-    trust="python3 benchmarks/trust_check.py --out $out/hostile.jsonl --modes jail,old:$baseline"
-    $trust ${HOSTILE_SOLUTIONS:-$(refs 96) $(refs 97) $(refs 98)} 2>&1 | tail -60 \
-        > "$out/hostile_medians.log"
+    modes=jail
+    for baseline in ${BASELINE:-.baseline}; do modes="$modes,old:$baseline"; done
+    python3 benchmarks/trust_check.py --out "$out/hostile.jsonl" --modes "$modes" --summary \
+        ${HOSTILE_SOLUTIONS:-$(refs 96) $(refs 97) $(refs 98)} 2>&1 \
+        | tee "$out/hostile_medians.log" | tail -40
     ;;
 latency)
     timeout -k 20 -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
