@@ -19,6 +19,8 @@
 #   board    the leaderboard through `serve` with a GPU worker (benchmarks/leaderboard_gpu.py;
 #            screenshots afterwards on a machine with chromium: --show --data-dir OUT/board)
 #   floors   benchmarks/floors.py and attention_96.py, then the GPU tests of the timer and probes
+#   tune     issue 26: benchmarks/floor_probes.py (is the case floor's copy flattered by its
+#            write-back? read kernels over 96's 66 MiB), then tune_attention_96.py's sweep
 #   tests    the GPU tests of the languages (the submit ones are covered by `trust`)
 #   gpu      every GPU test (`pytest -m gpu`) of GPU_TESTS (default: tests challenges), within
 #            GPU_TESTS_TIMEOUT seconds (default 540; keep it under device_call.sh's deadline)
@@ -46,9 +48,9 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, gpu, tests, hostile, profile, latency, cold, queue or warm}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tune, gpu, tests, hostile, profile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|gpu|tests|hostile|profile|latency|cold|queue|warm) ;; *)
+case "$phase" in trust|clock|clock2|clock3|board|floors|tune|gpu|tests|hostile|profile|latency|cold|queue|warm) ;; *)
     echo "unknown phase $phase: see the header of $0" >&2
     exit 2 ;;
 esac
@@ -143,6 +145,11 @@ queue)
 warm)
     timeout -k 20 -s INT 560 python3 benchmarks/warm_jail.py --repeat "${WARM_REPEAT:-3}" \
         --out "$out/warm" 2>&1 | tee "$out/warm.log" | tail -25
+    ;;
+tune)
+    timeout -k 20 -s INT 120 python3 benchmarks/floor_probes.py --out "$out" 2>&1 | tee "$out/floor_probes.log"
+    timeout -k 20 -s INT 400 python3 benchmarks/tune_attention_96.py --out "$out" 2>&1 \
+        | tee "$out/tune_attention_96.log"
     ;;
 gpu)
     timeout -k 20 -s INT "${GPU_TESTS_TIMEOUT:-540}" python3 -m pytest -m gpu -v -p no:cacheprovider \

@@ -59,9 +59,9 @@ def _median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int 
 
 def measure_ceiling(device: torch.device) -> Tuple[float, str]:
     """(GB/s, how) for ``device``."""
-    nbytes = max(4 * _l2_bytes(device), 512 * 2**20)
+    nbytes = max(4 * l2_bytes(device), 512 * 2**20)
     src = torch.ones(nbytes // 4, dtype=torch.int32, device=device)
-    flush = _read_flush(device, nbytes)
+    flush = read_flush(device, nbytes)
 
     results = []
     run = _triton_read(src, torch.cuda.get_device_properties(device).multi_processor_count)
@@ -99,7 +99,7 @@ def _torch_read(src: torch.Tensor) -> Callable[[], None]:
     return lambda: torch.sum(as_int64, dim=0, out=sink)
 
 
-def _read_flush(device: torch.device, nbytes: int) -> Callable[[], None]:
+def read_flush(device: torch.device, nbytes: int) -> Callable[[], None]:
     """Reading ``nbytes`` (at least twice the L2 cache), so the next run finds none of its
     bytes there."""
     buf = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
@@ -107,7 +107,7 @@ def _read_flush(device: torch.device, nbytes: int) -> Callable[[], None]:
     return lambda: torch.sum(buf, dim=0, out=sink)
 
 
-def _l2_bytes(device: torch.device) -> int:
+def l2_bytes(device: torch.device) -> int:
     return getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0) or 50 * 2**20
 
 
@@ -120,7 +120,7 @@ def read_floor_ms(device: torch.device, nbytes: int) -> float:
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     run = _triton_read(src, sms) or _torch_read(src)
     run()
-    return _median_ms(run, _read_flush(device, 2 * _l2_bytes(device)))
+    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
 
 
 def copy_floor_ms(device: torch.device, nbytes: int) -> float:
@@ -130,4 +130,4 @@ def copy_floor_ms(device: torch.device, nbytes: int) -> float:
     dst = torch.empty_like(src)
     run = lambda: dst.copy_(src)  # noqa: E731
     run()
-    return _median_ms(run, _read_flush(device, 2 * _l2_bytes(device)))
+    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
