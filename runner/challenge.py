@@ -89,6 +89,21 @@ class ChallengeBase(ABC):
         """The fewest bytes a solution must move through device memory for ``test``."""
         return None
 
+    def bytes_written(self, test: TestCase) -> Optional[int]:
+        """Of :meth:`bytes_moved`, the bytes a solution must write (the rest it reads): the case
+        floor times a probe with the same mix (a kernel's writes can end as dirty lines in L2
+        that its end event does not wait for, so writing is cheaper than reading inside the
+        timed window). By default the signature's ``out`` and ``inout`` tensors, at most half
+        of :meth:`bytes_moved`: a challenge that updates a large buffer in place in part (a
+        cache pool, say) says exactly how much."""
+        moved = self.bytes_moved(test)
+        if not moved:
+            return None
+        written = sum(test[name].numel() * test[name].element_size()
+                      for name, (_, direction) in self.get_solve_signature().items()
+                      if direction in ("out", "inout") and isinstance(test.get(name), torch.Tensor))
+        return min(written, moved // 2)
+
     def flops(self, test: TestCase) -> Optional[int]:
         """The floating-point operations a solution must do for ``test``."""
         return None

@@ -12,7 +12,7 @@ import torch
 
 from runner import environment
 from runner.errors import UsageError
-from runner.probe import copy_floor_ms, measure_ceiling, read_floor_ms
+from runner.probe import measure_ceiling, mixed_floor_ms, read_floor_ms
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ class Floor:
 
 _KEPT: dict = {}          # cache file -> what was measured (this process)
 CEILING_VERSION = 1
-FLOOR_VERSION = 1
+FLOOR_VERSION = 2       # 2: the second probe has the case's own share of writes
 
 
 def _safe(name: str) -> str:
@@ -138,27 +138,39 @@ def ceiling(device: torch.device) -> Optional[Ceiling]:
     return _kept(path, Ceiling, lambda: Ceiling(*measure_ceiling(device)), device=name)
 
 
-def case_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
-    """The floor of a case that moves ``nbytes`` on ``device`` (None on the CPU, or where the
-    probes cannot run): the faster of the read probe over those bytes and a device copy of
-    them (read half, write half), each with L2 flushed by reading, so a read-only kernel and
-    one that writes as much as it reads are both measured against what they could reach.
-    Unlike the ceiling's rate, it includes the ramp and tail a launch of that size pays.
-    Measured once per device and size, and kept in the cache folder."""
+def case_floor(device: torch.device, nbytes: int,
+               written: Optional[int] = None) -> Optional[Floor]:
+    """The floor of a case that moves ``nbytes`` on ``device``, ``written`` of them written
+    (None: half) (None on the CPU, or where the probes cannot run): the faster of the read
+    probe over those bytes and a probe that moves them in the case's own mix, each with L2
+    flushed by reading. The mix matters: a kernel's writes can end as dirty lines in L2 that
+    its end event does not wait for, so a copy of half the bytes (this floor's second probe
+    until v2) flattered a case that mostly reads (96's 66 MiB on an H100: 21.7 us against the
+    read probe's 25.8). Unlike the ceiling's rate, it includes the ramp and tail a launch of
+    that size pays. Measured once per device, size and mix, and kept in the cache folder."""
     if device.type != "cuda" or nbytes <= 0:
         return None
+    written = nbytes // 2 if written is None else max(0, min(int(written), nbytes))
     name = describe(device)
-    path = environment.cache_root() / "floors" / f"floor-v{FLOOR_VERSION}-{_safe(name)}-{nbytes}.json"
-    return _kept(path, Floor, lambda: _measure_floor(device, nbytes), device=name, bytes=nbytes)
+    path = (environment.cache_root() / "floors"
+            / f"floor-v{FLOOR_VERSION}-{_safe(name)}-{nbytes}-w{written}.json")
+    return _kept(path, Floor, lambda: _measure_floor(device, nbytes, written), device=name,
+                 bytes=nbytes, written=written)
 
 
-def _measure_floor(device: torch.device, nbytes: int) -> Optional[Floor]:
+def _measure_floor(device: torch.device, nbytes: int, written: int) -> Optional[Floor]:
     try:
-        probes = [(read_floor_ms(device, nbytes), "read probe"),
-                  (copy_floor_ms(device, nbytes), "copy probe (read half, write half)")]
+        probes = [(read_floor_ms(device, nbytes), "read probe")]
+        if written:
+            probes.append((mixed_floor_ms(device, nbytes, written),
+                           f"read-write probe ({_mib(written)} MiB of them written)"))
     except torch.cuda.OutOfMemoryError:
         return None                     # no room beside the case: the ceiling's rate stands
     finally:
         torch.cuda.empty_cache()
     ms, how = min(probes)
-    return Floor(ms, f"{how} over these {nbytes / 2**20:.1f} MiB, L2 flushed by reading")
+    return Floor(ms, f"{how} over these {_mib(nbytes)} MiB, L2 flushed by reading")
+
+
+def _mib(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f}"

@@ -43,6 +43,35 @@ def _read_kernel() -> Optional[Callable]:
     return read
 
 
+def _mixed_kernel() -> Optional[Callable]:
+    """The Triton kernel behind :func:`mixed_floor_ms` (None without Triton): one grid-stride
+    pass that reads ``n_read`` words of ``src`` and writes ``n_write`` words of ``dst``."""
+    try:
+        import triton
+        import triton.language as tl
+    except ImportError:  # pragma: no cover - triton is optional
+        return None
+
+    @triton.jit
+    def read_write(src, dst, sink, n_read, n_write, n_words, BLOCK: tl.constexpr,
+                   UNROLL: tl.constexpr):
+        pid = tl.program_id(0)
+        step = tl.num_programs(0) * BLOCK * UNROLL
+        acc = tl.zeros([BLOCK], dtype=tl.int32)
+        start = pid * BLOCK * UNROLL
+        offs = tl.arange(0, BLOCK)
+        while start < n_words:
+            for u in tl.static_range(UNROLL):
+                idx = start + u * BLOCK + offs
+                x = tl.load(src + idx, mask=idx < n_read, other=0)
+                acc ^= x
+                tl.store(dst + idx, x ^ idx, mask=idx < n_write)
+            start += step
+        tl.store(sink + pid * BLOCK + offs, acc)
+
+    return read_write
+
+
 def _median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int = 15) -> float:
     times = []
     for _ in range(repeats):
@@ -121,6 +150,43 @@ def read_floor_ms(device: torch.device, nbytes: int) -> float:
     run = _triton_read(src, sms) or _torch_read(src)
     run()
     return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
+
+
+def mixed_floor_ms(device: torch.device, nbytes: int, written: int) -> float:
+    """Median ms of one kernel that moves ``nbytes`` in a case's own mix: it reads
+    ``nbytes - written`` bytes and writes ``written`` (L2 flushed by reading before each run).
+    Writes are cheap inside the timed window (they can end as dirty lines in L2 that the end
+    event does not wait for), so only a probe with the case's share of them is its floor: a
+    copy of half the bytes flatters a case that mostly reads."""
+    n_read, n_write = max(0, nbytes - written) // 4, max(0, written) // 4
+    src = torch.ones(max(1, n_read), dtype=torch.int32, device=device)
+    dst = torch.empty(max(1, n_write), dtype=torch.int32, device=device)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    run = _triton_mixed(src, dst, n_read, n_write, sms)
+    if run is None:
+        def run():
+            if n_read:
+                torch.sum(src[:n_read], dim=0)
+            if n_write:
+                dst[:n_write].fill_(1)
+    run()
+    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
+
+
+def _triton_mixed(src: torch.Tensor, dst: torch.Tensor, n_read: int, n_write: int,
+                  sms: int) -> Optional[Callable[[], None]]:
+    """A launch of the read-write kernel: reads ``src[:n_read]``, writes ``dst[:n_write]``
+    (word i gets ``src[i] ^ i``, 0 past n_read) in one grid-stride pass (None without Triton)."""
+    kernel = _mixed_kernel()
+    if kernel is None:
+        return None
+    n_words, block, unroll = max(n_read, n_write, 1), 1024, 4
+    grid = (max(1, min(sms * 8, -(-n_words // (block * unroll)))),)
+    sink = torch.empty(grid[0] * block, dtype=torch.int32, device=src.device)
+    run = lambda: kernel[grid](src, dst, sink, n_read, n_write, n_words,  # noqa: E731
+                               BLOCK=block, UNROLL=unroll, num_warps=8)
+    run.sink = sink
+    return run
 
 
 def copy_floor_ms(device: torch.device, nbytes: int) -> float:

@@ -428,6 +428,31 @@ def test_the_read_probe_reads_every_word_once():
     assert np.bitwise_xor.reduce(sink.numpy()) == np.bitwise_xor.reduce(src.numpy())
 
 
+def test_the_read_write_probe_reads_and_writes_exactly_its_share():
+    """The case floor's second kernel (runner/probe.py), under Triton's interpreter: it reads
+    the first n_read words (the XOR of its lanes), writes the first n_write words and nothing
+    past them, whether it writes less than it reads or more."""
+    import numpy as np
+
+    from runner import probe
+
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        pytest.skip("the interpreter runs on CPU tensors; the GPU suite measures the probe")
+    src = torch.randint(-2**31, 2**31 - 1, (30_001,), dtype=torch.int32,
+                        generator=torch.Generator().manual_seed(4))
+    for n_read, n_write in ((30_001, 5_003), (7_000, 30_001), (30_001, 0)):
+        dst = torch.full((30_001,), 7, dtype=torch.int32)
+        run = probe._triton_mixed(src, dst, n_read, n_write, sms=1)
+        run()
+        assert np.bitwise_xor.reduce(run.sink.numpy()) == np.bitwise_xor.reduce(src[:n_read].numpy())
+        idx = torch.arange(n_write, dtype=torch.int32)
+        read = torch.zeros(n_write, dtype=torch.int32)
+        read[:min(n_read, n_write)] = src[:min(n_read, n_write)]
+        assert torch.equal(dst[:n_write], read ^ idx)
+        assert (dst[n_write:] == 7).all()
+
+
 def test_the_childs_null_burst_never_calls_solve_and_every_call_is_probed():
     """The child's side of a burst (runner.execute.PerfBench) on the CPU: a null burst does the
     rewrites without calling solve, a real one calls it once per call, each call writes its own

@@ -225,6 +225,16 @@ def check_performance(ctx: Context) -> CheckResult:
                                 f"must read and write")
             if isinstance(nflops, bool) or not isinstance(nflops, int) or nflops < 0:
                 problems.append(f"flops() returned {nflops!r}; it must be an int >= 0")
+            if _overridden(challenge, "bytes_written") and isinstance(nbytes, int):
+                written, error = ctx.call("bytes_written(performance case)",
+                                          challenge.bytes_written, case)
+                if error:
+                    problems.append(error)
+                elif (isinstance(written, bool) or not isinstance(written, int)
+                      or not 0 <= written <= nbytes):
+                    problems.append(f"bytes_written() returned {written!r}; it must be an int "
+                                    f"from 0 to bytes_moved() ({nbytes:,}): the bytes a "
+                                    f"solution must write")
     elif ctx.format == "leetgpu":
         notes = "; no bytes_moved/flops (LeetGPU's format has none): bandwidth is not reported"
     else:

@@ -190,7 +190,7 @@ def throughput(challenge: ChallengeBase, case: Dict[str, Any], median_ms: float,
             out["ceiling_gbps"] = ceiling.gbps
             out["ceiling_source"] = ceiling.source
             out["ceiling_fraction"] = out["gbps"] / ceiling.gbps
-        floor = devices.case_floor(device, nbytes)
+        floor = devices.case_floor(device, nbytes, challenge.bytes_written(case))
         if floor:
             out["floor_us"], out["floor_source"] = floor.ms * 1e3, floor.source
         elif ceiling:

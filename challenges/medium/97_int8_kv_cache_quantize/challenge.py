@@ -339,6 +339,11 @@ class Challenge(ChallengeBase):
         h, d = test["num_kv_heads"], test["head_dim"]
         return 4 * test["N"] + n * h * (2 * 2 * d + 2 * d + 2 * 4)
 
+    def bytes_written(self, test: Dict[str, Any]) -> int:
+        """The int8 rows and float32 scales of the stored tokens (the pool is updated in part)."""
+        n = int((test["slot_mapping"] >= 0).sum())
+        return n * test["num_kv_heads"] * (2 * test["head_dim"] + 2 * 4)
+
     def flops(self, test: Dict[str, Any]) -> int:
         """Per stored element: a compare for the row maximum and a multiply or divide."""
         n = int((test["slot_mapping"] >= 0).sum())

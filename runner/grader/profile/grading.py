@@ -90,7 +90,7 @@ class ProfileGrading(Grading):
             if ceiling:
                 context["ceiling_gbps"] = ceiling.gbps
             if nbytes:
-                floor = devices.case_floor(device, nbytes)
+                floor = devices.case_floor(device, nbytes, self.challenge.bytes_written(case))
                 if floor:
                     context["floor_us"] = floor.ms * 1e3
                 elif ceiling:
