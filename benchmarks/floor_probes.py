@@ -175,6 +175,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     src = torch.randint(-2**31, 2**31 - 1, (nbytes // 4,), dtype=torch.int32, device=device)
     rows = [{"name": "harness read floor (runner.probe.read_floor_ms)",
              "us": probe.read_floor_ms(device, nbytes) * 1e3}]
+    for share, what in ((0.0003, "96's share written"), (0.35, "97's share"), (0.5, "half")):
+        rows.append({"name": f"harness read-write probe, {what}",
+                     "us": probe.mixed_floor_ms(device, nbytes, int(share * nbytes)) * 1e3})
     for name, run in triton_reads(src, sms):
         run()
         rows.append({"name": name, "us": median_us(run, flush)})
