@@ -54,6 +54,11 @@ TRITON_VARIANTS = {
     "interleave": {"interleave": True},
     "interleave_warps4_tile1024_pps4": {"interleave": True, "num_warps": 4, "tile_words": 1024,
                                         "programs_per_sm": 4},
+    "stages3": {"num_stages": 3},
+    "interleave_stages3": {"interleave": True, "num_stages": 3},
+    "warps4_tile1024": {"num_warps": 4, "tile_words": 1024},
+    "interleave_warps4_tile2048_stages2": {"interleave": True, "num_warps": 4, "tile_words": 2048,
+                                           "num_stages": 2},
 }
 
 
