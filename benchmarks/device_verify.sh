@@ -30,6 +30,10 @@
 #            before, unpacked into .baseline), interleaved on the same GPU; HOSTILE_SOLUTIONS (CHALLENGE:FILE
 #            words) narrows that list; BASELINE may name several checkouts (space-separated);
 #            HOSTILE_TESTS=0 skips the pytest files (medians only)
+#   medians  issues 24 and 27 in one run: every reference in the jail against .baseline27 (the
+#            tree before issue 27) and, for the three that issue 24 has not yet measured,
+#            against .baseline (the tree before issue 24) too, each with the grader's clock
+#            (issue 25's ratios in the summary)
 #   profile  issue 29: `--action profile` of 96's references and benchmarks/profile/'s fixtures
 #            (benchmarks/profile_gpu.sh says what to look for)
 #   latency  issue 28 (a verdict in seconds): the parked jail's GPU test and the corpus, then
@@ -48,9 +52,9 @@
 # device's Python). Results and logs go under OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tune, gpu, tests, hostile, profile, latency, cold, queue or warm}
+phase=${1:?phase: trust, clock, clock2, clock3, board, floors, tune, gpu, tests, hostile, medians, profile, latency, cold, queue or warm}
 out=${2:?an output folder}
-case "$phase" in trust|clock|clock2|clock3|board|floors|tune|gpu|tests|hostile|profile|latency|cold|queue|warm) ;; *)
+case "$phase" in trust|clock|clock2|clock3|board|floors|tune|gpu|tests|hostile|medians|profile|latency|cold|queue|warm) ;; *)
     echo "unknown phase $phase: see the header of $0" >&2
     exit 2 ;;
 esac
@@ -126,6 +130,17 @@ hostile)
     python3 benchmarks/trust_check.py --out "$out/hostile.jsonl" --modes "$modes" --summary \
         ${HOSTILE_SOLUTIONS:-$(refs 96) $(refs 97) $(refs 98)} 2>&1 \
         | tee "$out/hostile_medians.log" | tail -40
+    ;;
+medians)
+    r97=challenges/medium/97_int8_kv_cache_quantize/reference
+    r98=challenges/hard/98_paged_int8_decode_attention/reference
+    first="97:$r97/solution.triton.py 98:$r98/solution.cu 98:$r98/solution.triton.py"
+    rest=$(refs 96; for f in "$r97"/solution.cu "$r97"/solution.pytorch.py "$r98"/solution.pytorch.py; do
+        n=${f#challenges/*/}; printf '%s:%s ' "${n%%_*}" "$f"; done)
+    python3 benchmarks/trust_check.py --out "$out/medians.jsonl" --summary \
+        --modes jail,old:.baseline27,old:.baseline $first 2>&1 | tee "$out/medians_24.log" | tail -20
+    python3 benchmarks/trust_check.py --out "$out/medians.jsonl" --summary \
+        --modes jail,old:.baseline27 $rest 2>&1 | tee "$out/medians_27.log" | tail -30
     ;;
 latency)
     timeout -k 20 -s INT 120 python3 -m pytest -m "gpu or not gpu" -q -p no:cacheprovider \
