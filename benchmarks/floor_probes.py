@@ -173,23 +173,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     nbytes = int(args.mib * 2**20) // 16 * 16
     flush = probe.read_flush(device, 2 * probe.l2_bytes(device))
     src = torch.randint(-2**31, 2**31 - 1, (nbytes // 4,), dtype=torch.int32, device=device)
-    rows = [{"name": "harness read floor (runner.probe.read_floor_ms)",
-             "us": probe.read_floor_ms(device, nbytes) * 1e3}]
+    gpu = torch.cuda.get_device_name(device)
+    print(f"{gpu}, {nbytes / 2**20:.1f} MiB, L2 flushed by reading, median of {REPEATS}", flush=True)
+    rows: List[Dict] = []
+
+    def add(row: Dict) -> None:
+        row["gbps"] = nbytes / (row["us"] / 1e6) / 1e9
+        rows.append(row)
+        print(f"  {row['name']:48s} {row['us']:8.2f} us  {row['gbps']:7.0f} GB/s", flush=True)
+
+    add({"name": "harness read floor (runner.probe.read_floor_ms)",
+         "us": probe.read_floor_ms(device, nbytes) * 1e3})
     for share, what in ((0.0003, "96's share written"), (0.35, "97's share"), (0.5, "half")):
-        rows.append({"name": f"harness read-write probe, {what}",
-                     "us": probe.mixed_floor_ms(device, nbytes, int(share * nbytes)) * 1e3})
+        add({"name": f"harness read-write probe, {what}",
+             "us": probe.mixed_floor_ms(device, nbytes, int(share * nbytes)) * 1e3})
     for name, run in triton_reads(src, sms):
         run()
-        rows.append({"name": name, "us": median_us(run, flush)})
+        add({"name": name, "us": median_us(run, flush)})
     for name, run in cuda_reads(src, sms):
         run()
-        rows.append({"name": name, "us": median_us(run, flush)})
-    rows += copy_rows(nbytes, device, flush)
-    gpu = torch.cuda.get_device_name(device)
-    print(f"{gpu}, {nbytes / 2**20:.1f} MiB, L2 flushed by reading, median of {REPEATS}")
-    for row in rows:
-        row["gbps"] = nbytes / (row["us"] / 1e6) / 1e9
-        print(f"  {row['name']:48s} {row['us']:8.2f} us  {row['gbps']:7.0f} GB/s", flush=True)
+        add({"name": name, "us": median_us(run, flush)})
+    for row in copy_rows(nbytes, device, flush):
+        add(row)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "floor_probes.json").write_text(json.dumps(
         {"device": gpu, "bytes": nbytes, "repeats": REPEATS, "rows": rows}, indent=1))
