@@ -5,6 +5,11 @@ where Triton is installed, else torch's reduction), with L2 flushed by reading b
 the copy probe times a device copy and counts read plus write. The faster of the two is the
 ceiling that no honest time may beat (a kernel that writes as much as it reads, like a
 quantize-on-store, can beat the pure read rate).
+
+A case's floor (:func:`read_floor_ms`, :func:`mixed_floor_ms`) is the same kind of probe over
+exactly the case's bytes, in the case's own mix of reads and writes: writes can end as dirty
+lines in L2 that the end event does not wait for, so a probe with more writes than the case
+would set it a floor it cannot reach.
 """
 
 from __future__ import annotations
@@ -191,7 +196,8 @@ def _triton_mixed(src: torch.Tensor, dst: torch.Tensor, n_read: int, n_write: in
 
 def copy_floor_ms(device: torch.device, nbytes: int) -> float:
     """Median ms of a device copy that reads ``nbytes / 2`` and writes as much (L2 flushed by
-    reading before each run): the floor of a kernel that writes as much as it reads."""
+    reading before each run). Shown by benchmarks beside the floor, not part of it: its writes
+    end in L2 (see :func:`mixed_floor_ms`)."""
     src = torch.ones(max(1, nbytes // 2), dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     run = lambda: dst.copy_(src)  # noqa: E731
