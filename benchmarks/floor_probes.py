@@ -99,24 +99,7 @@ def median_us(run: Callable[[], None], flush: Callable[[], None]) -> float:
 
 
 def triton_reads(src: torch.Tensor, sms: int):
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def read(src, sink, n_words, BLOCK: tl.constexpr, UNROLL: tl.constexpr,
-             CACHE: tl.constexpr):
-        pid = tl.program_id(0)
-        step = tl.num_programs(0) * BLOCK * UNROLL
-        acc = tl.zeros([BLOCK], dtype=tl.int32)
-        start = pid * BLOCK * UNROLL
-        offs = tl.arange(0, BLOCK)
-        while start < n_words:
-            for u in tl.static_range(UNROLL):
-                idx = start + u * BLOCK + offs
-                acc ^= tl.load(src + idx, mask=idx < n_words, other=0, cache_modifier=CACHE)
-            start += step
-        tl.store(sink + pid * BLOCK + offs, acc)
-
+    read = probe.read_kernel()
     words = src.numel()
     for name, pps, block, unroll, warps, cache in TRITON_VARIANTS:
         grid = (max(1, min(sms * pps, -(-words // (block * unroll)))),)

@@ -21,8 +21,9 @@ import torch
 
 
 @functools.lru_cache(maxsize=1)
-def _read_kernel() -> Optional[Callable]:
-    """The Triton read kernel, or None without Triton. Imported only when a GPU is probed:
+def read_kernel() -> Optional[Callable]:
+    """The Triton read kernel (``benchmarks/floor_probes.py`` times its variants), or None
+    without Triton. Imported only when a GPU is probed:
     importing triton decides for the whole process whether its kernels run under the
     interpreter, which is the grading's choice (runner.languages.triton.prepare), not ours."""
     try:
@@ -32,7 +33,8 @@ def _read_kernel() -> Optional[Callable]:
         return None
 
     @triton.jit
-    def read(src, sink, n_words, BLOCK: tl.constexpr, UNROLL: tl.constexpr):
+    def read(src, sink, n_words, BLOCK: tl.constexpr, UNROLL: tl.constexpr,
+             CACHE: tl.constexpr = ""):
         pid = tl.program_id(0)
         step = tl.num_programs(0) * BLOCK * UNROLL
         acc = tl.zeros([BLOCK], dtype=tl.int32)
@@ -41,13 +43,14 @@ def _read_kernel() -> Optional[Callable]:
         while start < n_words:
             for u in tl.static_range(UNROLL):
                 idx = start + u * BLOCK + offs
-                acc ^= tl.load(src + idx, mask=idx < n_words, other=0)
+                acc ^= tl.load(src + idx, mask=idx < n_words, other=0, cache_modifier=CACHE)
             start += step
         tl.store(sink + pid * BLOCK + offs, acc)
 
     return read
 
 
+@functools.lru_cache(maxsize=1)
 def _mixed_kernel() -> Optional[Callable]:
     """The Triton kernel behind :func:`mixed_floor_ms` (None without Triton): one grid-stride
     pass that reads ``n_read`` words of ``src`` and writes ``n_write`` words of ``dst``."""
@@ -115,7 +118,7 @@ def measure_ceiling(device: torch.device) -> Tuple[float, str]:
 
 def _triton_read(src: torch.Tensor, sms: int) -> Optional[Callable[[], None]]:
     """A launch of the read kernel over the int32 words of ``src`` (None without Triton)."""
-    kernel = _read_kernel()
+    kernel = read_kernel()
     if kernel is None:
         return None
     words, block, unroll = src.numel(), 1024, 4
