@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -86,16 +85,7 @@ TRITON_VARIANTS = [
 
 
 def median_us(run: Callable[[], None], flush: Callable[[], None]) -> float:
-    times = []
-    for _ in range(REPEATS):
-        flush()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3)
-    return statistics.median(times)
+    return probe.median_ms(run, flush, REPEATS) * 1e3
 
 
 def triton_reads(src: torch.Tensor, sms: int):
@@ -106,7 +96,8 @@ def triton_reads(src: torch.Tensor, sms: int):
         sink = torch.empty(grid[0] * block, dtype=torch.int32, device=src.device)
 
         def run(grid=grid, sink=sink, block=block, unroll=unroll, warps=warps, cache=cache):
-            read[grid](src, sink, words, BLOCK=block, UNROLL=unroll, CACHE=cache, num_warps=warps)
+            read[grid](src, src, sink, words, 0, words, BLOCK=block, UNROLL=unroll, CACHE=cache,
+                       num_warps=warps)
         yield name, run
 
 

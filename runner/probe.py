@@ -22,8 +22,10 @@ import torch
 
 @functools.lru_cache(maxsize=1)
 def read_kernel() -> Optional[Callable]:
-    """The Triton read kernel (``benchmarks/floor_probes.py`` times its variants), or None
-    without Triton. Imported only when a GPU is probed:
+    """The Triton probe kernel (``benchmarks/floor_probes.py`` times its variants), or None
+    without Triton: one grid-stride pass that reads ``n_read`` int32 words of ``src`` (each
+    lane's XOR into ``sink``) and, where ``WRITE``, writes ``n_write`` words of ``dst`` (word i
+    gets ``src[i] ^ i``, 0 past n_read). Imported only when a GPU is probed:
     importing triton decides for the whole process whether its kernels run under the
     interpreter, which is the grading's choice (runner.languages.triton.prepare), not ours."""
     try:
@@ -33,8 +35,8 @@ def read_kernel() -> Optional[Callable]:
         return None
 
     @triton.jit
-    def read(src, sink, n_words, BLOCK: tl.constexpr, UNROLL: tl.constexpr,
-             CACHE: tl.constexpr = ""):
+    def read(src, dst, sink, n_read, n_write, n_words, BLOCK: tl.constexpr,
+             UNROLL: tl.constexpr, WRITE: tl.constexpr = False, CACHE: tl.constexpr = ""):
         pid = tl.program_id(0)
         step = tl.num_programs(0) * BLOCK * UNROLL
         acc = tl.zeros([BLOCK], dtype=tl.int32)
@@ -43,44 +45,17 @@ def read_kernel() -> Optional[Callable]:
         while start < n_words:
             for u in tl.static_range(UNROLL):
                 idx = start + u * BLOCK + offs
-                acc ^= tl.load(src + idx, mask=idx < n_words, other=0, cache_modifier=CACHE)
+                x = tl.load(src + idx, mask=idx < n_read, other=0, cache_modifier=CACHE)
+                acc ^= x
+                if WRITE:
+                    tl.store(dst + idx, x ^ idx, mask=idx < n_write)
             start += step
         tl.store(sink + pid * BLOCK + offs, acc)
 
     return read
 
 
-@functools.lru_cache(maxsize=1)
-def _mixed_kernel() -> Optional[Callable]:
-    """The Triton kernel behind :func:`mixed_floor_ms` (None without Triton): one grid-stride
-    pass that reads ``n_read`` words of ``src`` and writes ``n_write`` words of ``dst``."""
-    try:
-        import triton
-        import triton.language as tl
-    except ImportError:  # pragma: no cover - triton is optional
-        return None
-
-    @triton.jit
-    def read_write(src, dst, sink, n_read, n_write, n_words, BLOCK: tl.constexpr,
-                   UNROLL: tl.constexpr):
-        pid = tl.program_id(0)
-        step = tl.num_programs(0) * BLOCK * UNROLL
-        acc = tl.zeros([BLOCK], dtype=tl.int32)
-        start = pid * BLOCK * UNROLL
-        offs = tl.arange(0, BLOCK)
-        while start < n_words:
-            for u in tl.static_range(UNROLL):
-                idx = start + u * BLOCK + offs
-                x = tl.load(src + idx, mask=idx < n_read, other=0)
-                acc ^= x
-                tl.store(dst + idx, x ^ idx, mask=idx < n_write)
-            start += step
-        tl.store(sink + pid * BLOCK + offs, acc)
-
-    return read_write
-
-
-def _median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int = 15) -> float:
+def median_ms(run: Callable[[], None], flush: Callable[[], None], repeats: int = 15) -> float:
     times = []
     for _ in range(repeats):
         flush()
@@ -104,28 +79,37 @@ def measure_ceiling(device: torch.device) -> Tuple[float, str]:
     run = _triton_read(src, torch.cuda.get_device_properties(device).multi_processor_count)
     if run is not None:
         run()
-        results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "Triton read probe"))
+        results.append((nbytes / (median_ms(run, flush) / 1e3) / 1e9, "Triton read probe"))
     run = _torch_read(src)
     run()
-    results.append((nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "torch read probe"))
+    results.append((nbytes / (median_ms(run, flush) / 1e3) / 1e9, "torch read probe"))
     dst = torch.empty_like(src)
     run = lambda: dst.copy_(src)  # noqa: E731
     run()
-    results.append((2 * nbytes / (_median_ms(run, flush) / 1e3) / 1e9, "copy probe (read + write)"))
+    results.append((2 * nbytes / (median_ms(run, flush) / 1e3) / 1e9, "copy probe (read + write)"))
     gbps, how = max(results)
     return gbps, f"{how}, {nbytes >> 20} MiB, read flush"
 
 
 def _triton_read(src: torch.Tensor, sms: int) -> Optional[Callable[[], None]]:
     """A launch of the read kernel over the int32 words of ``src`` (None without Triton)."""
+    return _triton_probe(src, src, src.numel(), 0, sms)
+
+
+def _triton_probe(src: torch.Tensor, dst: torch.Tensor, n_read: int, n_write: int,
+                  sms: int) -> Optional[Callable[[], None]]:
+    """A launch of the probe kernel: reads ``src[:n_read]`` and writes ``dst[:n_write]`` (see
+    :func:`read_kernel`) (None without Triton); ``run.sink`` holds each lane's XOR of the words
+    it read (tests check the coverage)."""
     kernel = read_kernel()
     if kernel is None:
         return None
-    words, block, unroll = src.numel(), 1024, 4
-    grid = (max(1, min(sms * 8, -(-words // (block * unroll)))),)
+    n_words, block, unroll = max(n_read, n_write, 1), 1024, 4
+    grid = (max(1, min(sms * 8, -(-n_words // (block * unroll)))),)
     sink = torch.empty(grid[0] * block, dtype=torch.int32, device=src.device)
-    run = lambda: kernel[grid](src, sink, words, BLOCK=block, UNROLL=unroll, num_warps=8)  # noqa: E731
-    run.sink = sink         # each lane's XOR of the words it read (tests check the coverage)
+    run = lambda: kernel[grid](src, dst, sink, n_read, n_write, n_words,  # noqa: E731
+                               BLOCK=block, UNROLL=unroll, WRITE=n_write > 0, num_warps=8)
+    run.sink = sink
     return run
 
 
@@ -157,7 +141,7 @@ def read_floor_ms(device: torch.device, nbytes: int) -> float:
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     run = _triton_read(src, sms) or _torch_read(src)
     run()
-    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
+    return median_ms(run, read_flush(device, 2 * l2_bytes(device)))
 
 
 def mixed_floor_ms(device: torch.device, nbytes: int, written: int) -> float:
@@ -170,7 +154,7 @@ def mixed_floor_ms(device: torch.device, nbytes: int, written: int) -> float:
     src = torch.ones(max(1, n_read), dtype=torch.int32, device=device)
     dst = torch.empty(max(1, n_write), dtype=torch.int32, device=device)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    run = _triton_mixed(src, dst, n_read, n_write, sms)
+    run = _triton_probe(src, dst, n_read, n_write, sms)
     if run is None:
         def run():
             if n_read:
@@ -178,23 +162,7 @@ def mixed_floor_ms(device: torch.device, nbytes: int, written: int) -> float:
             if n_write:
                 dst[:n_write].fill_(1)
     run()
-    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
-
-
-def _triton_mixed(src: torch.Tensor, dst: torch.Tensor, n_read: int, n_write: int,
-                  sms: int) -> Optional[Callable[[], None]]:
-    """A launch of the read-write kernel: reads ``src[:n_read]``, writes ``dst[:n_write]``
-    (word i gets ``src[i] ^ i``, 0 past n_read) in one grid-stride pass (None without Triton)."""
-    kernel = _mixed_kernel()
-    if kernel is None:
-        return None
-    n_words, block, unroll = max(n_read, n_write, 1), 1024, 4
-    grid = (max(1, min(sms * 8, -(-n_words // (block * unroll)))),)
-    sink = torch.empty(grid[0] * block, dtype=torch.int32, device=src.device)
-    run = lambda: kernel[grid](src, dst, sink, n_read, n_write, n_words,  # noqa: E731
-                               BLOCK=block, UNROLL=unroll, num_warps=8)
-    run.sink = sink
-    return run
+    return median_ms(run, read_flush(device, 2 * l2_bytes(device)))
 
 
 def copy_floor_ms(device: torch.device, nbytes: int) -> float:
@@ -205,4 +173,4 @@ def copy_floor_ms(device: torch.device, nbytes: int) -> float:
     dst = torch.empty_like(src)
     run = lambda: dst.copy_(src)  # noqa: E731
     run()
-    return _median_ms(run, read_flush(device, 2 * l2_bytes(device)))
+    return median_ms(run, read_flush(device, 2 * l2_bytes(device)))

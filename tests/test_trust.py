@@ -443,7 +443,7 @@ def test_the_read_write_probe_reads_and_writes_exactly_its_share():
                         generator=torch.Generator().manual_seed(4))
     for n_read, n_write in ((30_001, 5_003), (7_000, 30_001), (30_001, 0)):
         dst = torch.full((30_001,), 7, dtype=torch.int32)
-        run = probe._triton_mixed(src, dst, n_read, n_write, sms=1)
+        run = probe._triton_probe(src, dst, n_read, n_write, sms=1)
         run()
         assert np.bitwise_xor.reduce(run.sink.numpy()) == np.bitwise_xor.reduce(src[:n_read].numpy())
         idx = torch.arange(n_write, dtype=torch.int32)
