@@ -3,8 +3,9 @@ fixture, and each check fails, with its message, on a deliberately broken copy o
 
 A broken fixture is a folder under ``tests/fixtures/authoring/broken/`` holding the files that
 differ from the valid one (``good/easy/901_row_scale``) and a ``defect.json``: the check line
-that must fail, a fragment of its message, and files to remove. Adding a defect is adding a
-folder.
+that must fail, a fragment of its message, files to remove, and edits to make in place
+(``replace``: ``file``, ``old``, ``new``; a defect of a few lines needs no copy of the file).
+Adding a defect is adding a folder.
 """
 
 import json
@@ -45,6 +46,11 @@ def broken_copy(defect: Path, tmp_path: Path) -> Path:
             destination = target / source.relative_to(defect)
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, destination)
+    for edit in spec_of(defect).get("replace", []):
+        path = target / edit["file"]
+        text = path.read_text()
+        assert text.count(edit["old"]) == 1, f"{defect.name}: {edit['old']!r} not found once"
+        path.write_text(text.replace(edit["old"], edit["new"]))
     return target
 
 
